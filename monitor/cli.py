@@ -1,0 +1,88 @@
+"""The ``driftwatch`` command. Sub-commands load lazily so ``driftwatch --help`` stays fast
+and the core never imports Kafka or torch it does not need."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from monitor.errors import DriftwatchError
+from monitor.settings import Settings, load_settings
+
+#: name -> "module:attribute" of a click command or group. One line per sub-command.
+COMMANDS: dict[str, str] = {
+    "db": "monitor.store.cli:db",
+    "ingest": "ingest.cli:ingest",
+    "reference": "monitor.profiles_cli:reference",
+    "report": "monitor.report_cli:report",
+    "evaluate": "monitor.service_cli:evaluate",
+    "api": "monitor.service_cli:api",
+    "serve": "monitor.service_cli:serve",
+    "alerts": "monitor.alerts.cli:alerts",
+    "retrain": "retrain.cli:retrain",
+    "dashboards": "dashboards.cli:dashboards",
+    "demo": "monitor.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                return None  # not built yet
+            raise
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup)
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="DRIFTWATCH_CONFIG", help="YAML settings file.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """Driftwatch: drift monitoring, alerting and canary retraining for image classifiers."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = load_settings(config)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings built by the top-level group."""
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except DriftwatchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,96 @@
+"""The Prometheus metrics Driftwatch exposes: one table that the exporters, the dashboards and
+the alerting rules all read, so a renamed metric breaks a test instead of a panel.
+
+Label values: ``family`` is one of embedding/pixel/confidence/classes; ``arm`` is stable/canary/all;
+``state`` of a drift state gauge is 0 ok, 1 warn, 2 alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    type: Literal["gauge", "counter", "histogram"]
+    labels: tuple[str, ...]
+    help: str
+
+
+_MV = ("model", "version")
+
+METRICS: tuple[MetricSpec, ...] = (
+    # drift (evaluator)
+    MetricSpec("driftwatch_drift_statistic", "gauge", (*_MV, "arm", "family", "kind"),
+               "Latest test statistic per model, version, arm and family."),
+    MetricSpec("driftwatch_drift_effect_size", "gauge", (*_MV, "arm", "family"),
+               "Latest effect size (compared with the family's floor)."),
+    MetricSpec("driftwatch_drift_p_value", "gauge", (*_MV, "arm", "family"),
+               "Latest p-value, where the method has one."),
+    MetricSpec("driftwatch_drift_threshold", "gauge", (*_MV, "family", "level"),
+               "Effect-size threshold of the family at level warn or alert."),
+    MetricSpec("driftwatch_drift_detected", "gauge", (*_MV, "arm", "family"),
+               "1 when the latest window drifted for the family, else 0."),
+    MetricSpec("driftwatch_drift_state", "gauge", (*_MV, "family"),
+               "Policy state: 0 ok, 1 warn, 2 alert."),
+    MetricSpec("driftwatch_feature_change", "gauge", (*_MV, "family", "feature"),
+               "Relative change of a moved feature in the latest window (e.g. -0.18)."),
+    MetricSpec("driftwatch_windows_evaluated_total", "counter", (*_MV, "arm"),
+               "Windows evaluated."),
+    MetricSpec("driftwatch_evaluation_seconds", "histogram", (),
+               "Time to evaluate one window across all families."),
+    MetricSpec("driftwatch_last_window_end_timestamp_seconds", "gauge", (*_MV, "arm"),
+               "End time of the latest evaluated window."),
+    # alerts
+    MetricSpec("driftwatch_alerts_total", "counter", ("model", "family", "severity"),
+               "Alerts opened."),
+    MetricSpec("driftwatch_alerts_active", "gauge", ("model", "family", "severity"),
+               "Alerts currently firing."),
+    MetricSpec("driftwatch_alert_deliveries_total", "counter", ("channel", "outcome"),
+               "Alert delivery attempts by outcome (delivered, failed, gave_up)."),
+    # ingest
+    MetricSpec("driftwatch_ingest_messages_total", "counter", ("topic", "outcome"),
+               "Messages consumed by outcome (stored, duplicate, dead_letter)."),
+    MetricSpec("driftwatch_ingest_dead_letter_total", "counter", ("topic", "reason"),
+               "Messages sent to the dead-letter topic by reason."),
+    MetricSpec("driftwatch_ingest_consumer_lag", "gauge", ("topic", "partition"),
+               "Messages behind the end of each partition."),
+    MetricSpec("driftwatch_ingest_batch_seconds", "histogram", (),
+               "Time to validate and durably write one batch."),
+    MetricSpec("driftwatch_ingest_store_retries_total", "counter", (),
+               "Batch writes retried because the database failed."),
+    MetricSpec("driftwatch_predictions_total", "counter", (*_MV, "arm"),
+               "Prediction logs stored."),
+    # canary arms (evaluator, from windows of each arm)
+    MetricSpec("driftwatch_arm_accuracy", "gauge", (*_MV, "arm"),
+               "Labelled accuracy of the arm's latest window."),
+    MetricSpec("driftwatch_arm_latency_seconds", "gauge", (*_MV, "arm", "quantile"),
+               "Latency quantiles (0.5, 0.99) of the arm's latest window."),
+    MetricSpec("driftwatch_arm_low_confidence_rate", "gauge", (*_MV, "arm"),
+               "Share of predictions below the low-confidence cut in the latest window."),
+    MetricSpec("driftwatch_arm_confidence_bucket", "gauge", (*_MV, "arm", "le"),
+               "Share of the latest window with max softmax <= le."),
+    MetricSpec("driftwatch_arm_class_share", "gauge", (*_MV, "arm", "class"),
+               "Share of predictions of each class in the latest window."),
+    MetricSpec("driftwatch_canary_agreement", "gauge", ("model",),
+               "Agreement of canary and stable models on the offline gate set."),
+    MetricSpec("driftwatch_canary_weight", "gauge", ("model", "version"),
+               "Traffic percent routed to the canary version."),
+    MetricSpec("driftwatch_canary_step", "gauge", ("model", "version"),
+               "Index of the current rollout step."),
+    MetricSpec("driftwatch_rollout_events_total", "counter", ("model", "event"),
+               "Rollout events (started, step, promoted, rolled_back)."),
+    # retraining and models
+    MetricSpec("driftwatch_retrain_jobs_total", "counter", ("model", "state"),
+               "Retraining jobs reaching a state."),
+    MetricSpec("driftwatch_model_accuracy", "gauge", (*_MV, "format", "dataset"),
+               "Offline accuracy of a registered model version (format fp32/int8)."),
+    MetricSpec("driftwatch_model_size_bytes", "gauge", (*_MV, "format"),
+               "Artifact size of a registered model version."),
+    MetricSpec("driftwatch_model_latency_seconds", "gauge", (*_MV, "format", "batch"),
+               "p50 latency of a registered model version at batch 1 and 32."),
+)
+
+BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}

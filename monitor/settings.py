@@ -1,0 +1,300 @@
+"""The one settings object, built once at start-up and passed down.
+
+Values come, highest priority first, from keyword arguments, environment variables with the
+``DRIFTWATCH_`` prefix (nested with ``__``, e.g. ``DRIFTWATCH_KAFKA__BOOTSTRAP_SERVERS``), an
+optional YAML file (``DRIFTWATCH_CONFIG`` or :func:`load_settings`'s ``path``) and the defaults
+below, which are the embedded ones: a local broker and a SQLite file.
+
+Every section is a frozen sub-model; nothing here is created at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from monitor.errors import ConfigError
+
+Family = Literal["embedding", "pixel", "confidence", "classes"]
+FAMILIES: tuple[Family, ...] = ("embedding", "pixel", "confidence", "classes")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where the broker is and how the consumer group reads it."""
+
+    bootstrap_servers: list[str] = ["127.0.0.1:9092"]
+    predictions_topic: str = "driftwatch.predictions"
+    labels_topic: str = "driftwatch.labels"
+    dead_letter_topic: str = "driftwatch.dead-letter"
+    group_id: str = "driftwatch-ingest"
+    client_id: str = "driftwatch"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    max_poll_records: int = Field(5000, ge=1)
+    fetch_max_bytes: int = Field(52_428_800, ge=1024)
+    max_partition_fetch_bytes: int = Field(10_485_760, ge=1024)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    request_timeout_ms: int = Field(30_000, ge=1000)
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class DatabaseSettings(_Section):
+    """The SQL store: a SQLite file when embedded, PostgreSQL in production."""
+
+    url: str = "sqlite:///var/driftwatch.db"
+    pool_size: int = Field(5, ge=1)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        # Accept the URLs people paste from Heroku/libpq and use the psycopg 3 driver.
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+
+class IngestSettings(_Section):
+    """Batching, limits and retries of the ingest worker."""
+
+    batch_max_messages: int = Field(5000, ge=1)
+    batch_max_seconds: float = Field(1.0, gt=0)
+    retry_initial_seconds: float = Field(0.5, gt=0)
+    retry_max_seconds: float = Field(30.0, gt=0)
+    max_message_bytes: int = Field(262_144, ge=1024)
+    max_thumbnail_bytes: int = Field(65_536, ge=256)
+    max_embedding_dim: int = Field(4096, ge=1)
+    max_classes: int = Field(10_000, ge=2)
+    probability_tolerance: float = Field(1e-3, gt=0)
+    max_future_skew_seconds: float = Field(300.0, ge=0)
+    store_thumbnails: bool = True
+    embedding_dims: dict[str, int] = Field(
+        default_factory=dict, description="Expected embedding dimension per model name."
+    )
+
+
+class RetentionSettings(_Section):
+    """How long rows are kept; a scheduled job deletes older ones."""
+
+    predictions_days: float = Field(30.0, gt=0)
+    results_days: float = Field(365.0, gt=0)
+
+
+class WindowSettings(_Section):
+    """Tumbling windows per model and version, closed by count or time, whichever first."""
+
+    max_count: int = Field(1000, ge=10)
+    max_seconds: float = Field(300.0, gt=0)
+    min_count: int = Field(50, ge=1, description="A time-closed window smaller than this waits.")
+    reservoir_size: int = Field(2000, ge=100, description="Embeddings kept per window or profile.")
+
+
+class FamilySettings(_Section):
+    """Significance level and effect-size floor of one detector family."""
+
+    enabled: bool = True
+    method: str | None = None
+    alpha: float = Field(0.01, gt=0, lt=1)
+    effect_floor: float = Field(0.1, ge=0)
+
+
+class DetectorSettings(_Section):
+    """Per-family settings, with per-model overrides (``overrides[model][family]``)."""
+
+    embedding: FamilySettings = FamilySettings(method="embedding.mmd", effect_floor=0.02)
+    pixel: FamilySettings = FamilySettings(method="pixel.ks", effect_floor=0.1)
+    confidence: FamilySettings = FamilySettings(method="confidence.ks", effect_floor=0.1)
+    classes: FamilySettings = FamilySettings(method="classes.chi2", effect_floor=0.1)
+    overrides: dict[str, dict[Family, FamilySettings]] = Field(default_factory=dict)
+
+    def for_model(self, model: str, family: Family) -> FamilySettings:
+        """The settings of ``family`` for ``model``, with its override applied."""
+        return self.overrides.get(model, {}).get(family) or getattr(self, family)
+
+
+class PolicySettings(_Section):
+    """How drift results become decisions (see ``monitor/policy.py``)."""
+
+    windows_to_warn: int = Field(1, ge=1)
+    windows_to_alert: int = Field(2, ge=1)
+    windows_to_resolve: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(3600.0, ge=0)
+    alert_effect_multiple: float = Field(
+        2.0, ge=1.0, description="Alert severity needs effect >= floor * this."
+    )
+    retrain_families: list[Family] = ["embedding", "pixel", "confidence", "classes"]
+    retrain_max_per_day: int = Field(1, ge=0)
+
+
+class WebhookChannel(_Section):
+    type: Literal["webhook"] = "webhook"
+    name: str = "webhook"
+    url: str
+    secret: SecretStr | None = None
+
+
+class SlackChannel(_Section):
+    type: Literal["slack"] = "slack"
+    name: str = "slack"
+    url: str
+
+
+class PagerDutyChannel(_Section):
+    type: Literal["pagerduty"] = "pagerduty"
+    name: str = "pagerduty"
+    routing_key: SecretStr
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+class AlertmanagerChannel(_Section):
+    type: Literal["alertmanager"] = "alertmanager"
+    name: str = "alertmanager"
+    url: str
+
+
+Channel = Annotated[
+    WebhookChannel | SlackChannel | PagerDutyChannel | AlertmanagerChannel,
+    Field(discriminator="type"),
+]
+
+
+class AlertSettings(_Section):
+    """Where alerts go and how delivery is retried."""
+
+    channels: list[Channel] = Field(default_factory=list)
+    dashboard_url: str = "http://localhost:3000/d/driftwatch-oncall"
+    runbook_url: str = "https://example.invalid/runbooks/driftwatch"
+    max_attempts: int = Field(5, ge=1)
+    backoff_initial_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(5.0, gt=0)
+
+
+class SchedulerSettings(_Section):
+    interval_seconds: float = Field(30.0, gt=0)
+    retention_interval_seconds: float = Field(3600.0, gt=0)
+    lock_id: int = Field(724_071, description="PostgreSQL advisory lock key of the evaluator.")
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token: SecretStr | None = None
+    protect_reads: bool = False
+    max_page_size: int = Field(1000, ge=1)
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+
+class RetrainSettings(_Section):
+    registry_dir: Path = Path("var/registry")
+    recipe: str = "retrain.recipes:digits_finetune"
+    parity_tolerance: float = Field(1e-3, gt=0)
+    max_int8_accuracy_drop: float = Field(0.01, ge=0)
+    rollout_steps: list[int] = [5, 25, 50, 100]
+    step_min_logs: int = Field(200, ge=1)
+    min_recent_gain: float = Field(0.0, description="Candidate must beat current by this.")
+    max_reference_drop: float = Field(0.02, ge=0)
+    max_class_recall_drop: float = Field(0.10, ge=0)
+    deployment_spec_path: Path = Path("var/deployment.json")
+    deployment_webhook_url: str | None = None
+
+
+class GrafanaSettings(_Section):
+    url: str = "http://localhost:3000"
+    token: SecretStr | None = None
+    folder_uid: str = "driftwatch"
+    folder_title: str = "Driftwatch"
+    prometheus_url: str = "http://prometheus:9090"
+    postgres_host: str = "postgres:5432"
+    postgres_database: str = "driftwatch"
+    postgres_user: str = "driftwatch"
+    postgres_password: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Everything Driftwatch can be told. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTWATCH_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
+    retention: RetentionSettings = RetentionSettings()
+    windows: WindowSettings = WindowSettings()
+    detectors: DetectorSettings = DetectorSettings()
+    policy: PolicySettings = PolicySettings()
+    alerts: AlertSettings = AlertSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    api: ApiSettings = ApiSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_path = os.environ.get("DRIFTWATCH_CONFIG")
+        if config_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "prod":
+            if self.database.url.startswith("sqlite"):
+                raise ValueError("environment=prod needs a PostgreSQL database.url, not SQLite")
+            if self.api.token is None or len(self.api.token.get_secret_value()) < 16:
+                raise ValueError("environment=prod needs api.token of at least 16 characters")
+        return self
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from ``path`` (YAML), the environment and ``overrides``.
+
+    Raises :class:`~monitor.errors.ConfigError` with every problem listed.
+    """
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file not found: {path}")
+        os.environ["DRIFTWATCH_CONFIG"] = str(path)
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc
