@@ -95,6 +95,9 @@ class IngestSettings(_Section):
     embedding_dims: dict[str, int] = Field(
         default_factory=dict, description="Expected embedding dimension per model name."
     )
+    allowed_models: list[str] = Field(
+        default_factory=list, description="When non-empty, other models are dead-lettered."
+    )
 
 
 class RetentionSettings(_Section):
@@ -148,6 +151,7 @@ class PolicySettings(_Section):
     )
     retrain_families: list[Family] = ["embedding", "pixel", "confidence", "classes"]
     retrain_max_per_day: int = Field(1, ge=0)
+    retrain_min_severity: Literal["warning", "critical"] = "warning"
 
 
 class WebhookChannel(_Section):
@@ -221,6 +225,13 @@ class RetrainSettings(_Section):
     max_class_recall_drop: float = Field(0.10, ge=0)
     deployment_spec_path: Path = Path("var/deployment.json")
     deployment_webhook_url: str | None = None
+    seed: int = 0
+    min_labelled: int = Field(100, ge=10, description="Labelled production images a job needs.")
+    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="Recent labels kept for the gate.")
+    recipe_params: dict[str, Any] = Field(default_factory=dict)
+    min_arm_labels: int = Field(50, ge=1, description="Labels per arm before accuracy counts.")
+    max_online_accuracy_drop: float = Field(0.03, ge=0)
+    max_latency_ratio: float = Field(2.0, ge=1.0, description="Canary p99 / stable p99 limit.")
 
 
 class GrafanaSettings(_Section):

@@ -1,0 +1,54 @@
+"""Pure, vectorised statistics: no I/O, no state, no thresholds.
+
+Detectors (``monitor.detectors``) turn these into decisions; :func:`adjust_pvalues` is the one
+place where p-values of several features are combined.
+"""
+
+from monitor.stats.categorical import (
+    align_counts,
+    chi2_goodness_of_fit,
+    chi2_homogeneity,
+    cohens_h,
+    cohens_w,
+    two_proportion_test,
+)
+from monitor.stats.histograms import (
+    bin_counts,
+    evidently_bins,
+    fill_zeros,
+    js_distance,
+    psi,
+    quantile_edges,
+    shares,
+)
+from monitor.stats.mmd import MMDTest, fit_pca, median_gamma, mmd2_unbiased, mmd_test, rbf_kernel
+from monitor.stats.multitest import Correction, adjust_pvalues
+from monitor.stats.univariate import ColumnTests, ks_columns, ks_pvalue, wasserstein_norm
+
+__all__ = [
+    "ColumnTests",
+    "Correction",
+    "MMDTest",
+    "adjust_pvalues",
+    "align_counts",
+    "bin_counts",
+    "chi2_goodness_of_fit",
+    "chi2_homogeneity",
+    "cohens_h",
+    "cohens_w",
+    "evidently_bins",
+    "fill_zeros",
+    "fit_pca",
+    "js_distance",
+    "ks_columns",
+    "ks_pvalue",
+    "median_gamma",
+    "mmd2_unbiased",
+    "mmd_test",
+    "psi",
+    "quantile_edges",
+    "rbf_kernel",
+    "shares",
+    "two_proportion_test",
+    "wasserstein_norm",
+]

@@ -1,0 +1,344 @@
+"""The ingest worker: a Kafka consumer group member that moves prediction logs and labels from
+the ``predictions`` and ``labels`` topics into the SQL store, exactly once in effect.
+
+Run several in one consumer group (``driftwatch ingest``) to share the partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest.validate import Validated, Validator
+from monitor.errors import BrokerUnavailable, StoreUnavailable
+from monitor.metrics import metric
+from monitor.settings import KafkaSettings, Settings
+from monitor.store.db import make_engine, session_factory, unit_of_work
+from monitor.store.ingest_repo import WriteCounts, write_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    """Running totals of one :meth:`IngestWorker.run`."""
+
+    consumed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    labels: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    store_retries: int = 0
+    abandoned_batches: int = 0
+    failed_commits: int = 0
+    assigned_at: float | None = None  # time.monotonic() of the first partition assignment
+
+
+def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection settings shared by Driftwatch's consumers and producers."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": list(kafka.bootstrap_servers),
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+    if kafka.sasl_mechanism:
+        config["sasl_mechanism"] = kafka.sasl_mechanism
+        config["sasl_plain_username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return config
+
+
+class _Abandoned(Exception):
+    """The in-flight batch was given up (shutdown or partitions revoked)."""
+
+
+class IngestWorker:
+    """Consume, validate, store, dead-letter, commit: in that order, batch by batch.
+
+    Each batch goes through these steps:
+
+    1. Poll records from the subscribed topics until ``ingest.batch_max_messages`` records or
+       ``ingest.batch_max_seconds`` have gathered.
+    2. Validate each record into a ``PredictionLog`` or ``LabelEvent`` (thumbnail-only logs get
+       pixel statistics computed here); invalid ones become ``Rejected`` records.
+    3. Write all logs and labels in ONE database transaction with idempotent keys
+       ``(model, request_id)`` (``ON CONFLICT DO NOTHING``); a replayed batch stores nothing
+       twice. If the database fails, retry with capped exponential backoff while the partitions
+       are paused (the group membership stays alive); nothing is committed meanwhile.
+    4. Send the rejected records to the dead-letter topic and flush the producer.
+    5. Only then commit the batch's offsets (last offset + 1 per partition).
+
+    A crash anywhere before step 5 means the batch is read again and re-written harmlessly. On
+    rebalance, records of a batch not yet committed are dropped (their new owner reads them from
+    the committed offset). On shutdown, a batch being retried is abandoned without committing.
+
+    Parameters
+    ----------
+    settings
+        The Driftwatch settings (``kafka``, ``database`` and ``ingest`` are read).
+    engine
+        An engine to write with; by default one is made from ``settings.database``.
+    """
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka
+        self.ingest = settings.ingest
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else make_engine(settings.database)
+        self.sessions = session_factory(self.engine)
+        self.validator = Validator(
+            settings.ingest,
+            predictions_topic=self.kafka.predictions_topic,
+            labels_topic=self.kafka.labels_topic,
+        )
+        self.stats = IngestStats()
+        self._stop = threading.Event()
+        self._generation = 0  # bumped on every revocation
+        self._buffer: list[Any] = []
+        self._assigned = False
+        self._consumer: Any = None
+        self._producer: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish the current batch and return (safe from signal handlers)."""
+        self._stop.set()
+
+    def run(
+        self,
+        stop_event: threading.Event | None = None,
+        *,
+        max_messages: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> IngestStats:
+        """Consume until stopped, until ``max_messages`` records were handled, or until no
+        record arrived for ``idle_timeout`` seconds (counted from the first partition
+        assignment, since joining the group takes a few seconds); returns the totals."""
+        stopping: Callable[[], bool] = (
+            (lambda: self._stop.is_set() or stop_event.is_set()) if stop_event else self._stop.is_set
+        )
+        self._open()
+        last_record = time.monotonic()
+        try:
+            batch_started = time.monotonic()
+            while not stopping():
+                room = self.ingest.batch_max_messages - len(self._buffer)
+                if max_messages is not None:
+                    room = min(room, max_messages - self.stats.consumed - len(self._buffer))
+                wait = self.ingest.batch_max_seconds - (time.monotonic() - batch_started)
+                polled = self._consumer.poll(timeout_ms=max(int(wait * 1000), 0) or 1,
+                                             max_records=max(room, 1))
+                for records in polled.values():
+                    self._buffer.extend(records)
+                now = time.monotonic()
+                if polled:
+                    last_record = now
+                full = len(self._buffer) >= self.ingest.batch_max_messages
+                due = now - batch_started >= self.ingest.batch_max_seconds
+                enough = max_messages is not None and (
+                    self.stats.consumed + len(self._buffer) >= max_messages
+                )
+                if self._buffer and (full or due or enough or stopping()):
+                    batch, self._buffer = self._buffer, []
+                    self._process(batch, stopping)
+                if not self._buffer:
+                    batch_started = time.monotonic()
+                if max_messages is not None and self.stats.consumed >= max_messages:
+                    break
+                if not self._assigned:
+                    last_record = now  # idleness counts from the first partition assignment
+                elif idle_timeout is not None and now - last_record >= idle_timeout:
+                    break
+        finally:
+            self._close()
+        return self.stats
+
+    def _open(self) -> None:
+        from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+        from kafka.errors import KafkaError
+
+        worker = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                worker._generation += 1
+                if worker._buffer:
+                    log.info("partitions revoked: dropping %d uncommitted records", len(worker._buffer))
+                worker._buffer = []
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                worker._assigned = True
+                if worker.stats.assigned_at is None:
+                    worker.stats.assigned_at = time.monotonic()
+                log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+        common = kafka_client_config(self.kafka)
+        try:
+            self._consumer = KafkaConsumer(
+                **common,
+                group_id=self.kafka.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.kafka.max_poll_records,
+                fetch_max_bytes=self.kafka.fetch_max_bytes,
+                max_partition_fetch_bytes=self.kafka.max_partition_fetch_bytes,
+                # a fetch response is one network frame: let it be as large as we asked for
+                receive_message_max_bytes=self.kafka.fetch_max_bytes + 1_048_576,
+                session_timeout_ms=self.kafka.session_timeout_ms,
+                heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
+            )
+            self._consumer.subscribe(
+                [self.kafka.predictions_topic, self.kafka.labels_topic], listener=Listener()
+            )
+            self._producer = KafkaProducer(**common, acks="all", linger_ms=5)
+        except KafkaError as exc:
+            self._close()
+            raise BrokerUnavailable(f"cannot reach Kafka at {self.kafka.bootstrap_servers}: {exc}") from exc
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.close(timeout=10)
+            self._producer = None
+        if self._own_engine:
+            self.engine.dispose()
+
+    # ------------------------------------------------------------------ one batch
+
+    def _process(self, batch: list[Any], stopping: Callable[[], bool]) -> None:
+        generation = self._generation
+        started = time.perf_counter()
+        out = self.validator.validate(
+            (r.topic, r.partition, r.offset, r.key, r.value) for r in batch
+        )
+        try:
+            counts = self._retrying(lambda: self._write(out), "store", generation, stopping)
+            if out.rejected:
+                self._retrying(lambda: self._dead_letter(out), "dead-letter", generation, stopping)
+        except _Abandoned as exc:
+            self.stats.abandoned_batches += 1
+            log.warning("abandoned a batch of %d records without committing: %s", len(batch), exc)
+            return
+        self._commit(batch)
+        self._account(batch, out, counts, time.perf_counter() - started)
+
+    def _write(self, out: Validated) -> WriteCounts:
+        try:
+            with unit_of_work(self.sessions) as session:
+                return write_batch(session, out.logs, out.labels,
+                                   keep_thumbnails=self.ingest.store_thumbnails)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database write failed: {exc}") from exc
+
+    def _dead_letter(self, out: Validated) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            futures = []
+            for rej in out.rejected:
+                headers = [
+                    ("reason", rej.reason.encode()),
+                    ("source_topic", rej.topic.encode()),
+                    ("source_partition", str(rej.partition).encode()),
+                    ("source_offset", str(rej.offset).encode()),
+                ]
+                futures.append(self._producer.send(
+                    self.kafka.dead_letter_topic, value=rej.model_dump_json().encode(),
+                    key=None if rej.key is None else rej.key.encode(), headers=headers,
+                ))
+            self._producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=0)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"dead-letter send failed: {exc}") from exc
+
+    def _retrying(self, action: Callable[[], Any], what: str, generation: int,
+                  stopping: Callable[[], bool]) -> Any:
+        """Run ``action`` until it succeeds, backing off while the partitions are paused."""
+        delay = self.ingest.retry_initial_seconds
+        paused = False
+        try:
+            while True:
+                try:
+                    return action()
+                except (StoreUnavailable, BrokerUnavailable) as exc:
+                    self.stats.store_retries += 1
+                    metric("driftwatch_ingest_store_retries_total").inc()
+                    log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+                if not paused:
+                    self._consumer.pause(*self._consumer.assignment())
+                    paused = True
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:
+                    if stopping():
+                        raise _Abandoned("shutting down")
+                    # Keeps the group membership alive; the paused partitions return nothing, but
+                    # partitions newly assigned by a rebalance may: keep those for the next batch.
+                    for records in self._consumer.poll(timeout_ms=100).values():
+                        self._buffer.extend(records)
+                    if self._generation != generation:
+                        raise _Abandoned("partitions were revoked")
+                delay = min(delay * 2, self.ingest.retry_max_seconds)
+        finally:
+            if paused and self._consumer is not None:
+                self._consumer.resume(*self._consumer.paused())
+
+    def _commit(self, batch: list[Any]) -> None:
+        from kafka import TopicPartition
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        last: dict[Any, int] = {}
+        for r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            if r.offset >= last.get(tp, -1):
+                last[tp] = r.offset
+        offsets = {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
+        try:
+            self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on; the new owner re-reads these records and stores nothing twice.
+            self.stats.failed_commits += 1
+            log.warning("offset commit failed (records will be re-read idempotently): %s", exc)
+            return
+        lag = metric("driftwatch_ingest_consumer_lag")
+        for tp, off in offsets.items():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(high - off.offset, 0))
+
+    def _account(self, batch: list[Any], out: Validated, counts: WriteCounts, seconds: float) -> None:
+        s = self.stats
+        s.consumed += len(batch)
+        s.batches += 1
+        s.stored += counts.stored
+        s.duplicates += counts.duplicates
+        s.labels += counts.labels
+        s.dead_lettered += len(out.rejected)
+        messages = metric("driftwatch_ingest_messages_total")
+        pt, lt = self.kafka.predictions_topic, self.kafka.labels_topic
+        messages.labels(topic=pt, outcome="stored").inc(counts.stored)
+        messages.labels(topic=pt, outcome="duplicate").inc(counts.duplicates)
+        messages.labels(topic=lt, outcome="stored").inc(counts.labels)
+        dead = metric("driftwatch_ingest_dead_letter_total")
+        for rej in out.rejected:
+            messages.labels(topic=rej.topic, outcome="dead_letter").inc()
+            dead.labels(topic=rej.topic, reason=rej.reason).inc()
+        preds = metric("driftwatch_predictions_total")
+        for (model, version, arm), n in counts.by_series.items():
+            preds.labels(model=model, version=version, arm=arm).inc(n)
+        metric("driftwatch_ingest_batch_seconds").observe(seconds)

@@ -1,0 +1,182 @@
+"""Apply the policy to evaluated windows: state, transitions, alerts, deliveries, retrains.
+
+Runs in the evaluator's transaction, right after :func:`monitor.evaluate.evaluate_pending`, so a
+window's results and the decisions they cause commit together (or not at all):
+
+1. Load the remembered :class:`~monitor.policy.PolicyState` of each (model, version, family).
+2. :func:`monitor.policy.step` decides; a transition is stored with its evidence.
+3. A paging ``alert`` opens an alert (or re-opens the last one when flapping) and enqueues one
+   delivery per channel; ``resolved`` closes it and enqueues the resolve.
+4. :func:`monitor.policy.retrain_decision` may queue a retraining job (idempotent per alert).
+
+Canary-arm windows are left to the rollout (``retrain/``): the policy watches the model's
+production traffic (arms ``all`` and ``stable``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.alerts.message import dedup_key, evidence_from_result
+from monitor.alerts.router import enqueue
+from monitor.metrics import metric
+from monitor.policy import Observation, PolicyState, Transition, retrain_decision, step
+from monitor.results import DriftResult
+from monitor.settings import Settings
+from monitor.store.alerting_tables import AlertRow, PolicyStateRow, PolicyTransitionRow
+from monitor.store.tables import Window
+
+log = logging.getLogger(__name__)
+
+WATCHED_ARMS = frozenset({"all", "stable"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy did with one window's family."""
+
+    model: str
+    version: str
+    family: str
+    transition: Transition
+    alert_id: int | None
+    retrain: bool
+
+
+def _load(session: Session, model: str, version: str, family: str) -> PolicyStateRow:
+    row = session.get(PolicyStateRow, (model, version, family))
+    if row is None:
+        row = PolicyStateRow(model=model, model_version=version, family=family, state="ok",
+                             drift_streak=0, clean_streak=0)
+        session.add(row)
+    return row
+
+
+def _state(row: PolicyStateRow) -> PolicyState:
+    return PolicyState(
+        state=row.state, drift_streak=row.drift_streak or 0,  # type: ignore[arg-type]
+        clean_streak=row.clean_streak or 0, severity=row.severity,  # type: ignore[arg-type]
+        opened_at=row.opened_at, last_paged_at=row.last_paged_at,
+        last_window_id=row.last_window_id,
+    )
+
+
+def _save(row: PolicyStateRow, state: PolicyState, now: datetime) -> None:
+    row.state, row.drift_streak, row.clean_streak = state.state, state.drift_streak, \
+        state.clean_streak
+    row.severity, row.opened_at, row.last_paged_at = state.severity, state.opened_at, \
+        state.last_paged_at
+    row.last_window_id, row.updated_at = state.last_window_id, now
+
+
+def _recent_retrains(session: Session, model: str, at: datetime) -> list[datetime]:
+    return list(session.scalars(
+        select(PolicyTransitionRow.at).where(
+            PolicyTransitionRow.model == model, PolicyTransitionRow.retrain.is_(True),
+            PolicyTransitionRow.at > at - timedelta(days=1))))
+
+
+def _open_alert(session: Session, settings: Settings, window: Window, family: str,
+                t: Transition, now: datetime) -> AlertRow:
+    last = session.scalars(
+        select(AlertRow).where(AlertRow.model == window.model,
+                               AlertRow.model_version == window.model_version,
+                               AlertRow.family == family)
+        .order_by(AlertRow.id.desc()).limit(1)).first()
+    if not t.notify and last is not None:
+        # Flapping inside the cooldown: the same alert fires again, nobody is paged twice.
+        last.status, last.resolved_at, last.updated_at = "firing", None, now
+        last.reopen_count += 1
+        last.evidence = {**t.evidence, "reason": t.reason}
+        return last
+    alert = AlertRow(
+        model=window.model, model_version=window.model_version, family=family,
+        severity=t.severity or "warning", status="firing", dedup_key="", opened_at=t.at,
+        summary=t.reason, evidence={**t.evidence, "reason": t.reason}, reopen_count=0,
+        updated_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    alert.dedup_key = dedup_key(alert.model, alert.model_version, family, alert.id)
+    metric("driftwatch_alerts_total").labels(model=alert.model, family=family,
+                                             severity=alert.severity).inc()
+    if t.notify:
+        enqueue(session, alert, "trigger", settings.alerts, now)
+    return alert
+
+
+def _resolve_alert(session: Session, settings: Settings, window: Window, family: str,
+                   t: Transition, now: datetime) -> AlertRow | None:
+    alert = session.scalars(
+        select(AlertRow).where(AlertRow.model == window.model,
+                               AlertRow.model_version == window.model_version,
+                               AlertRow.family == family, AlertRow.status == "firing")
+        .order_by(AlertRow.id.desc()).limit(1)).first()
+    if alert is None:
+        return None
+    alert.status, alert.resolved_at, alert.updated_at = "resolved", t.at, now
+    alert.evidence = {**alert.evidence, "resolved_by": t.evidence, "resolve_reason": t.reason}
+    enqueue(session, alert, "resolve", settings.alerts, now)
+    return alert
+
+
+def apply_window(
+    session: Session, settings: Settings, window: Window, results: Iterable[DriftResult],
+    now: datetime | None = None,
+) -> list[Decision]:
+    """Run the policy over one evaluated window's results; returns what changed."""
+    now = now or datetime.now(UTC)
+    if window.arm not in WATCHED_ARMS:
+        return []
+    decisions: list[Decision] = []
+    for result in results:
+        family = result.family
+        floor = settings.detectors.for_model(window.model, family).effect_floor  # type: ignore[arg-type]
+        obs = Observation(window.id, window.start_ts, window.end_ts, bool(result.drifted),
+                          float(result.effect_size), floor, evidence_from_result(result))
+        row = _load(session, window.model, window.model_version, family)
+        state, t = step(_state(row), obs, settings.policy)
+        _save(row, state, now)
+        if t is None:
+            continue
+        alert: AlertRow | None = None
+        retrain = False
+        retrain_reason: str | None = None
+        if t.to_state == "alert":
+            alert = _open_alert(session, settings, window, family, t, now)
+            choice = retrain_decision(t, family, _recent_retrains(session, window.model, t.at),
+                                      settings.policy)
+            retrain, retrain_reason = choice.retrain, choice.reason
+            if retrain:
+                _queue_retrain(session, window, alert, choice.reason)
+        elif t.to_state == "resolved":
+            alert = _resolve_alert(session, settings, window, family, t, now)
+        session.add(PolicyTransitionRow(
+            model=window.model, model_version=window.model_version, family=family,
+            window_id=window.id, from_state=t.from_state, to_state=t.to_state, at=t.at,
+            reason=t.reason, notify=t.notify, severity=t.severity, retrain=retrain,
+            retrain_reason=retrain_reason, evidence=t.evidence, created_at=now,
+        ))
+        log.info("%s %s %s: %s -> %s (%s)", window.model, window.model_version, family,
+                 t.from_state, t.to_state, t.reason)
+        decisions.append(Decision(window.model, window.model_version, family, t,
+                                  None if alert is None else alert.id, retrain))
+    session.flush()
+    return decisions
+
+
+def _queue_retrain(session: Session, window: Window, alert: AlertRow, reason: str) -> None:
+    try:
+        from retrain.jobs import enqueue_job
+    except ImportError:  # retrain/ not installed: the decision is still recorded
+        log.warning("retrain wanted for %s but retrain/ is not available", window.model)
+        return
+    enqueue_job(session, window.model, f"alert-{alert.id}", source="policy", reason=reason,
+                params={"version": window.model_version, "alert_id": alert.id,
+                        "family": alert.family})

@@ -1,0 +1,223 @@
+"""Alert routing: an outbox of deliveries, sent per channel with retries and backoff.
+
+1. The evaluator calls :func:`enqueue` in its own transaction: one ``pending`` row per channel.
+2. :func:`deliver_pending` (its own scheduler job) sends due rows, each in its own short
+   transaction: ``delivered`` on a 2xx, else ``attempts + 1`` and a retry after exponential
+   backoff, ``gave_up`` after ``max_attempts``. A delivered row is never sent again, so a
+   receiver that recovers gets each message once.
+3. A channel that fails is skipped for the rest of the run (and its timeout is short), so a
+   dead channel never holds up the others, and never the evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.alerts import alertmanager, pagerduty, slack, webhook
+from monitor.alerts.message import AlertMessage, Event
+from monitor.errors import DriftwatchError
+from monitor.metrics import metric
+from monitor.settings import (
+    AlertmanagerChannel,
+    AlertSettings,
+    PagerDutyChannel,
+    Settings,
+    SlackChannel,
+    WebhookChannel,
+)
+from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow
+from monitor.store.db import unit_of_work
+
+log = logging.getLogger(__name__)
+
+ChannelSettings = WebhookChannel | SlackChannel | PagerDutyChannel | AlertmanagerChannel
+
+
+class DeliveryError(DriftwatchError):
+    """A channel did not accept a message."""
+
+
+def channel_request(
+    msg: AlertMessage, channel: ChannelSettings
+) -> tuple[str, bytes, dict[str, str]]:
+    """(url, body, headers) of ``msg`` for ``channel``'s service."""
+    if isinstance(channel, WebhookChannel):
+        return webhook.request(msg, channel)
+    if isinstance(channel, SlackChannel):
+        return slack.request(msg, channel)
+    if isinstance(channel, PagerDutyChannel):
+        return pagerduty.request(msg, channel)
+    return alertmanager.request(msg, channel)
+
+
+def send(client: httpx.Client, msg: AlertMessage, channel: ChannelSettings) -> int:
+    """POST ``msg`` to ``channel`` once; the status code, or :class:`DeliveryError`."""
+    url, body, headers = channel_request(msg, channel)
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{channel.name}: {type(exc).__name__}: {exc}") from exc
+    if not response.is_success:
+        raise DeliveryError(f"{channel.name}: HTTP {response.status_code}: {response.text[:200]}")
+    return response.status_code
+
+
+def backoff(attempts: int, settings: AlertSettings) -> timedelta:
+    """Delay before attempt ``attempts + 1``: doubling from the initial delay, capped."""
+    seconds = settings.backoff_initial_seconds * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=min(seconds, settings.backoff_max_seconds))
+
+
+def enqueue(
+    session: Session, alert: AlertRow, event: Event, settings: AlertSettings, now: datetime
+) -> list[AlertDeliveryRow]:
+    """Add one pending delivery of ``event`` for ``alert`` per configured channel."""
+    key = f"{event}:{alert.reopen_count}"
+    rows = [
+        AlertDeliveryRow(alert_id=alert.id, channel=ch.name, event=event, event_key=key,
+                         status="pending", attempts=0, next_attempt_at=now)
+        for ch in settings.channels
+    ]
+    session.add_all(rows)
+    return rows
+
+
+def message_for(alert: AlertRow, event: Event, settings: AlertSettings) -> AlertMessage:
+    return AlertMessage.build(
+        alert_id=alert.id, event=event, model=alert.model, version=alert.model_version,
+        family=alert.family, severity=alert.severity, evidence=alert.evidence,
+        dashboard_url=settings.dashboard_url, runbook_url=settings.runbook_url,
+    )
+
+
+def deliver_pending(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    now: datetime | None = None,
+    client: httpx.Client | None = None,
+    limit: int = 200,
+    on_delivered: Callable[[AlertMessage, str], None] | None = None,
+) -> Counter[str]:
+    """Send the due deliveries once each; returns counts by outcome.
+
+    ``now`` defaults to the wall clock (tests pass it to step through backoff).
+    """
+    now = now or datetime.now(UTC)
+    cfg = settings.alerts
+    channels = {ch.name: ch for ch in cfg.channels}
+    outcomes: Counter[str] = Counter()
+    failed_channels: set[str] = set()
+    own_client = client is None
+    http = client or httpx.Client(timeout=cfg.timeout_seconds)
+    try:
+        with unit_of_work(factory) as session:
+            due = list(session.scalars(
+                select(AlertDeliveryRow.id)
+                .where(AlertDeliveryRow.status == "pending",
+                       AlertDeliveryRow.next_attempt_at <= now)
+                .order_by(AlertDeliveryRow.id).limit(limit)))
+        for delivery_id in due:
+            with unit_of_work(factory) as session:
+                outcome = _deliver_one(session, delivery_id, channels, failed_channels, http,
+                                       settings, now, on_delivered)
+            if outcome:
+                outcomes[outcome] += 1
+    finally:
+        if own_client:
+            http.close()
+    return outcomes
+
+
+def _deliver_one(
+    session: Session,
+    delivery_id: int,
+    channels: dict[str, ChannelSettings],
+    failed_channels: set[str],
+    http: httpx.Client,
+    settings: Settings,
+    now: datetime,
+    on_delivered: Callable[[AlertMessage, str], None] | None,
+) -> str | None:
+    query = select(AlertDeliveryRow).where(AlertDeliveryRow.id == delivery_id,
+                                           AlertDeliveryRow.status == "pending")
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = session.scalars(query).first()
+    if row is None or row.channel in failed_channels:
+        return None  # another sender has it, or its channel is down for this run
+    alert = session.get(AlertRow, row.alert_id)
+    channel = channels.get(row.channel)
+    if alert is None or channel is None:
+        row.status, row.last_error = "gave_up", f"channel {row.channel!r} no longer configured"
+        return _count(row.channel, "gave_up")
+    if alert.silenced_until is not None and alert.silenced_until > now and row.event != "test":
+        row.status, row.last_error = "silenced", f"silenced until {alert.silenced_until}"
+        return _count(row.channel, "silenced")
+    msg = message_for(alert, row.event, settings.alerts)  # type: ignore[arg-type]
+    row.attempts += 1
+    started = time.perf_counter()
+    try:
+        row.last_status_code = send(http, msg, channel)
+    except DeliveryError as exc:
+        failed_channels.add(row.channel)
+        row.last_error = str(exc)
+        if row.attempts >= settings.alerts.max_attempts:
+            row.status = "gave_up"
+            log.error("alert %s to %s: gave up after %d attempts: %s", alert.id, row.channel,
+                      row.attempts, exc)
+            return _count(row.channel, "gave_up")
+        row.next_attempt_at = now + backoff(row.attempts, settings.alerts)
+        log.warning("alert %s to %s failed (attempt %d), retry at %s: %s", alert.id,
+                    row.channel, row.attempts, row.next_attempt_at, exc)
+        return _count(row.channel, "failed")
+    row.latency_seconds = time.perf_counter() - started
+    row.status, row.delivered_at, row.last_error = "delivered", now, None
+    if on_delivered is not None:
+        on_delivered(msg, row.channel)
+    return _count(row.channel, "delivered")
+
+
+def _count(channel: str, outcome: str) -> str:
+    metric("driftwatch_alert_deliveries_total").labels(channel=channel, outcome=outcome).inc()
+    return outcome
+
+
+def send_test(settings: Settings, client: httpx.Client | None = None) -> dict[str, Any]:
+    """Send a test message to every channel now, with retries; {channel: "ok" or error}."""
+    from monitor.alerts.message import AlertMessage
+
+    now = datetime.now(UTC).isoformat()
+    msg = AlertMessage.build(
+        alert_id=0, event="test", model="driftwatch-test", version="v0", family="pixel",
+        severity="warning", dashboard_url=settings.alerts.dashboard_url,
+        runbook_url=settings.alerts.runbook_url,
+        evidence={"method": "pixel.ks", "statistic": 0.42, "threshold": 0.1, "p_value": 1e-6,
+                  "effect_size": 0.42, "top_features": ["brightness -18% (test)"],
+                  "window_start": now, "window_end": now},
+    )
+    results: dict[str, Any] = {}
+    http = client or httpx.Client(timeout=settings.alerts.timeout_seconds)
+    try:
+        for channel in settings.alerts.channels:
+            for attempt in range(1, settings.alerts.max_attempts + 1):
+                try:
+                    send(http, msg, channel)
+                    results[channel.name] = "ok"
+                    break
+                except DeliveryError as exc:
+                    results[channel.name] = str(exc)
+                    if attempt < settings.alerts.max_attempts:
+                        time.sleep(backoff(attempt, settings.alerts).total_seconds())
+    finally:
+        if client is None:
+            http.close()
+    return results

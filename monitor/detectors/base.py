@@ -1,0 +1,132 @@
+"""What every detector family shares: the profile serialisation, the protocol and the decision.
+
+A family is one module exporting ``fit(ref, cfg, *, seed=0) -> Profile`` and
+``score(profile, cur, cfg) -> DriftResult`` (the :class:`Family` protocol). Its profile is a
+frozen dataclass deriving from :class:`ProfileBase`, whose fields are numpy arrays, numbers,
+strings or tuples of strings; :meth:`ProfileBase.to_bytes` writes them to an ``.npz`` archive
+(arrays as arrays, the rest as one JSON entry), never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+import numpy as np
+
+from monitor.batch import LogBatch
+from monitor.errors import DriftwatchError
+from monitor.results import DriftResult
+from monitor.settings import FamilySettings
+
+
+class ProfileError(DriftwatchError):
+    """A stored profile cannot be read: unknown kind, newer schema, or a corrupt payload."""
+
+
+class MissingInput(DriftwatchError):
+    """The logs lack what a family needs (e.g. no embeddings); the registry skips the family."""
+
+
+P = TypeVar("P", bound="ProfileBase")
+
+_META = "__meta__"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProfileBase:
+    """Serialisation shared by every family's profile (subclass fields only, no behaviour)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    kind: str
+    n_ref: int
+
+    @property
+    def schema_version(self) -> int:
+        return self.SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        """The profile as an ``.npz`` archive (arrays as arrays, the rest as JSON)."""
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"schema_version": self.SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                arrays[f.name] = value
+            else:
+                meta[f.name] = list(value) if isinstance(value, tuple) else value
+        arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, allow_pickle=False, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Self:
+        """Inverse of :meth:`to_bytes`; raises :class:`ProfileError` on a bad payload."""
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                data = {name: npz[name] for name in npz.files}
+            meta = json.loads(data.pop(_META).tobytes().decode())
+        except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"cannot read {cls.__name__} payload: {exc}") from exc
+        version = meta.pop("schema_version", None)
+        if version != cls.SCHEMA_VERSION:
+            raise ProfileError(
+                f"{cls.__name__} schema_version {version} is not {cls.SCHEMA_VERSION}"
+            )
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = data[f.name]
+            elif f.name in meta:
+                v = meta[f.name]
+                values[f.name] = tuple(v) if isinstance(v, list) else v
+            else:
+                raise ProfileError(f"{cls.__name__} payload lacks field {f.name!r}")
+        return cls(**values)
+
+
+class Family(Protocol):
+    """The module-level interface of a detector family."""
+
+    def fit(self, ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> ProfileBase: ...
+
+    def score(self, profile: Any, cur: LogBatch, cfg: FamilySettings) -> DriftResult: ...
+
+
+def reservoir(n: int, cap: int, seed: int) -> np.ndarray:
+    """Sorted indices of a uniform sample of ``min(n, cap)`` of ``n`` rows (seeded).
+
+    >>> reservoir(5, 10, 0).tolist(), len(reservoir(100, 10, 0))
+    ([0, 1, 2, 3, 4], 10)
+    """
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+
+
+def decide(p_value: float | None, effect: float, cfg: FamilySettings) -> bool:
+    """The one decision rule: significant (``p < alpha``) *and* large (``effect >= floor``).
+
+    A statistic without a p-value is decided on its effect alone.
+
+    >>> decide(0.001, 0.2, FamilySettings(alpha=0.01, effect_floor=0.1))
+    True
+    >>> decide(0.001, 0.05, FamilySettings(alpha=0.01, effect_floor=0.1))
+    False
+    """
+    significant = p_value is None or p_value < cfg.alpha
+    return bool(significant and effect >= cfg.effect_floor)
+
+
+def finite(x: float, default: float = 0.0) -> float:
+    """``x`` as a float, or ``default`` when it is NaN or infinite.
+
+    >>> finite(float("nan")), finite(2.5)
+    (0.0, 2.5)
+    """
+    v = float(x)
+    return v if np.isfinite(v) else default

@@ -1,0 +1,165 @@
+"""Confidence drift: the max-softmax and entropy distributions and the low-confidence rate.
+
+Three features: max softmax probability, predictive entropy (nats) and the share of predictions
+below :data:`LOW_CONFIDENCE` (an early warning of inputs the model has not seen). Their
+p-values (KS for the two distributions, a two-proportion z-test for the rate) are Holm-adjusted
+together. The effect size depends on the kind: PSI (``confidence.psi``), Jensen-Shannon
+distance (``confidence.js``), both over ten reference-quantile bins (two bins for the rate),
+or the KS statistic itself (``confidence.ks``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.batch import LogBatch
+from monitor.detectors.base import ProfileBase, decide, finite, reservoir
+from monitor.results import DriftResult, FeatureDrift
+from monitor.settings import FamilySettings
+from monitor.stats import (
+    adjust_pvalues,
+    bin_counts,
+    js_distance,
+    ks_columns,
+    psi,
+    quantile_edges,
+    shares,
+    two_proportion_test,
+)
+
+FAMILY = "confidence"
+KINDS = ("confidence.psi", "confidence.js", "confidence.ks")
+LOW_CONFIDENCE = 0.5
+N_BINS = 10
+REF_ROWS = 10_000
+#: Added to every bin's count before PSI / JS so empty bins stay finite.
+PSEUDO_COUNT = 0.5
+NAMES = ("max softmax", "entropy", f"low confidence (<{LOW_CONFIDENCE:g})")
+
+
+@dataclass(frozen=True, eq=False)
+class ConfidenceProfile(ProfileBase):
+    """Reference confidence/entropy sample, bin edges and counts, and the low-confidence rate."""
+
+    sample: np.ndarray  # (<= REF_ROWS, 2): max softmax, entropy
+    edges_conf: np.ndarray
+    edges_entropy: np.ndarray
+    counts_conf: np.ndarray
+    counts_entropy: np.ndarray
+    mean: np.ndarray  # (2,)
+    low_count: int
+
+
+def features_of(batch: LogBatch) -> np.ndarray:
+    """``(N, 2)``: max softmax and entropy (nats) of each prediction.
+
+    >>> p = np.array([[1.0, 0.0], [0.5, 0.5]])
+    >>> features_of(LogBatch(probs=p, predicted=np.array([0, 0]))).round(4).tolist()
+    [[1.0, 0.0], [0.5, 0.6931]]
+    """
+    p = np.asarray(batch.probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = 0.0 - np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=1)
+    return np.column_stack([p.max(axis=1) if p.size else np.zeros(len(p)), ent])
+
+
+def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> ConfidenceProfile:
+    """Profile the reference's confidence.
+
+    >>> from monitor.detectors.simulate import synthetic_batch
+    >>> prof = fit(synthetic_batch(2000, seed=0), FamilySettings(method="confidence.psi"))
+    >>> prof.kind, prof.sample.shape, len(prof.counts_conf) == len(prof.edges_conf) + 1
+    ('confidence.psi', (2000, 2), True)
+    """
+    kind = cfg.method or KINDS[0]
+    if kind not in KINDS:
+        raise ValueError(f"unknown confidence method {kind!r}; known: {KINDS}")
+    x = features_of(ref)
+    edges_conf = quantile_edges(x[:, 0], N_BINS)
+    edges_entropy = quantile_edges(x[:, 1], N_BINS)
+    return ConfidenceProfile(
+        kind=kind,
+        n_ref=len(ref),
+        sample=x[reservoir(len(x), REF_ROWS, seed)],
+        edges_conf=edges_conf,
+        edges_entropy=edges_entropy,
+        counts_conf=bin_counts(x[:, 0], edges_conf),
+        counts_entropy=bin_counts(x[:, 1], edges_entropy),
+        mean=x.mean(axis=0) if len(x) else np.zeros(2),
+        low_count=int(np.sum(x[:, 0] < LOW_CONFIDENCE)),
+    )
+
+
+def _effects(kind: str, ref_counts: list[np.ndarray], cur_counts: list[np.ndarray]) -> np.ndarray:
+    out = []
+    for r, c in zip(ref_counts, cur_counts, strict=True):
+        rs, cs = shares(r, PSEUDO_COUNT), shares(c, PSEUDO_COUNT)
+        out.append(float(psi(rs, cs)) if kind == "confidence.psi" else float(js_distance(rs, cs)))
+    return np.array(out)
+
+
+def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> DriftResult:
+    """Compare a window's confidence with the profile.
+
+    >>> from monitor.detectors.simulate import synthetic_batch
+    >>> cfg = FamilySettings(method="confidence.psi", alpha=0.01, effect_floor=0.1)
+    >>> prof = fit(synthetic_batch(5000, seed=0), cfg)
+    >>> score(prof, synthetic_batch(1000, seed=1, temperature=2.0), cfg).drifted
+    True
+    >>> score(prof, synthetic_batch(1000, seed=2), cfg).drifted
+    False
+    """
+    x = features_of(cur)
+    n, m = profile.n_ref, len(cur)
+    tests = ks_columns(profile.sample, x)
+    low_cur = int(np.sum(x[:, 0] < LOW_CONFIDENCE))
+    z, p_low = two_proportion_test(np.array([profile.low_count]), n, np.array([low_cur]), m)
+    adjusted = adjust_pvalues(np.concatenate([tests.p_value, p_low]), "holm")
+    rate_ref = profile.low_count / n if n else 0.0
+    rate_cur = low_cur / m if m else 0.0
+    if profile.kind == "confidence.ks":
+        effect = np.array([*tests.statistic, abs(rate_cur - rate_ref)])
+    else:
+        ref_counts = [profile.counts_conf, profile.counts_entropy,
+                      np.array([profile.low_count, n - profile.low_count])]
+        cur_counts = [bin_counts(x[:, 0], profile.edges_conf),
+                      bin_counts(x[:, 1], profile.edges_entropy),
+                      np.array([low_cur, m - low_cur])]
+        effect = _effects(profile.kind, ref_counts, cur_counts)
+    cur_mean = x.mean(axis=0) if m else np.zeros(2)
+    stats = np.array([*tests.statistic, abs(float(z[0]))])
+    refs = [float(profile.mean[0]), float(profile.mean[1]), rate_ref]
+    curs = [float(cur_mean[0]), float(cur_mean[1]), rate_cur]
+    features = tuple(
+        FeatureDrift(
+            name=NAMES[j],
+            statistic=float(stats[j]),
+            p_value=float(adjusted[j]),
+            effect_size=finite(effect[j]),
+            ref_value=refs[j],
+            cur_value=curs[j],
+            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg),
+            relative=j < 2,
+        )
+        for j in range(3)
+    )
+    significant = adjusted < cfg.alpha
+    pool = np.flatnonzero(significant) if significant.any() else np.arange(3)
+    top = int(pool[np.argmax(effect[pool])])
+    p_value = float(adjusted.min())
+    return DriftResult(
+        family=FAMILY,
+        kind=profile.kind,
+        method=f"{profile.kind}+ks+holm",
+        statistic=float(stats[top]),
+        p_value=p_value,
+        effect_size=finite(effect[top]),
+        threshold=cfg.effect_floor,
+        alpha=cfg.alpha,
+        drifted=decide(p_value, finite(effect[top]), cfg),
+        n_ref=n,
+        n_cur=m,
+        features=features,
+    )

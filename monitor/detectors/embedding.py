@@ -1,0 +1,208 @@
+"""Embedding drift: a multivariate two-sample test on penultimate-layer embeddings.
+
+Two kinds share one profile (a bounded, seeded sample of reference embeddings, the Gaussian
+kernel bandwidth from the median heuristic, and a PCA fitted on the sample):
+
+- ``embedding.mmd`` (default): MMD permutation test (Gretton et al. 2012) on at most
+  :data:`MAX_ROWS` rows per side, so the cost is bounded whatever the window size and the test
+  stays exact; effect size = unbiased MMD^2 of the subsamples.
+- ``embedding.pca_ks``: KS test on each of the first :data:`N_COMPONENTS` principal components,
+  Holm-adjusted (Rabanser et al. 2019, "Failing loudly"); effect size = Wasserstein-1 distance
+  in reference standard deviations of the component.
+
+The window's rows are subsampled by a hash of their content, not their position, so a
+window's result does not depend on the order of its rows. Pass ``device`` to run the MMD with
+torch (CPU or CUDA); the default is numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.batch import LogBatch
+from monitor.detectors.base import MissingInput, ProfileBase, decide, finite, reservoir
+from monitor.results import DriftResult, FeatureDrift
+from monitor.settings import FamilySettings
+from monitor.stats import adjust_pvalues, fit_pca, ks_columns, median_gamma, mmd_test
+
+FAMILY = "embedding"
+KINDS = ("embedding.mmd", "embedding.pca_ks")
+#: Reference embeddings kept in the profile.
+REF_ROWS = 2000
+#: Rows per side in one MMD test (kernel matrix of (2 * MAX_ROWS)^2 entries).
+MAX_ROWS = 750
+N_PERMUTATIONS = 200
+N_COMPONENTS = 16
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingProfile(ProfileBase):
+    """Reference embedding sample, kernel bandwidth and PCA projection."""
+
+    sample: np.ndarray  # (<= REF_ROWS, D) float32
+    gamma: float
+    pca_mean: np.ndarray  # (D,)
+    components: np.ndarray  # (k, D)
+    projected: np.ndarray  # (<= REF_ROWS, k): the sample in PCA coordinates
+    scale: np.ndarray  # (k,) std of each component (>= 1e-6)
+    seed: int
+
+
+def _embeddings(batch: LogBatch, what: str) -> np.ndarray:
+    if batch.embeddings is None:
+        raise MissingInput(f"the {what} logs carry no embeddings")
+    emb = np.asarray(batch.embeddings)
+    if emb.ndim != 2 or emb.shape[1] == 0:
+        raise MissingInput(f"the {what} embeddings have shape {emb.shape}")
+    return emb
+
+
+def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfile:
+    """Profile the reference embeddings.
+
+    >>> from monitor.detectors.simulate import synthetic_batch
+    >>> prof = fit(synthetic_batch(3000, seed=0), FamilySettings(method="embedding.mmd"))
+    >>> prof.kind, prof.sample.shape, prof.components.shape
+    ('embedding.mmd', (2000, 128), (16, 128))
+    """
+    kind = cfg.method or KINDS[0]
+    if kind not in KINDS:
+        raise ValueError(f"unknown embedding method {kind!r}; known: {KINDS}")
+    emb = _embeddings(ref, "reference")
+    sample = emb[reservoir(len(emb), REF_ROWS, seed)].astype(np.float32)
+    mean, comps, _ = fit_pca(sample, N_COMPONENTS)
+    projected = (sample - mean) @ comps.T
+    return EmbeddingProfile(
+        kind=kind,
+        n_ref=len(ref),
+        sample=sample,
+        gamma=median_gamma(sample, seed=seed),
+        pca_mean=mean,
+        components=comps,
+        projected=projected,
+        scale=np.maximum(projected.std(axis=0), 1e-6),
+        seed=seed,
+    )
+
+
+def content_order(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A row order that depends on the rows' values only (a seeded hash of their bytes).
+
+    Taking the first ``k`` rows of this order is a pseudo-random sample that the order of
+    the rows cannot change.
+
+    >>> x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> bool((x[content_order(x)] == x[::-1][content_order(x[::-1])]).all())
+    True
+    """
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    mult = np.random.default_rng(seed).integers(1, 2**32, size=bits.shape[1], dtype=np.uint64) | 1
+    key = (bits * mult).sum(axis=1) & np.uint64(0xFFFFFFFF)
+    key = (key * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
+    return np.lexsort((bits.sum(axis=1), key))
+
+
+def score(
+    profile: EmbeddingProfile, cur: LogBatch, cfg: FamilySettings, *, device: str | None = None
+) -> DriftResult:
+    """Compare a window's embeddings with the profile.
+
+    >>> from monitor.detectors.simulate import synthetic_batch
+    >>> cfg = FamilySettings(method="embedding.mmd", alpha=0.01, effect_floor=0.002)
+    >>> prof = fit(synthetic_batch(4000, seed=0), cfg)
+    >>> score(prof, synthetic_batch(500, seed=1, embedding_shift=1.0), cfg).drifted
+    True
+    >>> score(prof, synthetic_batch(500, seed=2), cfg).drifted
+    False
+    """
+    emb = _embeddings(cur, "window")
+    if emb.shape[1] != profile.sample.shape[1]:
+        raise MissingInput(
+            f"window embeddings have {emb.shape[1]} dimensions, the profile {profile.sample.shape[1]}"
+        )
+    if profile.kind == "embedding.pca_ks":
+        return _score_pca_ks(profile, emb, cfg)
+    picked = emb[content_order(emb, profile.seed)[:MAX_ROWS]]
+    test = mmd_test(
+        profile.sample,
+        picked,
+        profile.gamma,
+        n_permutations=N_PERMUTATIONS,
+        max_rows=MAX_ROWS,
+        seed=profile.seed,
+        device=device,
+    )
+    effect = max(test.statistic, 0.0)
+    return DriftResult(
+        family=FAMILY,
+        kind=profile.kind,
+        method=f"mmd-permutation(n={test.n_x}x{test.n_y},perm={N_PERMUTATIONS})",
+        statistic=test.statistic,
+        p_value=test.p_value,
+        effect_size=effect,
+        threshold=cfg.effect_floor,
+        alpha=cfg.alpha,
+        drifted=decide(test.p_value, effect, cfg),
+        n_ref=profile.n_ref,
+        n_cur=len(emb),
+        features=_component_features(profile, emb, cfg),
+    )
+
+
+def _component_features(
+    profile: EmbeddingProfile, emb: np.ndarray, cfg: FamilySettings
+) -> tuple[FeatureDrift, ...]:
+    """Per-component KS (Holm) and Wasserstein effects: where in the embedding it moved."""
+    proj = (np.asarray(emb, dtype=np.float64) - profile.pca_mean) @ profile.components.T
+    tests = ks_columns(profile.projected, proj)
+    adjusted = adjust_pvalues(tests.p_value, "holm")
+    effect = tests.wasserstein / profile.scale
+    ref_mean = profile.projected.mean(axis=0)
+    cur_mean = proj.mean(axis=0) if len(proj) else np.zeros_like(ref_mean)
+    return tuple(
+        FeatureDrift(
+            name=f"pc{j + 1}",
+            statistic=float(tests.statistic[j]),
+            p_value=float(adjusted[j]),
+            effect_size=finite(effect[j]),
+            ref_value=float(ref_mean[j]),
+            cur_value=float(cur_mean[j]),
+            drifted=bool(adjusted[j] < cfg.alpha),
+            relative=False,
+        )
+        for j in range(len(effect))
+    )
+
+
+def _score_pca_ks(profile: EmbeddingProfile, emb: np.ndarray, cfg: FamilySettings) -> DriftResult:
+    features = _component_features(profile, emb, cfg)
+    features = tuple(
+        FeatureDrift(
+            name=f.name, statistic=f.statistic, p_value=f.p_value, effect_size=f.effect_size,
+            ref_value=f.ref_value, cur_value=f.cur_value, relative=False,
+            drifted=decide(f.p_value, f.effect_size, cfg),
+        )
+        for f in features
+    )
+    adjusted = np.array([f.p_value for f in features])
+    effect = np.array([f.effect_size for f in features])
+    significant = adjusted < cfg.alpha
+    pool = np.flatnonzero(significant) if significant.any() else np.arange(len(features))
+    top = int(pool[np.argmax(effect[pool])])
+    p_value = float(adjusted.min())
+    return DriftResult(
+        family=FAMILY,
+        kind=profile.kind,
+        method=f"pca{len(features)}-ks+holm",
+        statistic=features[top].statistic,
+        p_value=p_value,
+        effect_size=float(effect[top]),
+        threshold=cfg.effect_floor,
+        alpha=cfg.alpha,
+        drifted=decide(p_value, float(effect[top]), cfg),
+        n_ref=profile.n_ref,
+        n_cur=len(emb),
+        features=features,
+    )

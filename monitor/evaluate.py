@@ -1,0 +1,144 @@
+"""Evaluate closed windows against the active reference profile and store the results.
+
+Steps for each pending window (state ``closed``), in the caller's transaction:
+
+1. Find the active profile of the window's model and version; without one, the window is marked
+   ``no_profile`` (evaluated by nobody; :func:`reopen_windows` puts such windows back).
+2. Load the window's logs, score every family with the detector registry.
+3. Insert one ``drift_results`` row per family, idempotently (unique ``window_id, family``).
+4. Mark the window ``evaluated``.
+
+On PostgreSQL pending windows are claimed with ``FOR UPDATE SKIP LOCKED``, so two evaluators
+never score the same window at once; the unique key keeps results single even if they did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from monitor.batch import LogBatch
+from monitor.logs_repo import load_window
+from monitor.profiles import active_profile, load_profiles
+from monitor.results import DriftResult
+from monitor.settings import DetectorSettings, Settings
+from monitor.store.tables import DriftResultRow, Window
+
+log = logging.getLogger(__name__)
+
+PENDING = "closed"
+EVALUATED = "evaluated"
+NO_PROFILE = "no_profile"
+
+
+@dataclass(frozen=True)
+class WindowEvaluation:
+    """A window and the results of scoring it (empty when it had no active profile)."""
+
+    window: Window
+    results: list[DriftResult] = field(default_factory=list)
+    profile_id: int | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return any(r.drifted for r in self.results)
+
+
+def result_row(window: Window, profile_id: int | None, result: DriftResult) -> DriftResultRow:
+    """The stored form of ``result`` for ``window``."""
+    return DriftResultRow(
+        window_id=window.id, profile_id=profile_id, model=window.model,
+        model_version=window.model_version, arm=window.arm, window_end=window.end_ts,
+        family=result.family, kind=result.kind, method=result.method,
+        statistic=float(result.statistic),
+        p_value=None if result.p_value is None else float(result.p_value),
+        effect_size=float(result.effect_size), threshold=float(result.threshold),
+        alpha=float(result.alpha), drifted=bool(result.drifted), n_ref=int(result.n_ref),
+        n_cur=int(result.n_cur),
+        details=[dict(f) for f in result.to_dict()["features"]],
+        schema_version=result.schema_version,
+    )
+
+
+def stored_results(session: Session, window_id: int) -> list[DriftResult]:
+    """The results stored for a window, as :class:`DriftResult` objects."""
+    rows = session.scalars(
+        select(DriftResultRow).where(DriftResultRow.window_id == window_id)
+        .order_by(DriftResultRow.family)
+    )
+    return [
+        DriftResult.from_dict({
+            "family": r.family, "kind": r.kind, "method": r.method, "statistic": r.statistic,
+            "p_value": r.p_value, "effect_size": r.effect_size, "threshold": r.threshold,
+            "alpha": r.alpha, "drifted": r.drifted, "n_ref": r.n_ref, "n_cur": r.n_cur,
+            "features": r.details, "schema_version": r.schema_version,
+        })
+        for r in rows
+    ]
+
+
+def evaluate_window(session: Session, settings: Settings, window: Window,
+                    now: datetime | None = None) -> WindowEvaluation:
+    """Score one window against its model version's active profile and store the results."""
+    from monitor.detectors.registry import score_all
+
+    now = now or datetime.now(UTC)
+    profile = active_profile(session, window.model, window.model_version)
+    if profile is None:
+        window.state, window.evaluated_at = NO_PROFILE, now
+        session.flush()
+        log.warning("no active profile for %s %s: window %d not evaluated",
+                    window.model, window.model_version, window.id)
+        return WindowEvaluation(window)
+    batch = load_window(session, window)
+    results = score_all(load_profiles(session, profile.id), batch, settings.detectors, window.model)
+    for result in results:
+        try:
+            with session.begin_nested():
+                session.add(result_row(window, profile.id, result))
+        except IntegrityError:
+            log.info("result %s of window %d already stored", result.family, window.id)
+    window.state, window.evaluated_at = EVALUATED, now
+    session.flush()
+    return WindowEvaluation(window, list(results), profile.id)
+
+
+def evaluate_pending(
+    session: Session, settings: Settings, now: datetime | None = None, limit: int | None = None
+) -> list[WindowEvaluation]:
+    """Evaluate closed windows, oldest first (at most ``limit``); the caller commits."""
+    stmt = select(Window).where(Window.state == PENDING).order_by(Window.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [evaluate_window(session, settings, w, now) for w in session.scalars(stmt).all()]
+
+
+def reopen_windows(session: Session, model: str, version: str) -> int:
+    """Put ``no_profile`` windows of a model version back in the queue; returns how many."""
+    result = session.execute(
+        update(Window)
+        .where(Window.model == model, Window.model_version == version,
+               Window.state == NO_PROFILE)
+        .values(state=PENDING, evaluated_at=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def compare_arms(
+    stable: LogBatch, canary: LogBatch, detectors: DetectorSettings, model: str, seed: int = 0
+) -> list[DriftResult]:
+    """Score a canary-arm batch against a profile fitted on the stable arm (same detectors).
+
+    Pure: no store access. Use :func:`monitor.logs_repo.load_range` with ``arm=`` to get the
+    two batches of one period.
+    """
+    from monitor.detectors.registry import fit_all, score_all
+
+    return list(score_all(fit_all(stable, detectors, model, seed=seed), canary, detectors, model))

@@ -1,0 +1,185 @@
+"""Reference profiles: fit from stored logs or a file, store versioned, activate, load.
+
+A profile is one ``reference_profiles`` row plus one ``profile_parts`` row per detector family
+holding that family's fitted state (``kind``, ``schema_version`` and the bytes of
+``Profile.to_bytes()``), never the reference itself. At most one profile is active per model and
+version; :func:`activate_profile` switches it in the caller's transaction. Functions take a
+Session and never commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from monitor.batch import LogBatch
+from monitor.errors import NotFound
+from monitor.logs_repo import load_range, read_reference_file
+from monitor.settings import Settings
+from monitor.store.tables import ProfilePart, ReferenceProfile
+
+
+def fit_profile_from_batch(
+    session: Session,
+    settings: Settings,
+    model: str,
+    version: str,
+    batch: LogBatch,
+    name: str,
+    source: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    activate: bool = False,
+) -> ReferenceProfile:
+    """Fit every enabled family on ``batch`` and store the profile (inactive unless ``activate``)."""
+    from monitor.detectors.registry import fit_all
+
+    parts = fit_all(batch, settings.detectors, model, seed=seed)
+    row = ReferenceProfile(
+        model=model, model_version=version, name=name, active=False, n_ref=len(batch),
+        source=dict(source or {}),
+    )
+    session.add(row)
+    session.flush()
+    for family, profile in parts.items():
+        session.add(ProfilePart(
+            profile_id=row.id, family=family, kind=profile.kind,
+            schema_version=profile.schema_version, payload=profile.to_bytes(),
+        ))
+    session.flush()
+    if activate:
+        activate_profile(session, row.id)
+    return row
+
+
+def fit_profile_from_store(
+    session: Session,
+    settings: Settings,
+    model: str,
+    version: str,
+    start: datetime | None,
+    end: datetime | None,
+    name: str,
+    *,
+    arm: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    activate: bool = False,
+) -> ReferenceProfile:
+    """Fit a profile on the stored logs of ``model``/``version`` with ``start <= ts < end``."""
+    batch = load_range(session, model, version, start, end, arm=arm, limit=limit)
+    source = {
+        "type": "store",
+        "start": None if start is None else start.isoformat(),
+        "end": None if end is None else end.isoformat(),
+        "arm": arm,
+    }
+    return fit_profile_from_batch(
+        session, settings, model, version, batch, name, source, seed=seed, activate=activate
+    )
+
+
+def fit_profile_from_file(
+    session: Session,
+    settings: Settings,
+    model: str,
+    version: str,
+    path: Path | str,
+    name: str,
+    *,
+    seed: int = 0,
+    activate: bool = False,
+) -> ReferenceProfile:
+    """Fit a profile on a Parquet, NPZ or JSONL file of prediction logs."""
+    batch = read_reference_file(path)
+    source = {"type": "file", "path": str(Path(path).resolve())}
+    return fit_profile_from_batch(
+        session, settings, model, version, batch, name, source, seed=seed, activate=activate
+    )
+
+
+def get_profile(session: Session, profile_id: int) -> ReferenceProfile:
+    """The profile ``profile_id`` or :class:`NotFound`."""
+    row = session.get(ReferenceProfile, profile_id)
+    if row is None:
+        raise NotFound(f"reference profile {profile_id} does not exist")
+    return row
+
+
+def activate_profile(session: Session, profile_id: int) -> ReferenceProfile:
+    """Make ``profile_id`` the one active profile of its model and version."""
+    row = get_profile(session, profile_id)
+    session.execute(
+        update(ReferenceProfile)
+        .where(ReferenceProfile.model == row.model,
+               ReferenceProfile.model_version == row.model_version,
+               ReferenceProfile.id != row.id)
+        .values(active=False)
+    )
+    row.active = True
+    session.flush()
+    return row
+
+
+def active_profile(session: Session, model: str, version: str) -> ReferenceProfile | None:
+    """The active profile of ``model``/``version``, or None."""
+    return session.scalars(
+        select(ReferenceProfile)
+        .where(ReferenceProfile.model == model, ReferenceProfile.model_version == version,
+               ReferenceProfile.active.is_(True))
+        .order_by(ReferenceProfile.id.desc())
+        .limit(1)
+    ).first()
+
+
+def list_profiles(
+    session: Session, model: str | None = None, version: str | None = None
+) -> list[ReferenceProfile]:
+    """Profiles, newest first, optionally of one model (and version)."""
+    stmt = select(ReferenceProfile).order_by(ReferenceProfile.id.desc())
+    if model is not None:
+        stmt = stmt.where(ReferenceProfile.model == model)
+    if version is not None:
+        stmt = stmt.where(ReferenceProfile.model_version == version)
+    return list(session.scalars(stmt))
+
+
+def profile_parts(session: Session, profile_id: int) -> list[ProfilePart]:
+    """The stored family parts of a profile."""
+    return list(session.scalars(
+        select(ProfilePart).where(ProfilePart.profile_id == profile_id).order_by(ProfilePart.family)
+    ))
+
+
+def load_profiles(session: Session, profile_id: int) -> dict[str, Any]:
+    """The fitted per-family profiles of ``profile_id``, ready for ``registry.score_all``."""
+    from monitor.detectors.registry import load_profile
+
+    return {
+        part.family: load_profile(part.kind, part.schema_version, part.payload)
+        for part in profile_parts(session, profile_id)
+    }
+
+
+def reference_batch(session: Session, profile: ReferenceProfile, limit: int = 5000) -> LogBatch:
+    """The reference logs ``profile`` was fitted on, reloaded from its source (the store range or
+    the file), at most the newest ``limit`` of them. For reports, not for detection."""
+    source = profile.source or {}
+    if source.get("type") == "store":
+        start, end = source.get("start"), source.get("end")
+        return load_range(
+            session, profile.model, profile.model_version,
+            None if start is None else datetime.fromisoformat(start),
+            None if end is None else datetime.fromisoformat(end),
+            arm=source.get("arm"), limit=limit,
+        )
+    if source.get("type") == "file":
+        batch = read_reference_file(source["path"])
+        return batch if len(batch) <= limit else batch.take(np.arange(len(batch) - limit, len(batch)))
+    raise NotFound(f"profile {profile.id} does not record where its reference came from")

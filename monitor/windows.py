@@ -1,0 +1,145 @@
+"""Tumbling windows per model, version and arm, closed by count or by time, whichever first.
+
+A window is a row in ``windows`` covering the prediction ids ``first_id..last_id`` of one stream
+(model, version, arm; logs without an arm form the stream ``"all"``). Windows of a stream tile
+its ids without gaps or overlap: each starts right after the previous one's ``last_id``.
+
+Closing rules, applied to the pending logs of a stream in id order (see :func:`plan_window`):
+
+1. ``max_count`` pending logs close a window by **count**.
+2. Otherwise the window spans ``max_seconds`` from its first log's timestamp: it closes by
+   **time** as soon as a later log falls outside that span, or the clock passes its end.
+3. A time-closed window with fewer than ``min_count`` logs waits (and grows) until it has them.
+
+Memory stays bounded whatever the traffic: only ``(id, ts)`` of at most ``max_count`` logs are
+read per window. Closing is idempotent: a window is keyed by (model, version, arm, first_id), so
+two evaluators racing on the same stream cannot create it twice; the loser stops on that stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from monitor.logs_repo import NO_ARM
+from monitor.settings import Settings, WindowSettings
+from monitor.store.tables import Prediction, Window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which of the pending logs (a prefix of ``n`` of them) form the next window, and why."""
+
+    n: int
+    closed_by: str  # "count" or "time"
+
+
+def plan_window(
+    ts: Sequence[datetime], cfg: WindowSettings, now: datetime
+) -> WindowPlan | None:
+    """The next window over pending logs with timestamps ``ts`` (in id order), or None to wait.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> cfg = WindowSettings(max_count=10, max_seconds=60, min_count=2)
+    >>> plan_window([t0 + timedelta(seconds=i) for i in range(12)], cfg, t0)
+    WindowPlan(n=10, closed_by='count')
+    >>> plan_window([t0, t0, t0 + timedelta(seconds=90)], cfg, t0 + timedelta(seconds=90))
+    WindowPlan(n=2, closed_by='time')
+    >>> plan_window([t0], cfg, t0 + timedelta(seconds=30)) is None
+    True
+    """
+    if len(ts) >= cfg.max_count:
+        return WindowPlan(cfg.max_count, "count")
+    if not ts:
+        return None
+    end = ts[0] + timedelta(seconds=cfg.max_seconds)
+    inside = next((i for i, t in enumerate(ts) if t >= end), len(ts))
+    if inside == len(ts) and now < end:
+        return None  # the span is still open
+    n = max(inside, cfg.min_count)
+    if n > len(ts):
+        return None  # too few logs: wait for more
+    return WindowPlan(n, "time")
+
+
+def _streams(session: Session) -> list[tuple[str, str, str | None, int]]:
+    """Streams with logs after their last window: (model, version, arm or None, last_id)."""
+    arm_key = func.coalesce(Window.arm, NO_ARM)
+    last = (
+        select(Window.model, Window.model_version, arm_key.label("arm"),
+               func.max(Window.last_id).label("last_id"))
+        .group_by(Window.model, Window.model_version, arm_key)
+        .subquery()
+    )
+    p_arm = func.coalesce(Prediction.arm, NO_ARM)
+    stmt = (
+        select(Prediction.model, Prediction.model_version, Prediction.arm,
+               func.coalesce(last.c.last_id, 0))
+        .join(
+            last,
+            (last.c.model == Prediction.model)
+            & (last.c.model_version == Prediction.model_version)
+            & (last.c.arm == p_arm),
+            isouter=True,
+        )
+        .where(Prediction.id > func.coalesce(last.c.last_id, 0))
+        .group_by(Prediction.model, Prediction.model_version, Prediction.arm, last.c.last_id)
+        .order_by(Prediction.model, Prediction.model_version, Prediction.arm)
+    )
+    return [(m, v, a, int(n)) for m, v, a, n in session.execute(stmt).all()]
+
+
+def _close_stream(
+    session: Session, cfg: WindowSettings, model: str, version: str, arm: str | None,
+    after_id: int, now: datetime,
+) -> list[Window]:
+    closed: list[Window] = []
+    arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
+    while True:
+        rows = session.execute(
+            select(Prediction.id, Prediction.ts)
+            .where(Prediction.model == model, Prediction.model_version == version,
+                   arm_filter, Prediction.id > after_id)
+            .order_by(Prediction.id)
+            .limit(cfg.max_count)
+        ).all()
+        plan = plan_window([r.ts for r in rows], cfg, now)
+        if plan is None:
+            return closed
+        part = rows[: plan.n]
+        ts = [r.ts for r in part]
+        window = Window(
+            model=model, model_version=version, arm=arm or NO_ARM,
+            first_id=part[0].id, last_id=part[-1].id, start_ts=min(ts), end_ts=max(ts),
+            n=len(part), closed_by=plan.closed_by, state="closed", closed_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(window)
+        except IntegrityError:
+            log.info("window %s/%s/%s from id %d already closed by another evaluator",
+                     model, version, arm, part[0].id)
+            return closed
+        closed.append(window)
+        after_id = part[-1].id
+
+
+def close_windows(session: Session, settings: Settings, now: datetime) -> list[Window]:
+    """Close every window that is due at ``now``, across all streams; returns the new rows.
+
+    Idempotent and safe to run from two processes: a window another one already closed is
+    skipped. The caller owns the transaction.
+    """
+    closed: list[Window] = []
+    for model, version, arm, after_id in _streams(session):
+        closed += _close_stream(session, settings.windows, model, version, arm, after_id, now)
+    return closed

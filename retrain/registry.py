@@ -1,0 +1,219 @@
+"""The model registry: content-hashed artifacts on disk, versions and their audit trail in SQL.
+
+Artifacts are written into a private staging folder (each file to a temporary name, fsynced,
+renamed), and the whole folder is renamed into ``<root>/<model>/<version>/`` only when every
+artifact is complete; the version row is added after that. A crash at any point leaves either
+nothing or a complete, hash-verified version, never half of one. Stale staging folders are
+removed by :meth:`ArtifactStore.clean_staging`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.errors import DriftwatchError, NotFound
+from monitor.store.retrain_tables import ModelVersion, RegistryEvent
+
+#: Allowed state changes of a model version.
+VERSION_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "candidate": ("canary", "failed", "promoted"),
+    "canary": ("promoted", "rolled_back"),
+    "promoted": ("retired",),
+    "rolled_back": (),
+    "failed": (),
+    "retired": (),
+}
+
+
+class RegistryError(DriftwatchError):
+    """An artifact is missing or corrupt, or a state change is not allowed."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``.
+
+    >>> sha256_bytes(b"driftwatch")[:12]
+    '7ebfb131af12'
+    """
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Staging:
+    """Artifacts being written for one version; becomes visible only on commit."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.artifacts: dict[str, dict[str, Any]] = {}
+
+    def write(self, name: str, filename: str, data: bytes) -> None:
+        """Add artifact ``name`` stored as ``filename``."""
+        _write_atomic(self.folder / filename, data)
+        self.artifacts[name] = {"file": filename, "sha256": sha256_bytes(data), "bytes": len(data)}
+
+
+class ArtifactStore:
+    """Files of the registry under ``root``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / ".staging"
+
+    @contextmanager
+    def stage(self, model: str, version: str) -> Iterator[Staging]:
+        """Write artifacts inside the block; they are published when it ends without error.
+
+        The manifest (``manifest.json``) is written last, then the folder is renamed into
+        place; on any error the staging folder is removed and nothing is published.
+        """
+        folder = self.staging_root / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        staging = Staging(folder)
+        try:
+            yield staging
+            manifest = {"model": model, "version": version, "artifacts": staging.artifacts}
+            _write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+            final = self.version_dir(model, version)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                raise RegistryError(f"{model} {version} already has artifacts at {final}")
+            os.replace(folder, final)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def version_dir(self, model: str, version: str) -> Path:
+        return self.root / model / version
+
+    def path(self, mv: ModelVersion, name: str) -> Path:
+        """The file of artifact ``name`` of ``mv``, after checking its hash."""
+        meta = mv.artifacts.get(name)
+        if meta is None:
+            raise RegistryError(f"{mv.model} {mv.version} has no artifact {name!r}")
+        path = self.version_dir(mv.model, mv.version) / meta["file"]
+        if not path.is_file():
+            raise RegistryError(f"artifact {name!r} of {mv.model} {mv.version} is missing: {path}")
+        digest = sha256_bytes(path.read_bytes())
+        if digest != meta["sha256"]:
+            raise RegistryError(
+                f"artifact {name!r} of {mv.model} {mv.version} is corrupt: sha256 {digest[:12]} "
+                f"!= recorded {meta['sha256'][:12]}"
+            )
+        return path
+
+    def clean_staging(self) -> int:
+        """Remove staging folders left by crashed writers; returns how many."""
+        if not self.staging_root.is_dir():
+            return 0
+        stale = [p for p in self.staging_root.iterdir() if p.is_dir()]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        return len(stale)
+
+
+def audit(session: Session, model: str, version: str | None, event: str,
+          job_id: int | None = None, **detail: Any) -> None:
+    """Append one entry to the audit trail."""
+    session.add(RegistryEvent(model=model, version=version, job_id=job_id, event=event,
+                              detail=detail))
+
+
+def register(
+    session: Session,
+    model: str,
+    version: str,
+    artifacts: dict[str, dict[str, Any]],
+    *,
+    state: str = "candidate",
+    parent_version: str | None = None,
+    job_id: int | None = None,
+    recipe: str = "",
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Add a version whose artifacts are already published by :meth:`ArtifactStore.stage`."""
+    mv = ModelVersion(
+        model=model, version=version, state=state, parent_version=parent_version, job_id=job_id,
+        recipe=recipe, params=dict(params or {}), metrics=dict(metrics or {}),
+        artifacts=artifacts,
+    )
+    session.add(mv)
+    session.flush()
+    audit(session, model, version, "registered", job_id, state=state, parent=parent_version,
+          artifacts={k: v["sha256"] for k, v in artifacts.items()})
+    return mv
+
+
+def get_version(session: Session, model: str, version: str) -> ModelVersion:
+    mv = session.scalar(
+        select(ModelVersion).where(ModelVersion.model == model, ModelVersion.version == version)
+    )
+    if mv is None:
+        raise NotFound(f"model {model} has no version {version}")
+    return mv
+
+
+def current(session: Session, model: str) -> ModelVersion | None:
+    """The promoted version serving ``model`` (the newest promoted one), or None."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.model == model, ModelVersion.state == "promoted")
+        .order_by(ModelVersion.id.desc())
+        .limit(1)
+    )
+
+
+def set_state(session: Session, mv: ModelVersion, state: str, reason: str = "") -> ModelVersion:
+    """Move ``mv`` to ``state`` (checked against :data:`VERSION_TRANSITIONS`) and audit it.
+
+    Promoting a version retires the version promoted before it.
+    """
+    if state not in VERSION_TRANSITIONS.get(mv.state, ()):
+        raise RegistryError(f"{mv.model} {mv.version} cannot go from {mv.state} to {state}")
+    if state == "promoted":
+        previous = current(session, mv.model)
+        if previous is not None and previous.id != mv.id:
+            set_state(session, previous, "retired", f"replaced by {mv.version}")
+    old, mv.state = mv.state, state
+    mv.updated_at = datetime.now(UTC)
+    audit(session, mv.model, mv.version, f"state_{state}", mv.job_id, previous=old, reason=reason)
+    session.flush()
+    return mv
+
+
+def list_versions(session: Session, model: str | None = None) -> list[ModelVersion]:
+    query = select(ModelVersion).order_by(ModelVersion.id.desc())
+    if model is not None:
+        query = query.where(ModelVersion.model == model)
+    return list(session.scalars(query))
+
+
+def history(session: Session, model: str, limit: int = 200) -> list[RegistryEvent]:
+    """The audit trail of ``model``, oldest first."""
+    rows = session.scalars(
+        select(RegistryEvent).where(RegistryEvent.model == model)
+        .order_by(RegistryEvent.id.desc()).limit(limit)
+    )
+    return list(reversed(list(rows)))

@@ -1,0 +1,427 @@
+"""The Helm chart, rendered by Helm's own engine (helm-python-sdk binds Helm v4's Go SDK, so
+`helm lint` and `helm template` run here without a cluster or a `helm` binary).
+
+Each test renders the chart and checks what a cluster would get: the settings file validates
+with :class:`monitor.settings.Settings` once the Secret's environment is applied, the
+sub-commands exist in ``monitor.cli.COMMANDS``, ingest replicas share one consumer group, the
+evaluator can never run twice, pods are non-root with a read-only root filesystem, and the
+optional monitoring objects are valid (``promtool check rules``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import helm_python as helm
+import pytest
+import yaml
+
+from monitor.cli import COMMANDS, cli
+from monitor.metrics_spec import BY_NAME
+from monitor.settings import Settings, load_settings
+
+CHART = Path(__file__).resolve().parents[1] / "helm" / "driftwatch"
+DB_URL = "postgresql://dw:s3cret@pg.example:5432/driftwatch"
+TOKEN = "t0ken-" + "x" * 26
+REQUIRED: dict[str, Any] = {"secrets": {"databaseUrl": DB_URL, "apiToken": TOKEN}}
+COMPONENTS = ("ingest", "evaluator", "api")
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge values layers, later ones winning (as repeated ``-f`` files do)."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merged(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def render(values: dict[str, Any] | None = None, chart: Path = CHART) -> list[dict[str, Any]]:
+    """``helm template`` of the chart: every manifest as a dict (NOTES.txt left out)."""
+    with helm.Chart.load(str(chart)) as loaded:
+        files = loaded.render(
+            merged(REQUIRED, values or {}), name="dw", namespace="mon", is_install=True
+        )
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(files.items()):
+        if path.endswith(".txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def workload(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    kind = "Job" if component == "migrate" else "Deployment"
+    (doc,) = [
+        d for d in of_kind(docs, kind)
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return doc
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+def secret_values(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    data = named(docs, "Secret", name)["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def settings_in_pod(
+    docs: list[dict[str, Any]],
+    component: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secrets: dict[str, dict[str, str]] | None = None,
+) -> Settings:
+    """The Settings the container of ``component`` builds: its mounted ConfigMap file plus the
+    environment its Secret references give it."""
+    pod = workload(docs, component)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    config_path = Path(env["DRIFTWATCH_CONFIG"]["value"])
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert config_path.parent == Path(mount["mountPath"])
+    volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    data = named(docs, "ConfigMap", volume["configMap"]["name"])["data"]
+    local = tmp_path / f"{component}.yaml"
+    local.write_text(data[config_path.name])
+
+    for name in [n for n in os.environ if n.startswith("DRIFTWATCH_")]:
+        monkeypatch.delenv(name)
+    for name, item in env.items():
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            continue
+        values = (secrets or {}).get(ref["name"]) or secret_values(docs, ref["name"])
+        if ref["key"] in values:
+            monkeypatch.setenv(name, values[ref["key"]])
+        else:
+            assert ref["optional"] is True, f"{name}: required key {ref['key']} missing"
+    return load_settings(local)
+
+
+# --- helm lint / template ------------------------------------------------------------------
+
+
+def test_helm_lint_strict_finds_no_warning() -> None:
+    report = helm.lint(str(CHART), REQUIRED, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_template_without_database_url_names_the_missing_value() -> None:
+    # `helm lint` is lenient about `required` by design; `helm template`/install are not.
+    with pytest.raises(helm.HelmError, match=r"secrets.databaseUrl is required"):
+        render({"secrets": {"databaseUrl": ""}})
+
+
+def test_prod_refuses_a_short_api_token() -> None:
+    with pytest.raises(helm.HelmError, match="apiToken of at least 16 characters"):
+        render({"secrets": {"apiToken": "short"}})
+
+
+def test_default_render_has_every_workload_and_no_optional_monitoring() -> None:
+    docs = render()
+    kinds = sorted({doc["kind"] for doc in docs})
+    assert kinds == [
+        "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service",
+        "ServiceAccount",
+    ]
+    for component in (*COMPONENTS, "migrate"):
+        workload(docs, component)
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("component", [*COMPONENTS, "migrate"])
+def test_each_pod_builds_valid_prod_settings(
+    component: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = [
+        {"type": "slack", "url": "https://hooks.slack.invalid/services/T/B/X"},
+        {"type": "pagerduty", "routing_key": "R" * 32},
+        {"type": "webhook", "url": "https://hooks.invalid/dw", "secret": "hmac-key"},
+    ]
+    docs = render({"secrets": {"alertChannels": channels, "kafkaSaslPassword": "kp"}})
+    settings = settings_in_pod(docs, component, tmp_path, monkeypatch)
+    assert settings.environment == "prod"
+    assert settings.database.url == "postgresql+psycopg://dw:s3cret@pg.example:5432/driftwatch"
+    assert settings.api.token is not None and settings.api.token.get_secret_value() == TOKEN
+    assert [c.type for c in settings.alerts.channels] == ["slack", "pagerduty", "webhook"]
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "kp"
+    # the file and the environment merge: file-only fields survive next to env-only ones
+    assert settings.database.pool_size == 5
+    assert settings.retrain.registry_dir == Path("/var/lib/driftwatch/registry")
+
+
+def test_invalid_settings_in_values_are_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render({"config": {"windows": {"max_count": 1}}})
+    with pytest.raises(Exception, match="max_count"):
+        settings_in_pod(docs, "api", tmp_path, monkeypatch)
+
+
+def test_migration_hook_reads_the_same_settings_as_the_release() -> None:
+    docs = render({"config": {"scheduler": {"interval_seconds": 7}}})
+    main = named(docs, "ConfigMap", "dw-driftwatch")["data"]
+    hook = named(docs, "ConfigMap", "dw-driftwatch-migrate")["data"]
+    assert main == hook
+    assert yaml.safe_load(main["driftwatch.yaml"])["scheduler"]["interval_seconds"] == 7
+    assert secret_values(docs, "dw-driftwatch") == secret_values(docs, "dw-driftwatch-migrate")
+
+
+def test_existing_secret_replaces_the_charts_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render({"secrets": {"existingSecret": "dw-prod", "databaseUrl": "", "apiToken": ""}})
+    assert of_kind(docs, "Secret") == []
+    for name, pod in pod_specs(docs):
+        refs = {
+            item["valueFrom"]["secretKeyRef"]["name"]
+            for item in pod["containers"][0]["env"] if "valueFrom" in item
+        }
+        assert refs == {"dw-prod"}, name
+    mine = {"dw-prod": {"database-url": DB_URL, "api-token": TOKEN}}
+    settings = settings_in_pod(docs, "evaluator", tmp_path, monkeypatch, secrets=mine)
+    assert settings.database.url.startswith("postgresql+psycopg://")
+
+
+def test_changing_settings_rolls_every_deployment() -> None:
+    def checksums(docs: list[dict[str, Any]]) -> dict[str, str]:
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"][
+                "checksum/config"
+            ]
+            for d in of_kind(docs, "Deployment")
+        }
+
+    before = checksums(render())
+    after = checksums(render({"config": {"policy": {"windows_to_alert": 4}}}))
+    assert before.keys() == after.keys() and len(before) == 3
+    assert all(before[name] != after[name] for name in before)
+
+
+# --- commands and workloads ----------------------------------------------------------------
+
+
+def test_commands_are_driftwatch_subcommands() -> None:
+    docs = render()
+    seen = {}
+    for name, pod in pod_specs(docs):
+        (container,) = pod["containers"]
+        program, sub, *rest = container["command"]
+        assert program == "driftwatch", name
+        assert sub in COMMANDS, f"{name}: {sub} is not in monitor.cli.COMMANDS"
+        seen[sub] = rest
+    assert seen == {"ingest": [], "evaluate": [], "api": [], "db": ["upgrade"]}
+    with click.Context(cli) as ctx:
+        db = cli.get_command(ctx, "db")
+    assert isinstance(db, click.Group) and "upgrade" in db.commands
+
+
+def test_ingest_replicas_scale_out_in_one_consumer_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render({"ingest": {"replicas": 5}, "config": {"kafka": {"group_id": "dw-prod"}}})
+    consumers = [d for d in of_kind(docs, "Deployment")
+                 if d["spec"]["template"]["spec"]["containers"][0]["command"][1] == "ingest"]
+    assert len(consumers) == 1  # one pod template, so one group for every replica
+    (ingest,) = consumers
+    assert ingest["spec"]["replicas"] == 5
+    container = ingest["spec"]["template"]["spec"]["containers"][0]
+    assert "args" not in container
+    assert not any("GROUP_ID" in item["name"] for item in container["env"])
+    assert ingest["metadata"]["annotations"]["driftwatch.io/consumer-group"] == "dw-prod"
+    assert settings_in_pod(docs, "ingest", tmp_path, monkeypatch).kafka.group_id == "dw-prod"
+
+
+def test_pdb_covers_only_the_ingest_pods() -> None:
+    docs = render()
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    for component in COMPONENTS:
+        labels = workload(docs, component)["spec"]["template"]["metadata"]["labels"]
+        assert (selector.items() <= labels.items()) == (component == "ingest")
+    assert of_kind(render({"ingest": {"pdb": {"enabled": False}}}), "PodDisruptionBudget") == []
+
+
+def test_evaluator_is_a_single_recreated_replica() -> None:
+    docs = render({"evaluator": {"replicas": 3}})
+    spec = workload(docs, "evaluator")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_api_service_and_probes() -> None:
+    docs = render({"config": {"api": {"port": 8080}}, "api": {"service": {"port": 80}}})
+    api = workload(docs, "api")
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    (service,) = of_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["ports"][0]["port"] == 80
+    selector = service["spec"]["selector"]
+    for component in COMPONENTS:
+        labels = workload(docs, component)["spec"]["template"]["metadata"]["labels"]
+        assert (selector.items() <= labels.items()) == (component == "api")
+
+
+def test_pods_are_non_root_read_only_and_bounded() -> None:
+    docs = render()
+    config_maps = {d["metadata"]["name"] for d in of_kind(docs, "ConfigMap")}
+    for name, pod in pod_specs(docs):
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        (container,) = pod["containers"]
+        ctx = container["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True, name
+        assert ctx["allowPrivilegeEscalation"] is False, name
+        assert ctx["capabilities"]["drop"] == ["ALL"], name
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= container["resources"][kind].keys(), name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert set(mounts.values()) <= volumes.keys(), name
+        assert "emptyDir" in volumes[mounts["/tmp"]], name
+        assert volumes["config"]["configMap"]["name"] in config_maps, name
+
+
+def test_migration_job_is_a_pre_install_and_pre_upgrade_hook() -> None:
+    docs = render()
+    weights = {}
+    for doc in docs:
+        notes = doc["metadata"].get("annotations", {})
+        if "helm.sh/hook" in notes:
+            assert set(notes["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+            weights[doc["kind"]] = int(notes["helm.sh/hook-weight"])
+    assert weights["ConfigMap"] < weights["Job"] and weights["Secret"] < weights["Job"]
+    job = workload(docs, "migrate")
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert of_kind(render({"migrations": {"enabled": False}}), "Job") == []
+
+
+# --- monitoring objects ---------------------------------------------------------------------
+
+
+def test_service_monitor_scrapes_the_api_service() -> None:
+    assert of_kind(render(), "ServiceMonitor") == []
+    docs = render({"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}})
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (service,) = of_kind(docs, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert "authorization" not in endpoint
+    protected = render({"serviceMonitor": {"enabled": True},
+                        "config": {"api": {"protect_reads": True}}})
+    auth = of_kind(protected, "ServiceMonitor")[0]["spec"]["endpoints"][0]["authorization"]
+    assert auth["credentials"] == {"name": "dw-driftwatch", "key": "api-token"}
+
+
+def test_prometheus_rules_pass_promtool_and_use_declared_metrics(tmp_path: Path) -> None:
+    assert of_kind(render(), "PrometheusRule") == []
+    extra = {"name": "team", "rules": [{"alert": "TeamRule", "expr": "vector(1) > 2"}]}
+    docs = render({"prometheusRule": {"enabled": True, "driftAlerts": True,
+                                      "additionalGroups": [extra]}})
+    (rule,) = of_kind(docs, "PrometheusRule")
+    groups = rule["spec"]["groups"]
+    assert [g["name"] for g in groups] == ["driftwatch.operations", "driftwatch.drift", "team"]
+    exprs = [r["expr"] for g in groups for r in g["rules"]]
+    used = {m for e in exprs for m in re.findall(r"\bdriftwatch_[a-z0-9_]+", e)}
+    assert used and used <= BY_NAME.keys(), used - BY_NAME.keys()
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by tests/services.sh"
+    result = subprocess.run([promtool, "check", "rules", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+
+
+def test_every_dashboard_json_becomes_a_labelled_config_map(tmp_path: Path) -> None:
+    real = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    docs = render()
+    assert len([d for d in of_kind(docs, "ConfigMap")
+                if d["metadata"]["labels"].get("grafana_dashboard") == "1"]) == len(real)
+
+    chart = tmp_path / "driftwatch"
+    shutil.copytree(CHART, chart)
+    boards = {"On_Call.json": {"uid": "dw-oncall", "panels": [{"id": 1}]},
+              "canary.json": {"uid": "dw-canary", "panels": []}}
+    for name, board in boards.items():
+        (chart / "dashboards" / name).write_text(json.dumps(board, indent=2))
+    docs = render({"dashboards": {"annotations": {"grafana_folder": "Driftwatch"}}}, chart=chart)
+    found = {}
+    for doc in of_kind(docs, "ConfigMap"):
+        if doc["metadata"]["labels"].get("grafana_dashboard") == "1":
+            assert doc["metadata"]["annotations"] == {"grafana_folder": "Driftwatch"}
+            assert doc["metadata"]["name"].startswith("dw-driftwatch-dashboard-")
+            ((key, text),) = doc["data"].items()
+            found[key] = json.loads(text)
+    assert found == {**{name: json.loads(json.dumps(b)) for name, b in boards.items()},
+                     **{name: json.loads((CHART / "dashboards" / name).read_text())
+                        for name in real}}
+    off = render({"dashboards": {"enabled": False}}, chart=chart)
+    assert not [d for d in of_kind(off, "ConfigMap") if "grafana_dashboard" in
+                d["metadata"]["labels"]]
+
+
+# --- template hygiene (what helm itself does not check) -------------------------------------
+
+
+def test_every_values_reference_exists_in_values_yaml() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    pattern = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+    missing = []
+    for template in sorted((CHART / "templates").iterdir()):
+        for match in pattern.finditer(template.read_text()):
+            node: Any = values
+            for part in match.group(1).strip(".").split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append(f"{template.name}: .Values{match.group(1)}")
+                    break
+                node = node[part]
+    assert missing == []
+
+
+def test_values_config_keys_are_settings_fields() -> None:
+    config = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
+    assert config.keys() <= Settings.model_fields.keys()
+    for section, body in config.items():
+        field = Settings.model_fields[section].annotation
+        if isinstance(body, dict) and body:
+            assert field is not None and body.keys() <= field.model_fields.keys(), section
