@@ -121,8 +121,10 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
     verdicts = []
     for pool in pools:
         drop = clean_acc - pool.accuracy
+        # clean windows twice as many: the false-alarm rate needs the finer resolution
+        n = 2 * n_windows if pool.name == "clean" else n_windows
         for size in SIZES:
-            rates = detection_rates(profiles, pool, size, n_windows, detectors, rng)
+            rates = detection_rates(profiles, pool, size, n, detectors, rng)
             cells = " | ".join(f"{rates[k] * 100:.0f}%" for k in (*FAMILIES, "any"))
             acc = f"{pool.accuracy * 100:.1f}% ({-drop * 100:+.1f})"
             lines.append(f"| {pool.name} | {acc} | {size} | {cells} |")
@@ -131,22 +133,23 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
                 if pool.name == "clean":
                     worst = max(rates[k] for k in FAMILIES)
                     ok = rates["any"] <= 0.05
-                    verdicts.append(f"- clean windows of 500: false alarms {rates['any'] * 100:.0f}% "
+                    verdicts.append(f"- clean windows of 500: false alarms "
+                                    f"{rates['any'] * 100:.0f}% "
                                     f"(any family; worst single family {worst * 100:.0f}%) — "
                                     f"{'meets' if ok else 'MISSES'} the ≤ 5% target")
                 elif drop >= 0.05:
                     ok = rates["any"] >= 0.9
-                    verdicts.append(f"- {pool.name} (accuracy −{drop * 100:.1f} points): caught in "
+                    verdicts.append(f"- {pool.name} (accuracy -{drop * 100:.1f} points): caught in "
                                     f"{rates['any'] * 100:.0f}% of windows of 500 — "
                                     f"{'meets' if ok else 'MISSES'} the ≥ 90% target")
                 else:
-                    verdicts.append(f"- {pool.name} moves accuracy by {drop * 100:+.1f} points "
+                    verdicts.append(f"- {pool.name} costs {drop * 100:.1f} accuracy points "
                                     f"(< 5): no target; caught in {rates['any'] * 100:.0f}% "
                                     "of windows of 500")
     header = (
         f"Reference: {len(ref)} clean held-out images (accuracy {ref_acc * 100:.1f}%); pool: "
         f"the other {len(pools[0].batch)} held-out images, clean or shifted; {n_windows} windows "
-        f"per cell drawn with replacement; seed {seed}; default detector settings; "
+        f"per cell ({2 * n_windows} for clean) drawn with replacement; seed {seed}; default detector settings; "
         f"{time.perf_counter() - t0:.0f}s in all.\n"
     )
     return header + "\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n"
@@ -155,7 +158,8 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
 def write_doc(table: str, command: str) -> None:
     """Replace the text between the power markers of ``docs/detection.md``."""
     text = DOC.read_text() if DOC.exists() else ""
-    block = f"{BEGIN}\nCommand: `{command}` (2 cores, Python 3.11, no GPU, 2026-11-22)\n\n{table}{END}"
+    machine = "2 cores, Python 3.11, no GPU, 2026-11-22"
+    block = f"{BEGIN}\nCommand: `{command}` ({machine})\n\n{table}{END}"
     if BEGIN in text and END in text:
         text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     else:

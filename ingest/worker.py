@@ -107,6 +107,8 @@ class IngestWorker:
         self._generation = 0  # bumped on every revocation
         self._buffer: list[Any] = []
         self._assigned = False
+        #: (topic, partition) pairs this worker owns right now.
+        self.assignment: frozenset[tuple[str, int]] = frozenset()
         self._consumer: Any = None
         self._producer: Any = None
 
@@ -174,12 +176,14 @@ class IngestWorker:
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
             def on_partitions_revoked(self, revoked: Any) -> None:
                 worker._generation += 1
+                worker.assignment = frozenset()
                 if worker._buffer:
                     log.info("partitions revoked: dropping %d uncommitted records", len(worker._buffer))
                 worker._buffer = []
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 worker._assigned = True
+                worker.assignment = frozenset((tp.topic, tp.partition) for tp in assigned)
                 if worker.stats.assigned_at is None:
                     worker.stats.assigned_at = time.monotonic()
                 log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))

@@ -81,7 +81,9 @@ def _decode_embeddings(rows: Sequence[_Row]) -> np.ndarray | None:
     out = np.full((len(rows), dim), np.nan, dtype=np.float32)
     for mask, dtype in ((is16, "<f2"), (present & ~is16, "<f4")):
         if mask.any():
-            raw = b"".join(r.embedding for r, m in zip(rows, mask, strict=True) if m and r.embedding)
+            raw = b"".join(
+                r.embedding for r, m in zip(rows, mask, strict=True) if m and r.embedding
+            )
             out[mask] = np.frombuffer(raw, dtype=dtype).reshape(-1, dim)
     return out
 
@@ -255,9 +257,8 @@ def _logs_to_batch(logs: Iterable[Any], source: str) -> LogBatch:
 
 def _read_jsonl(path: Path) -> LogBatch:
     """One :class:`~monitor.schemas.PredictionLog` JSON object per line."""
-    from monitor.schemas import Limits, PredictionLog, parse_message
-
     from monitor.errors import InvalidMessage
+    from monitor.schemas import Limits, PredictionLog, parse_message
 
     logs = []
     with path.open("rb") as fh:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.errors import NotFound
 from monitor.logs_repo import load_range, read_reference_file
-from monitor.settings import Settings
+from monitor.settings import Family, Settings
 from monitor.store.tables import ProfilePart, ReferenceProfile
+
+if TYPE_CHECKING:
+    from monitor.detectors.base import ProfileBase
 
 
 def fit_profile_from_batch(
@@ -37,7 +39,8 @@ def fit_profile_from_batch(
     seed: int = 0,
     activate: bool = False,
 ) -> ReferenceProfile:
-    """Fit every enabled family on ``batch`` and store the profile (inactive unless ``activate``)."""
+    """Fit every enabled family on ``batch`` and store the profile (inactive unless
+    ``activate``)."""
     from monitor.detectors.registry import fit_all
 
     parts = fit_all(batch, settings.detectors, model, seed=seed)
@@ -157,14 +160,14 @@ def profile_parts(session: Session, profile_id: int) -> list[ProfilePart]:
     ))
 
 
-def load_profiles(session: Session, profile_id: int) -> dict[str, Any]:
+def load_profiles(session: Session, profile_id: int) -> dict[Family, ProfileBase]:
     """The fitted per-family profiles of ``profile_id``, ready for ``registry.score_all``."""
-    from monitor.detectors.registry import load_profile
+    from monitor.detectors.registry import family_of, load_profile
 
-    return {
-        part.family: load_profile(part.kind, part.schema_version, part.payload)
-        for part in profile_parts(session, profile_id)
-    }
+    profiles: dict[Family, ProfileBase] = {}
+    for part in profile_parts(session, profile_id):
+        profiles[family_of(part.kind)] = load_profile(part.kind, part.schema_version, part.payload)
+    return profiles
 
 
 def reference_batch(session: Session, profile: ReferenceProfile, limit: int = 5000) -> LogBatch:
@@ -181,5 +184,6 @@ def reference_batch(session: Session, profile: ReferenceProfile, limit: int = 50
         )
     if source.get("type") == "file":
         batch = read_reference_file(source["path"])
-        return batch if len(batch) <= limit else batch.take(np.arange(len(batch) - limit, len(batch)))
+        n = len(batch)
+        return batch if n <= limit else batch.take(np.arange(n - limit, n))
     raise NotFound(f"profile {profile.id} does not record where its reference came from")

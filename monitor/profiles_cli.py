@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.cli import settings_of
 from monitor.settings import Settings
@@ -30,7 +31,7 @@ def _describe(row: ReferenceProfile) -> str:
             f"{row.created_at:%Y-%m-%d %H:%M}  {row.source.get('type', '?')}")
 
 
-def _sessions(settings: Settings):  # type: ignore[no-untyped-def]  # sessionmaker generic
+def _sessions(settings: Settings) -> sessionmaker[Session]:
     return session_factory(make_engine(settings.database))
 
 

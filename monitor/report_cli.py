@@ -58,3 +58,26 @@ def evidently(ctx: click.Context, window_id: int, out: Path | None,
     share = summary.get("drifted_share", float("nan"))
     click.echo(f"wrote {out}: window {window_id} (n={len(cur)}) vs {what} (n={len(ref)}); "
                f"Evidently calls {share:.0%} of columns drifted")
+
+
+@report.command("status")
+@click.argument("model")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: status-<model>.html).")
+@click.pass_context
+def status(ctx: click.Context, model: str, out: Path | None) -> None:
+    """Write MODEL's status page (drift over time, distributions, canary arms) as one
+    self-contained HTML file with inline SVG plots."""
+    from monitor.status_page import status_html
+
+    settings = settings_of(ctx)
+    out = out or Path(f"status-{model}.html")
+    engine = make_engine(settings.database)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            page = status_html(session, settings, model)
+    finally:
+        engine.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    click.echo(f"wrote {out}")

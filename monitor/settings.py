@@ -11,12 +11,14 @@ Every section is a frozen sub-model; nothing here is created at import time.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -28,6 +30,10 @@ Family = Literal["embedding", "pixel", "confidence", "classes"]
 FAMILIES: tuple[Family, ...] = ("embedding", "pixel", "confidence", "classes")
 
 
+#: The YAML file given to :func:`load_settings`; falls back to ``DRIFTWATCH_CONFIG``.
+_config_path: ContextVar[str | None] = ContextVar("driftwatch_config_path", default=None)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -35,7 +41,7 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     """Where the broker is and how the consumer group reads it."""
 
-    bootstrap_servers: list[str] = ["127.0.0.1:9092"]
+    bootstrap_servers: Annotated[list[str], NoDecode] = ["127.0.0.1:9092"]
     predictions_topic: str = "driftwatch.predictions"
     labels_topic: str = "driftwatch.labels"
     dead_letter_topic: str = "driftwatch.dead-letter"
@@ -281,7 +287,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_path = os.environ.get("DRIFTWATCH_CONFIG")
+        config_path = _config_path.get() or os.environ.get("DRIFTWATCH_CONFIG")
         if config_path:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_path))
         return tuple(sources)
@@ -301,11 +307,12 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
 
     Raises :class:`~monitor.errors.ConfigError` with every problem listed.
     """
-    if path is not None:
-        if not Path(path).is_file():
-            raise ConfigError(f"config file not found: {path}")
-        os.environ["DRIFTWATCH_CONFIG"] = str(path)
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    token = _config_path.set(None if path is None else str(path))
     try:
         return Settings(**overrides)
     except ValueError as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc
+    finally:
+        _config_path.reset(token)

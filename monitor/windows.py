@@ -11,6 +11,11 @@ Closing rules, applied to the pending logs of a stream in id order (see :func:`p
    **time** as soon as a later log falls outside that span, or the clock passes its end.
 3. A time-closed window with fewer than ``min_count`` logs waits (and grows) until it has them.
 
+Only **settled** logs are windowed: logs stored at least ``settle_seconds`` ago by the wall
+clock (ids are handed out before commit, so on PostgreSQL a lower id can become visible after a
+higher one; a window must not close over an id that is still in flight, or that log would
+never be evaluated). The first unsettled log, in id order, ends the pending run.
+
 Memory stays bounded whatever the traffic: only ``(id, ts)`` of at most ``max_count`` logs are
 read per window. Closing is idempotent: a window is keyed by (model, version, arm, first_id), so
 two evaluators racing on the same stream cannot create it twice; the loser stops on that stream.
@@ -21,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +37,9 @@ from monitor.settings import Settings, WindowSettings
 from monitor.store.tables import Prediction, Window
 
 log = logging.getLogger(__name__)
+
+#: Seconds a stored log must have been in the store before a window may cover it.
+SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -100,18 +108,21 @@ def _streams(session: Session) -> list[tuple[str, str, str | None, int]]:
 
 def _close_stream(
     session: Session, cfg: WindowSettings, model: str, version: str, arm: str | None,
-    after_id: int, now: datetime,
+    after_id: int, now: datetime, settled_before: datetime | None = None,
 ) -> list[Window]:
     closed: list[Window] = []
     arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
     while True:
         rows = session.execute(
-            select(Prediction.id, Prediction.ts)
+            select(Prediction.id, Prediction.ts, Prediction.ingested_at)
             .where(Prediction.model == model, Prediction.model_version == version,
                    arm_filter, Prediction.id > after_id)
             .order_by(Prediction.id)
             .limit(cfg.max_count)
         ).all()
+        if settled_before is not None:
+            cut = next((i for i, r in enumerate(rows) if r.ingested_at > settled_before), None)
+            rows = rows if cut is None else rows[:cut]
         plan = plan_window([r.ts for r in rows], cfg, now)
         if plan is None:
             return closed
@@ -133,13 +144,19 @@ def _close_stream(
         after_id = part[-1].id
 
 
-def close_windows(session: Session, settings: Settings, now: datetime) -> list[Window]:
+def close_windows(
+    session: Session, settings: Settings, now: datetime, *,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> list[Window]:
     """Close every window that is due at ``now``, across all streams; returns the new rows.
 
+    Logs stored less than ``settle_seconds`` ago (wall clock) are left for a later call.
     Idempotent and safe to run from two processes: a window another one already closed is
     skipped. The caller owns the transaction.
     """
+    settled_before = datetime.now(UTC) - timedelta(seconds=settle_seconds)
     closed: list[Window] = []
     for model, version, arm, after_id in _streams(session):
-        closed += _close_stream(session, settings.windows, model, version, arm, after_id, now)
+        closed += _close_stream(session, settings.windows, model, version, arm, after_id, now,
+                                settled_before)
     return closed

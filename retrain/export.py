@@ -8,6 +8,7 @@ the drift detectors read.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,15 @@ def export_onnx(net: nn.Module, sample: np.ndarray, opset: int = 17) -> bytes:
     buf = io.BytesIO()
     x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
     try:
-        torch.onnx.export(
-            wrapped, (x,), buf, input_names=[INPUT], output_names=list(OUTPUTS),
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"}, OUTPUTS[1]: {0: "batch"}},
-            opset_version=opset, dynamo=False,
-        )
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated but exact, fast and dependency-free here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                wrapped, (x,), buf, input_names=[INPUT], output_names=list(OUTPUTS),
+                dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"},
+                              OUTPUTS[1]: {0: "batch"}},
+                opset_version=opset, dynamo=False,
+            )
     except Exception as exc:  # noqa: BLE001 - torch raises many types; wrap them all
         raise DriftwatchError(f"ONNX export failed: {exc}") from exc
     return buf.getvalue()

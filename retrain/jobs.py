@@ -121,6 +121,14 @@ def claim_next(session: Session, model: str | None = None) -> RetrainJob | None:
     return transition(session, job, "running", "claimed")
 
 
+def fail_stale(session: Session, older_than: datetime) -> list[RetrainJob]:
+    """Mark ``running`` jobs not updated since ``older_than`` failed (their worker died)."""
+    stale = session.scalars(select(RetrainJob).where(
+        RetrainJob.state == "running", RetrainJob.updated_at < older_than))
+    return [transition(session, job, "failed", f"worker stopped: no progress since {older_than}")
+            for job in list(stale)]
+
+
 def get_job(session: Session, job_id: int) -> RetrainJob:
     job = session.get(RetrainJob, job_id)
     if job is None:

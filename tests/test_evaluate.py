@@ -30,7 +30,9 @@ from monitor.windows import close_windows
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def batch_logs(batch: LogBatch, start: datetime, prefix: str, **fields: object) -> list[PredictionLog]:
+def batch_logs(
+    batch: LogBatch, start: datetime, prefix: str, **fields: object
+) -> list[PredictionLog]:
     """PredictionLogs carrying exactly the arrays of ``batch`` (one per second)."""
     assert batch.embeddings is not None and batch.pixel is not None
     return [
@@ -58,12 +60,14 @@ def test_clean_then_shifted_windows(
     with unit_of_work(sessions) as s:
         fit_profile_from_batch(s, settings, "digits", "v1", synthetic_batch(1000, seed=1, dim=32),
                                "ref", activate=True)
-        insert_predictions(s, batch_logs(synthetic_batch(300, seed=2, dim=32), T0, "clean"))
+        # seed 3: a clean window no family flags (at alpha 0.01 about one in 100 clean
+        # windows is a false alarm, e.g. seed 2's confidence; the calibration tests own that)
+        insert_predictions(s, batch_logs(synthetic_batch(300, seed=3, dim=32), T0, "clean"))
         insert_predictions(s, batch_logs(
-            synthetic_batch(300, seed=3, dim=32, brightness=-0.3), T0 + timedelta(seconds=300),
+            synthetic_batch(300, seed=4, dim=32, brightness=-0.3), T0 + timedelta(seconds=300),
             "dark"))
     with unit_of_work(sessions) as s:
-        assert len(close_windows(s, settings, T0 + timedelta(seconds=600))) == 2
+        assert len(close_windows(s, settings, T0 + timedelta(seconds=600), settle_seconds=0)) == 2
         evaluations = evaluate_pending(s, settings)
     assert [len(e.results) for e in evaluations] == [len(FAMILIES)] * 2
     clean, dark = evaluations
@@ -77,8 +81,8 @@ def test_clean_then_shifted_windows(
         assert all(w.evaluated_at is not None for w in windows)
         again = stored_results(s, windows[1].id)
         assert sorted(again, key=lambda r: r.family) == sorted(dark.results, key=lambda r: r.family)
-        row = s.scalars(select(DriftResultRow).where(DriftResultRow.family == "pixel",
-                                                     DriftResultRow.window_id == windows[1].id)).one()
+        row = s.scalars(select(DriftResultRow).where(
+            DriftResultRow.family == "pixel", DriftResultRow.window_id == windows[1].id)).one()
         assert row.window_end == windows[1].end_ts and row.arm == "all" and row.drifted
         assert evaluate_pending(s, settings) == []  # nothing left
 
@@ -91,7 +95,7 @@ def test_results_are_stored_once_per_window_and_family(
         fit_profile_from_batch(s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16),
                                "ref", activate=True)
         insert_predictions(s, batch_logs(synthetic_batch(300, seed=2, dim=16), T0, "x"))
-        (window,) = close_windows(s, settings, T0 + timedelta(seconds=300))
+        (window,) = close_windows(s, settings, T0 + timedelta(seconds=300), settle_seconds=0)
         evaluate_window(s, settings, window)
         window.state = "closed"  # a second evaluator re-scoring the same window
         evaluate_window(s, settings, window)
@@ -105,7 +109,7 @@ def test_window_without_profile_waits_for_one(
     settings = _settings(settings_for, db_url)
     with unit_of_work(sessions) as s:
         insert_predictions(s, batch_logs(synthetic_batch(300, seed=2, dim=16), T0, "x"))
-        close_windows(s, settings, T0 + timedelta(seconds=300))
+        close_windows(s, settings, T0 + timedelta(seconds=300), settle_seconds=0)
         (evaluation,) = evaluate_pending(s, settings)
         assert evaluation.results == [] and evaluation.window.state == "no_profile"
         profile = fit_profile_from_batch(s, settings, "digits", "v1",

@@ -122,7 +122,9 @@ def settings_in_pod(
             monkeypatch.setenv(name, values[ref["key"]])
         else:
             assert ref["optional"] is True, f"{name}: required key {ref['key']} missing"
-    return load_settings(local)
+    # load_settings(path) would set DRIFTWATCH_CONFIG for good; monkeypatch undoes this one.
+    monkeypatch.setenv("DRIFTWATCH_CONFIG", str(local))
+    return load_settings()
 
 
 # --- helm lint / template ------------------------------------------------------------------
@@ -244,7 +246,13 @@ def test_commands_are_driftwatch_subcommands() -> None:
     assert seen == {"ingest": [], "evaluate": [], "api": [], "db": ["upgrade"]}
     with click.Context(cli) as ctx:
         db = cli.get_command(ctx, "db")
+        ingest = cli.get_command(ctx, "ingest")
     assert isinstance(db, click.Group) and "upgrade" in db.commands
+    # every option the chart passes exists on the command
+    assert ingest is not None
+    args = workload(docs, "ingest")["spec"]["template"]["spec"]["containers"][0]["args"]
+    options = {opt for param in ingest.params for opt in param.opts}
+    assert {a for a in args if a.startswith("--")} <= options
 
 
 def test_ingest_replicas_scale_out_in_one_consumer_group(
@@ -257,7 +265,7 @@ def test_ingest_replicas_scale_out_in_one_consumer_group(
     (ingest,) = consumers
     assert ingest["spec"]["replicas"] == 5
     container = ingest["spec"]["template"]["spec"]["containers"][0]
-    assert "args" not in container
+    assert container["args"] == ["--metrics-port", "9102"]  # nothing that changes the group
     assert not any("GROUP_ID" in item["name"] for item in container["env"])
     assert ingest["metadata"]["annotations"]["driftwatch.io/consumer-group"] == "dw-prod"
     assert settings_in_pod(docs, "ingest", tmp_path, monkeypatch).kafka.group_id == "dw-prod"
@@ -345,22 +353,54 @@ def test_service_monitor_scrapes_the_api_service() -> None:
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert "authorization" not in endpoint
+    (pods,) = of_kind(docs, "PodMonitor")
+    ingest = workload(docs, "ingest")["spec"]["template"]
+    assert pods["spec"]["selector"]["matchLabels"].items() <= ingest["metadata"]["labels"].items()
+    (pod_endpoint,) = pods["spec"]["podMetricsEndpoints"]
+    assert ingest["spec"]["containers"][0]["ports"] == [
+        {"name": pod_endpoint["port"], "containerPort": 9102, "protocol": "TCP"}]
+    off = render({"serviceMonitor": {"enabled": True}, "ingest": {"metricsPort": None}})
+    assert of_kind(off, "PodMonitor") == []
+    assert "args" not in workload(off, "ingest")["spec"]["template"]["spec"]["containers"][0]
     protected = render({"serviceMonitor": {"enabled": True},
                         "config": {"api": {"protect_reads": True}}})
     auth = of_kind(protected, "ServiceMonitor")[0]["spec"]["endpoints"][0]["authorization"]
     assert auth["credentials"] == {"name": "dw-driftwatch", "key": "api-token"}
 
 
+def test_rules_file_is_what_driftwatch_dashboards_rules_generates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dashboards.rules import alerting_rules
+
+    for name in [n for n in os.environ if n.startswith("DRIFTWATCH_")]:
+        monkeypatch.delenv(name)
+
+    shipped = yaml.safe_load((CHART / "rules" / "driftwatch-rules.yaml").read_text())
+    assert shipped == alerting_rules(Settings()), (
+        "regenerate: driftwatch dashboards rules helm/driftwatch/rules/driftwatch-rules.yaml"
+    )
+
+
 def test_prometheus_rules_pass_promtool_and_use_declared_metrics(tmp_path: Path) -> None:
     assert of_kind(render(), "PrometheusRule") == []
     extra = {"name": "team", "rules": [{"alert": "TeamRule", "expr": "vector(1) > 2"}]}
-    docs = render({"prometheusRule": {"enabled": True, "driftAlerts": True,
-                                      "additionalGroups": [extra]}})
+    runbook = "https://runbooks.invalid/driftwatch"
+    docs = render({"prometheusRule": {"enabled": True, "additionalGroups": [extra],
+                                      "excludeAlerts": ["DriftwatchDriftWarning"]},
+                   "config": {"alerts": {"runbook_url": runbook}}})
     (rule,) = of_kind(docs, "PrometheusRule")
     groups = rule["spec"]["groups"]
-    assert [g["name"] for g in groups] == ["driftwatch.operations", "driftwatch.drift", "team"]
-    exprs = [r["expr"] for g in groups for r in g["rules"]]
-    used = {m for e in exprs for m in re.findall(r"\bdriftwatch_[a-z0-9_]+", e)}
+    shipped = yaml.safe_load((CHART / "rules" / "driftwatch-rules.yaml").read_text())["groups"]
+    assert [g["name"] for g in groups] == [
+        *(g["name"] for g in shipped), "driftwatch-chart", "team"]
+    rules = [r for g in groups for r in g["rules"]]
+    names = [r["alert"] for r in rules]
+    expected = [r["alert"] for g in shipped for r in g["rules"]]
+    expected.remove("DriftwatchDriftWarning")
+    assert names == [*expected, "DriftwatchApiDown", "TeamRule"]
+    assert {r["annotations"]["runbook_url"] for r in rules if "annotations" in r} == {runbook}
+    used = {m for r in rules for m in re.findall(r"\bdriftwatch_[a-z0-9_]+", r["expr"])}
     assert used and used <= BY_NAME.keys(), used - BY_NAME.keys()
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": groups}))
@@ -369,7 +409,7 @@ def test_prometheus_rules_pass_promtool_and_use_declared_metrics(tmp_path: Path)
     result = subprocess.run([promtool, "check", "rules", str(path)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
 def test_every_dashboard_json_becomes_a_labelled_config_map(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_range_and_arm_filters(
     with unit_of_work(sessions) as s:
         insert_predictions(s, logs)
     with unit_of_work(sessions) as s:
-        assert len(load_range(s, "digits", "v1", T0 + timedelta(seconds=1), T0 + timedelta(seconds=3))) == 2
+        start, end = T0 + timedelta(seconds=1), T0 + timedelta(seconds=3)
+        assert len(load_range(s, "digits", "v1", start, end)) == 2
         assert len(load_range(s, "digits", "v1", arm="canary")) == 1
         assert len(load_range(s, "digits", "v1", arm="all")) == 3
         assert len(load_range(s, "digits", "v1", limit=2)) == 2
@@ -132,7 +133,9 @@ def test_jsonl_npz_parquet_readers_agree(
         assert batch.labels is not None and batch.labels.tolist() == [0, 1, 2, 0, 1, 2]
 
 
-def test_reader_errors_name_the_problem(tmp_path: Path, make_log: Callable[..., PredictionLog]) -> None:
+def test_reader_errors_name_the_problem(
+    tmp_path: Path, make_log: Callable[..., PredictionLog]
+) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(make_log().model_dump_json() + "\n" + '{"model": "x"}\n')
     with pytest.raises(ReferenceFileError, match=r"bad.jsonl:2: schema"):

@@ -28,7 +28,8 @@ def test_frames_keep_varying_columns_and_project_embeddings() -> None:
     ref, cur = synthetic_batch(300, seed=1), synthetic_batch(200, seed=2, brightness=-0.3)
     r, c, numerical, categorical = frames(ref, cur)
     assert categorical == ["predicted_class"]
-    assert {"confidence", "entropy", "brightness", "embedding_pc1", "embedding_pc5"} <= set(numerical)
+    expected = {"confidence", "entropy", "brightness", "embedding_pc1", "embedding_pc5"}
+    assert expected <= set(numerical)
     assert "width" not in numerical  # constant in both: nothing to compare
     assert len(r) == 300 and len(c) == 200
     np.testing.assert_allclose(c["confidence"], cur.probs.max(axis=1), rtol=1e-6)
@@ -68,7 +69,8 @@ def test_cli_writes_report_for_a_window(
         insert_predictions(s, _logs(make_log, 100, T0, 0.5, 1) + _logs(make_log, 100, T0, 0.2, 2))
     with unit_of_work(sessions) as s:
         close_windows(s, settings.model_copy(update={"windows": settings.windows.model_copy(
-            update={"max_count": 100})}), now=T0 + timedelta(seconds=200))
+            update={"max_count": 100})}), now=T0 + timedelta(seconds=200),
+            settle_seconds=0)
         ids = list(s.scalars(select(Window.id).order_by(Window.first_id)))
     assert len(ids) == 2
     out = tmp_path / "w.html"

@@ -1,4 +1,4 @@
-"""Tumbling windows: count or time, whichever first; per stream; no gaps, no overlaps; idempotent."""
+"""Tumbling windows: count or time, whichever first; per stream; no gaps or overlaps; idempotent."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.schemas import PredictionLog
@@ -40,11 +40,11 @@ def test_count_closes_first_then_time(
     cfg = _settings(settings_for, db_url)
     _store(sessions, make_log, [i * 0.5 for i in range(25)])  # 25 logs in 12.5 s
     with unit_of_work(sessions) as s:
-        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=13))
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=13), settle_seconds=0)
         assert [(w.n, w.closed_by) for w in closed] == [(10, "count"), (10, "count")]
     with unit_of_work(sessions) as s:  # the 5 left close by time once the span ends
-        assert close_windows(s, cfg, now=T0 + timedelta(seconds=69)) == []
-        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=71))
+        assert close_windows(s, cfg, now=T0 + timedelta(seconds=69), settle_seconds=0) == []
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=71), settle_seconds=0)
         assert [(w.n, w.closed_by) for w in closed] == [(5, "time")]
     with unit_of_work(sessions) as s:
         windows = s.scalars(select(Window).order_by(Window.first_id)).all()
@@ -62,13 +62,13 @@ def test_later_log_closes_a_span_and_small_windows_wait(
     cfg = _settings(settings_for, db_url)
     _store(sessions, make_log, [0, 1, 2, 3, 100, 101])
     with unit_of_work(sessions) as s:  # catch-up: the span 0..60 is over because 100 arrived
-        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=101))
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=101), settle_seconds=0)
         assert [(w.n, w.closed_by) for w in closed] == [(4, "time")]
         # two logs after 100 s: below min_count even when their span has ended
-        assert close_windows(s, cfg, now=T0 + timedelta(seconds=500)) == []
+        assert close_windows(s, cfg, now=T0 + timedelta(seconds=500), settle_seconds=0) == []
     _store(sessions, make_log, [400])
     with unit_of_work(sessions) as s:
-        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=500))
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=500), settle_seconds=0)
         assert [(w.n, w.closed_by) for w in closed] == [(3, "time")]
 
 
@@ -81,11 +81,11 @@ def test_streams_are_separate_per_version_and_arm(
     _store(sessions, make_log, list(range(10)), arm="canary")
     _store(sessions, make_log, list(range(4)), model_version="v2")
     with unit_of_work(sessions) as s:
-        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=10))
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=10), settle_seconds=0)
         got = sorted((w.model_version, w.arm, w.n) for w in closed)
     assert got == [("v1", "canary", 10), ("v1", "stable", 10)]
     with unit_of_work(sessions) as s:
-        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=61))
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=61), settle_seconds=0)
         assert [(w.model_version, w.arm, w.n) for w in closed] == [("v2", "all", 4)]
 
 
@@ -97,9 +97,9 @@ def test_two_evaluators_never_create_a_window_twice(
     _store(sessions, make_log, list(range(20)))
     now = T0 + timedelta(seconds=30)
     with unit_of_work(sessions) as first:
-        assert len(close_windows(first, cfg, now)) == 2
+        assert len(close_windows(first, cfg, now, settle_seconds=0)) == 2
     with unit_of_work(sessions) as again:  # replaying changes nothing
-        assert close_windows(again, cfg, now) == []
+        assert close_windows(again, cfg, now, settle_seconds=0) == []
     # An evaluator that planned from stale state (before the windows above existed) loses on
     # the unique key and stops on that stream, without error and without a duplicate.
     with unit_of_work(sessions) as stale:
@@ -125,7 +125,7 @@ def test_concurrent_closers_on_postgresql(
         with unit_of_work(sessions) as s:
             s.execute(select(Prediction.id).limit(1)).all()
             barrier.wait()
-            counts.append(len(close_windows(s, cfg, now)))
+            counts.append(len(close_windows(s, cfg, now, settle_seconds=0)))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for th in threads:
@@ -136,6 +136,29 @@ def test_concurrent_closers_on_postgresql(
         assert len(s.scalars(select(Window)).all()) == 2
     engine.dispose()
     assert sorted(counts) == [0, 2]
+
+
+def test_logs_still_settling_are_not_windowed(
+    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
+    settings_for: Callable[..., Settings],
+) -> None:
+    """A log stored moments ago may sit above an id still in flight: the run stops there."""
+    cfg = _settings(settings_for, db_url)
+    _store(sessions, make_log, list(range(20)))
+    with unit_of_work(sessions) as s:
+        assert close_windows(s, cfg, now=T0 + timedelta(seconds=100)) == []  # all fresh
+        ids = list(s.scalars(select(Prediction.id).order_by(Prediction.id)))
+        old = datetime.now(UTC) - timedelta(minutes=5)
+        s.execute(update(Prediction).where(Prediction.id != ids[12]).values(ingested_at=old))
+    with unit_of_work(sessions) as s:
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=13))
+        assert [(w.first_id, w.last_id, w.closed_by) for w in closed] == [
+            (ids[0], ids[9], "count")]
+        # ids 10, 11 are settled and their span is over, but id 12 is not: they wait for it
+        assert close_windows(s, cfg, now=T0 + timedelta(seconds=100)) == []
+        s.execute(update(Prediction).values(ingested_at=old))
+        closed = close_windows(s, cfg, now=T0 + timedelta(seconds=100))
+        assert [(w.first_id, w.last_id) for w in closed] == [(ids[10], ids[19])]
 
 
 @settings(max_examples=60, deadline=None)

@@ -62,7 +62,7 @@ class Receiver:
                 if not failing and owner.on_request is not None:
                     owner.on_request(item)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

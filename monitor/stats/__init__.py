@@ -21,7 +21,15 @@ from monitor.stats.histograms import (
     quantile_edges,
     shares,
 )
-from monitor.stats.mmd import MMDTest, fit_pca, median_gamma, mmd2_unbiased, mmd_test, rbf_kernel
+from monitor.stats.mmd import (
+    MMDTest,
+    fit_pca,
+    fourier_features,
+    median_gamma,
+    mmd2_unbiased,
+    mmd_test,
+    rbf_kernel,
+)
 from monitor.stats.multitest import Correction, adjust_pvalues
 from monitor.stats.univariate import ColumnTests, ks_columns, ks_pvalue, wasserstein_norm
 
@@ -39,6 +47,7 @@ __all__ = [
     "evidently_bins",
     "fill_zeros",
     "fit_pca",
+    "fourier_features",
     "js_distance",
     "ks_columns",
     "ks_pvalue",

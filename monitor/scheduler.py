@@ -1,0 +1,196 @@
+"""The evaluator: an APScheduler job that turns closed windows into decisions and alerts.
+
+Each tick, under one lock (PostgreSQL ``pg_try_advisory_lock(settings.scheduler.lock_id)``; one
+process on SQLite):
+
+1. close due windows (:func:`monitor.windows.close_windows`);
+2. evaluate pending windows in batches (:func:`monitor.evaluate.evaluate_pending`) and run the
+   policy on each (:func:`monitor.alerts.decide.apply_window`), one transaction per batch;
+3. send due alert deliveries (:func:`monitor.alerts.router.deliver_pending`), outside the
+   evaluation transaction, so a slow channel never holds up evaluation.
+
+The jobs live in the same database (``apscheduler_jobs``), with ``coalesce`` and a long
+``misfire_grace_time``: after downtime one catch-up run evaluates every window that closed
+meanwhile, in window order, so the policy sees them as if it had never stopped. Replicas share
+the job rows; the advisory lock makes sure only one acts at a time, so nothing is evaluated or
+alerted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.alerts.decide import Decision, apply_window
+from monitor.metrics import metric
+from monitor.settings import Settings
+from monitor.store.db import session_factory, unit_of_work
+
+log = logging.getLogger(__name__)
+
+JOB_IDS = ("driftwatch-evaluate", "driftwatch-deliver", "driftwatch-retention")
+
+
+@dataclass
+class TickReport:
+    """What one evaluation tick did."""
+
+    ran: bool = True
+    windows_closed: int = 0
+    windows_evaluated: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+    deliveries: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+class Evaluator:
+    """Runs ticks for one process; on PostgreSQL only one :class:`Evaluator` acts at a time."""
+
+    def __init__(self, engine: Engine, settings: Settings, batch_size: int = 50,
+                 settle_seconds: float | None = None) -> None:
+        self.engine, self.settings, self.batch_size = engine, settings, batch_size
+        #: logs younger than this stay out of windows (None: the windows module's default)
+        self.settle_seconds = settle_seconds
+        self.factory: sessionmaker[Session] = session_factory(engine)
+
+    @contextmanager
+    def lock(self) -> Iterator[bool]:
+        """Hold the evaluator lock for the block; yields False when another process has it."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        lock_id = self.settings.scheduler.lock_id
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id})
+                       .scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                    conn.commit()
+
+    def tick(self, now: datetime | None = None, deliver: bool = True) -> TickReport:
+        """Close, evaluate and decide everything that is due; then deliver alerts."""
+        from monitor.evaluate import evaluate_pending
+        from monitor.windows import close_windows
+
+        started = time.perf_counter()
+        report = TickReport()
+        with self.lock() as got:
+            if not got:
+                log.debug("another evaluator holds lock %s: skipping",
+                          self.settings.scheduler.lock_id)
+                return TickReport(ran=False)
+            wall = now or datetime.now(UTC)
+            with unit_of_work(self.factory) as session:
+                settle = {} if self.settle_seconds is None else {
+                    "settle_seconds": self.settle_seconds}
+                report.windows_closed = len(close_windows(session, self.settings, wall,
+                                                          **settle))
+            while True:
+                with unit_of_work(self.factory) as session:
+                    evaluations = evaluate_pending(session, self.settings, wall,
+                                                   limit=self.batch_size)
+                    for ev in evaluations:
+                        w = ev.window
+                        report.decisions += apply_window(session, self.settings, w, ev.results,
+                                                         wall)
+                        metric("driftwatch_windows_evaluated_total").labels(
+                            model=w.model, version=w.model_version, arm=w.arm).inc()
+                report.windows_evaluated += len(evaluations)
+                if len(evaluations) < self.batch_size:
+                    break
+        if deliver:
+            report.deliveries = self.deliver(now)
+        report.seconds = time.perf_counter() - started
+        if report.windows_evaluated:
+            metric("driftwatch_evaluation_seconds").observe(
+                report.seconds / report.windows_evaluated)
+        return report
+
+    def deliver(self, now: datetime | None = None) -> Counter[str]:
+        from monitor.alerts.router import deliver_pending
+
+        return deliver_pending(self.factory, self.settings, now)
+
+    def retention(self, now: datetime | None = None) -> dict[str, int]:
+        """Delete logs, windows and resolved alerts older than the retention settings."""
+        from monitor.store.alerting_tables import AlertRow, PolicyTransitionRow
+        from monitor.store.ingest_repo import delete_older_than
+        from monitor.store.tables import Window
+
+        now = now or datetime.now(UTC)
+        keep = self.settings.retention
+        logs_cut = now - timedelta(days=keep.predictions_days)
+        results_cut = now - timedelta(days=keep.results_days)
+        with self.lock() as got:
+            if not got:
+                return {}
+            with unit_of_work(self.factory) as session:
+                predictions, labels = delete_older_than(session, logs_cut)
+                windows = session.execute(delete(Window).where(Window.end_ts < results_cut))
+                transitions = session.execute(
+                    delete(PolicyTransitionRow).where(PolicyTransitionRow.at < results_cut))
+                alerts = session.execute(delete(AlertRow).where(
+                    AlertRow.status == "resolved", AlertRow.resolved_at < results_cut))
+        counts = {"predictions": predictions, "labels": labels}
+        for name, res in (("windows", windows), ("transitions", transitions),
+                          ("alerts", alerts)):
+            counts[name] = int(getattr(res, "rowcount", 0) or 0)
+        log.info("retention: deleted %s", counts)
+        return counts
+
+
+# APScheduler stores jobs by reference ("module:function") with picklable arguments; the
+# live Evaluator of this process is looked up here, so no settings (or secrets) go to the DB.
+_EVALUATORS: dict[str, Evaluator] = {}
+
+
+def run_job(name: str, key: str = "default") -> Any:
+    """Entry point of the stored jobs: ``evaluate``, ``deliver`` or ``retention``."""
+    evaluator = _EVALUATORS.get(key)
+    if evaluator is None:
+        log.warning("no evaluator registered in this process for job %s", name)
+        return None
+    try:
+        if name == "evaluate":
+            return evaluator.tick(deliver=False)
+        if name == "deliver":
+            return evaluator.deliver()
+        return evaluator.retention()
+    except Exception:
+        log.exception("scheduler job %s failed", name)
+        return None
+
+
+def build_scheduler(evaluator: Evaluator, key: str = "default") -> Any:
+    """A BackgroundScheduler with its job store in the evaluator's database (not started)."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    cfg = evaluator.settings.scheduler
+    _EVALUATORS[key] = evaluator
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=evaluator.engine)},
+        job_defaults={"coalesce": True, "max_instances": 1,
+                      "misfire_grace_time": int(max(3600, 10 * cfg.interval_seconds))},
+        timezone=UTC,
+    )
+    jobs = (("evaluate", cfg.interval_seconds), ("deliver", max(1.0, cfg.interval_seconds / 3)),
+            ("retention", cfg.retention_interval_seconds))
+    for (name, seconds), job_id in zip(jobs, JOB_IDS, strict=True):
+        scheduler.add_job("monitor.scheduler:run_job", "interval", args=[name, key],
+                          seconds=seconds, id=job_id, replace_existing=True,
+                          next_run_time=datetime.now(UTC))
+    return scheduler

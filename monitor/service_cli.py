@@ -1,0 +1,100 @@
+"""``driftwatch serve | api | evaluate``: one process for small installs, or pieces for scale.
+
+- ``evaluate``: the scheduler alone (one or more replicas; the advisory lock lets one act).
+- ``api``: the HTTP API alone (any number of replicas).
+- ``serve``: API + scheduler (+ an ingest worker with ``--ingest``) in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from monitor.cli import settings_of
+from monitor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        click.echo(f"signal {signum}: shutting down", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _start_scheduler(settings: Settings) -> object:
+    from monitor.scheduler import Evaluator, build_scheduler
+    from monitor.store.db import make_engine
+
+    scheduler = build_scheduler(Evaluator(make_engine(settings.database), settings))
+    scheduler.start()
+    return scheduler
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit (cron style).")
+@click.pass_context
+def evaluate(ctx: click.Context, once: bool) -> None:
+    """Evaluate closed windows on a schedule, decide and send alerts."""
+    settings = settings_of(ctx)
+    if once:
+        from monitor.scheduler import Evaluator
+        from monitor.store.db import make_engine
+
+        report = Evaluator(make_engine(settings.database), settings).tick()
+        click.echo(f"closed={report.windows_closed} evaluated={report.windows_evaluated} "
+                   f"transitions={len(report.decisions)} deliveries={dict(report.deliveries)}")
+        return
+    stop = _stop_on_signals()
+    scheduler = _start_scheduler(settings)
+    click.echo(f"evaluating every {settings.scheduler.interval_seconds:g}s; Ctrl-C to stop")
+    stop.wait()
+    scheduler.shutdown()  # type: ignore[attr-defined]
+
+
+def _run_api(settings: Settings) -> None:
+    import uvicorn
+
+    from monitor.api.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port,
+                log_level=settings.log_level.lower())
+
+
+@click.command()
+@click.pass_context
+def api(ctx: click.Context) -> None:
+    """Serve the HTTP API (and /metrics)."""
+    _run_api(settings_of(ctx))
+
+
+@click.command()
+@click.option("--ingest/--no-ingest", "with_ingest", default=False,
+              help="Also run an ingest worker in this process.")
+@click.pass_context
+def serve(ctx: click.Context, with_ingest: bool) -> None:
+    """API + scheduler (+ ingest worker) in one process."""
+    settings = settings_of(ctx)
+    scheduler = _start_scheduler(settings)
+    worker = None
+    if with_ingest:
+        from ingest.worker import IngestWorker
+
+        worker = IngestWorker(settings)
+        threading.Thread(target=worker.run, name="ingest", daemon=True).start()
+    try:
+        _run_api(settings)  # blocks until SIGINT/SIGTERM (uvicorn handles them)
+    finally:
+        if worker is not None:
+            worker.stop()
+        scheduler.shutdown()  # type: ignore[attr-defined]

@@ -1,0 +1,189 @@
+"""The demo's last act: drift-triggered job -> retrain on fresh labels -> INT8 -> gate -> staged
+canary -> promotion, served by the reference model server on shifted digits.
+
+``close_the_loop`` is what ``driftwatch demo`` calls after its drift alert; it prints one line
+per step (``log``) and returns a summary with the figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.errors import DriftwatchError
+from monitor.schemas import PredictionLog
+from monitor.settings import Settings
+from monitor.store.db import unit_of_work
+from retrain import jobs, registry, rollout
+from retrain.deploy import target_from_settings
+
+Emit = Callable[[list[PredictionLog]], None]
+
+
+_BASELINES: dict[tuple[int, int], bytes] = {}
+
+
+def train_baseline(epochs: int = 10, seed: int = 0) -> Any:
+    """The demo's baseline DigitsNet, trained on the clean digits training split (memoised)."""
+    from retrain.digits import train_holdout
+    from retrain.model import DigitsNet, train_classifier
+    from retrain.recipes import load_state, state_bytes
+
+    key = (epochs, seed)
+    if key not in _BASELINES:
+        train, _ = train_holdout(seed=0)
+        _BASELINES[key] = state_bytes(train_classifier(train.images, train.labels, epochs=epochs,
+                                                       seed=seed))
+    return load_state(DigitsNet(), _BASELINES[key])
+
+
+def store_emitter(sessions: sessionmaker[Session]) -> Emit:
+    """Write logs straight into the store (what the ingest worker would do)."""
+    from monitor.store.ingest_repo import insert_predictions
+
+    def emit(logs: list[PredictionLog]) -> None:
+        with unit_of_work(sessions) as session:
+            insert_predictions(session, logs)
+
+    return emit
+
+
+def shifted_stream(shift: str, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """``draw(n)``: n shifted digits (images, labels), sampled with replacement."""
+    from retrain.digits import SHIFTS, load_digits_images
+
+    data = load_digits_images()
+    images = SHIFTS[shift](data.images)
+    rng = np.random.default_rng(seed)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, len(data.labels), n)
+        return images[idx], data.labels[idx]
+
+    return draw
+
+
+def close_the_loop(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    model: str = "digits",
+    *,
+    shift: str = "rotation",
+    trigger: str = "demo-drift",
+    baseline: Any = None,
+    n_fresh: int = 600,
+    emit: Emit | None = None,
+    log: Callable[[str], None] = print,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the loop and return ``{"job", "version", "gate", "steps", "rollout", ...}``.
+
+    ``baseline`` (a trained :class:`~retrain.model.DigitsNet`) is registered as version ``v1``
+    when the model has no promoted version yet. Fresh labelled traffic (``n_fresh`` requests of
+    the ``shift``) is served and emitted first when the store holds too few labelled thumbnails.
+    """
+    from retrain.digits import train_holdout
+    from retrain.pipeline import register_baseline, run_job
+    from retrain.recipes import digits_input
+    from retrain.server import ModelServer
+
+    t_start = time.perf_counter()
+    emit = emit or store_emitter(sessions)
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    target = target_from_settings(settings.retrain)
+    with unit_of_work(sessions) as session:
+        current = registry.current(session, model)
+    if current is None:
+        if baseline is None:
+            raise DriftwatchError(f"model {model} has no promoted version and no baseline")
+        _, hold = train_holdout(seed=0)
+        current = register_baseline(settings, sessions, model, "v1", baseline, hold.images,
+                                    hold.labels)
+        log(f"registry: baseline {model} {current.version} promoted")
+    rollout.publish_stable(store, target, current)
+    server = ModelServer(settings.retrain.deployment_spec_path, digits_input)
+    draw = shifted_stream(shift, seed)
+    ids = (f"{trigger}-{i}" for i in itertools.count())
+
+    def serve(n: int) -> list[PredictionLog]:
+        images, labels = draw(n)
+        out = server.predict(images, [next(ids) for _ in range(n)], labels.tolist())
+        emit(out)
+        return out
+
+    first = serve(n_fresh)
+    acc = float(np.mean([lg.predicted_class == lg.label for lg in first]))
+    log(f"traffic: {n_fresh} fresh labelled '{shift}' requests, current accuracy {acc:.1%}")
+
+    with unit_of_work(sessions) as session:
+        job, created = jobs.enqueue_job(session, model, trigger, source="policy",
+                                        reason=f"drift alert ({shift})")
+        job_id = job.id
+    log(f"retrain: job {job_id} {'queued' if created else 'already queued'} ({trigger})")
+    outcome = run_job(settings, sessions, job_id, progress=False, target=target)
+    assert outcome is not None
+    figures = outcome.figures
+    if outcome.state != "succeeded":
+        log(f"retrain: job {job_id} {outcome.state}: {outcome.error}")
+        return {"job": job_id, "state": outcome.state, "error": outcome.error,
+                "seconds": time.perf_counter() - t_start}
+    a, s, lat = figures["accuracy"], figures["size_bytes"], figures["latency"]
+    log(f"retrain: candidate {outcome.version}: held-out accuracy FP32 {a['fp32']:.1%}, "
+        f"INT8 {a['int8']:.1%}; size {s['fp32'] / 1024:.0f} -> {s['int8'] / 1024:.0f} KiB; "
+        f"batch-32 p50 {lat['fp32_b32']['p50_ms']:.2f} -> {lat['int8_b32']['p50_ms']:.2f} ms")
+    with unit_of_work(sessions) as session:
+        report = gate_report(session, model, outcome.version or "")
+    log("gate: " + report.replace("\n", "\n      "))
+
+    steps: list[dict[str, Any]] = []
+    state = "running"
+    while state == "running":
+        with unit_of_work(sessions) as session:
+            ro = session.get(rollout.Rollout, outcome.rollout_id)
+            assert ro is not None
+            weight = ro.plan[ro.step_index]
+        need = settings.retrain.step_min_logs
+        serve(int(math.ceil(need * 100 / weight * 1.15)))
+        with unit_of_work(sessions) as session:
+            ro = session.get(rollout.Rollout, outcome.rollout_id)
+            assert ro is not None
+            result = rollout.tick(session, settings, store, target, ro, datetime.now(UTC))
+            state = ro.state
+            last = rollout.steps(session, ro.id)[-1:] if result != "wait" else []
+        for st in last:
+            steps.append({"weight": st.weight, "outcome": st.outcome, "reason": st.reason,
+                          "stable_accuracy": st.stable_accuracy,
+                          "canary_accuracy": st.canary_accuracy})
+            log(f"canary {st.weight:>3}%: {st.outcome} ({st.reason})")
+    after = serve(400)
+    acc_after = float(np.mean([lg.predicted_class == lg.label for lg in after]))
+    log(f"rollout {state}; serving {server.reload().stable.version}, accuracy on '{shift}' "
+        f"{acc:.1%} -> {acc_after:.1%} ({time.perf_counter() - t_start:.1f} s)")
+    return {"job": job_id, "state": state, "version": outcome.version, "figures": figures,
+            "steps": steps, "accuracy_before": acc, "accuracy_after": acc_after,
+            "rollout": outcome.rollout_id, "seconds": time.perf_counter() - t_start}
+
+
+def gate_report(session: Session, model: str, version: str) -> str:
+    """The stored offline gate report of ``version``, as text."""
+    from sqlalchemy import select
+
+    from monitor.store.retrain_tables import CanaryReport
+    from retrain.gate import GateReport, ModelScores
+
+    row = session.scalar(select(CanaryReport).where(
+        CanaryReport.model == model, CanaryReport.candidate_version == version)
+        .order_by(CanaryReport.id.desc()).limit(1))
+    if row is None:
+        return f"no gate report for {model} {version}"
+    data = dict(row.report)
+    for part in ("recent", "reference"):
+        data[part] = {k: ModelScores(**v) for k, v in data[part].items()}
+    return GateReport(**data).summary()
