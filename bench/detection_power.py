@@ -149,7 +149,8 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
     header = (
         f"Reference: {len(ref)} clean held-out images (accuracy {ref_acc * 100:.1f}%); pool: "
         f"the other {len(pools[0].batch)} held-out images, clean or shifted; {n_windows} windows "
-        f"per cell ({2 * n_windows} for clean) drawn with replacement; seed {seed}; default detector settings; "
+        f"per cell ({2 * n_windows} for clean) drawn with replacement; seed {seed}; "
+        "default detector settings; "
         f"{time.perf_counter() - t0:.0f}s in all.\n"
     )
     return header + "\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n"

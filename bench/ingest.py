@@ -38,9 +38,16 @@ def messages(n: int, seed: int = 0) -> list[bytes]:
     stats = rng.uniform(size=(n, len(STAT_NAMES)))
     tag = uuid.uuid4().hex[:8]
     return [
-        encode_prediction("digits", "v1", f"{tag}-{i}", probs[i], embedding=emb[i],
-                          pixel_stats=dict(zip(STAT_NAMES, stats[i].tolist(), strict=True)),
-                          latency_ms=3.0, arm="stable")
+        encode_prediction(
+            "digits",
+            "v1",
+            f"{tag}-{i}",
+            probs[i],
+            embedding=emb[i],
+            pixel_stats=dict(zip(STAT_NAMES, stats[i].tolist(), strict=True)),
+            latency_ms=3.0,
+            arm="stable",
+        )
         for i in range(n)
     ]
 
@@ -48,8 +55,13 @@ def messages(n: int, seed: int = 0) -> list[bytes]:
 def produce(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip",
-                             linger_ms=20, batch_size=512 * 1024, acks=1)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        compression_type="gzip",
+        linger_ms=20,
+        batch_size=512 * 1024,
+        acks=1,
+    )
     for i, raw in enumerate(payloads):
         producer.send(topic, value=raw, key=str(i).encode())
     producer.flush()
@@ -60,11 +72,14 @@ def raw_consume(kafka: KafkaSettings, n: int) -> float:
     """Records/s of a bare kafka-python consumer reading the topic from the start."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
-                             max_poll_records=kafka.max_poll_records,
-                             fetch_max_bytes=kafka.fetch_max_bytes,
-                             max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
-                             receive_message_max_bytes=kafka.fetch_max_bytes + 1_048_576)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        max_poll_records=kafka.max_poll_records,
+        fetch_max_bytes=kafka.fetch_max_bytes,
+        max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
+        receive_message_max_bytes=kafka.fetch_max_bytes + 1_048_576,
+    )
     tp = TopicPartition(kafka.predictions_topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
@@ -84,10 +99,16 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def driftwatch(kafka: KafkaSettings, url: str, n: int, sample_rss: bool = False) -> tuple[float, list[float]]:
+def driftwatch(
+    kafka: KafkaSettings, url: str, n: int, sample_rss: bool = False
+) -> tuple[float, list[float]]:
     """Records/s of an IngestWorker from first assignment to the last commit, and RSS samples."""
-    settings = Settings(environment="test", kafka=kafka, database=DatabaseSettings(url=url),
-                        ingest=IngestSettings(batch_max_messages=kafka.max_poll_records))
+    settings = Settings(
+        environment="test",
+        kafka=kafka,
+        database=DatabaseSettings(url=url),
+        ingest=IngestSettings(batch_max_messages=kafka.max_poll_records),
+    )
     worker = IngestWorker(settings)
     samples: list[float] = []
     done = threading.Event()
@@ -118,16 +139,23 @@ def main() -> None:
 
         def topic_with(n: int) -> KafkaSettings:
             tag = uuid.uuid4().hex[:8]
-            kafka = KafkaSettings(bootstrap_servers=[broker.bootstrap],
-                                  predictions_topic=f"p-{tag}", labels_topic=f"l-{tag}",
-                                  dead_letter_topic=f"d-{tag}", group_id=f"g-{tag}")
-            broker.create_topics([kafka.predictions_topic, kafka.labels_topic,
-                                  kafka.dead_letter_topic])
+            kafka = KafkaSettings(
+                bootstrap_servers=[broker.bootstrap],
+                predictions_topic=f"p-{tag}",
+                labels_topic=f"l-{tag}",
+                dead_letter_topic=f"d-{tag}",
+                group_id=f"g-{tag}",
+            )
+            broker.create_topics(
+                [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic]
+            )
             t0 = time.perf_counter()
             payload = messages(n)
             produce(broker.bootstrap, kafka.predictions_topic, payload)
-            print(f"  produced {n} messages ({np.mean([len(p) for p in payload]):.0f} B each) "
-                  f"in {time.perf_counter() - t0:.1f}s")
+            print(
+                f"  produced {n} messages ({np.mean([len(p) for p in payload]):.0f} B each) "
+                f"in {time.perf_counter() - t0:.1f}s"
+            )
             return kafka
 
         n = args.n
@@ -162,8 +190,11 @@ def main() -> None:
             migrate.upgrade(long_url)
             rate, rss = driftwatch(kafka_long, long_url, long_n, sample_rss=True)
             tenth = rss[max(len(rss) // 10 - 1, 0)] if rss else float("nan")
-            print(f"driftwatch -> SQLite (10x): {rate:>9,.0f} msg/s; RSS at 10% {tenth:.0f} MiB, "
-                  f"max {max(rss, default=float('nan')):.0f} MiB, end {rss[-1] if rss else float('nan'):.0f} MiB")
+            print(
+                f"driftwatch -> SQLite (10x): {rate:>9,.0f} msg/s; RSS at 10% {tenth:.0f} MiB, "
+                f"max {max(rss, default=float('nan')):.0f} MiB, "
+                f"end {rss[-1] if rss else float('nan'):.0f} MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ lines from the settings (warn = effect floor, alert = floor x ``policy.alert_eff
 
 from __future__ import annotations
 
-from monitor.settings import FAMILIES, Settings
-
 from dashboards.grafana import (
+    POSTGRES,
     PROMETHEUS,
     STATE_MAPPINGS,
     Json,
@@ -23,8 +22,10 @@ from dashboards.grafana import (
     query_variable,
     row,
     sql_panel,
+    sql_target,
     thresholds,
 )
+from monitor.settings import FAMILIES, Settings
 
 SEL = 'model=~"$model", version=~"$version"'
 RATE = "$__rate_interval"
@@ -75,6 +76,14 @@ def oncall(settings: Settings) -> Json:
              "{{model}} {{family}} {{severity}}"),
             kind="stat", instant=True, w=8,
             steps=thresholds((None, "green"), (1, "red")),
+        ),
+        sql_panel(
+            "Alerts (store)",
+            "SELECT opened_at AS \"time\", model, model_version AS version, family, severity,\n"
+            "  status, summary\nFROM alerts\n"
+            f"WHERE $__timeFilter(opened_at) AND {SQL_FILTER}\n"
+            "ORDER BY opened_at DESC LIMIT 50",
+            w=24,
         ),
         row("Drift statistics"),
         *[_drift_panel(settings, family) for family in FAMILIES],
@@ -146,22 +155,24 @@ def oncall(settings: Settings) -> Json:
     return dashboard("driftwatch-oncall", "Driftwatch / On-call", panels, variables())
 
 
-def _arm_panels(title: str, metric: str, legend: str, unit: str) -> list[Json]:
-    return [
-        prom_panel(f"{title}: {arm}", (f'{metric}{{{SEL}, arm="{arm}"}}', legend),
-                   kind="barchart", instant=True, unit=unit, xField=legend.strip("{}"))
-        for arm in ARMS
-    ]
+def _arm_panels(title: str, metric: str, label: str, unit: str) -> list[Json]:
+    """One bar chart per arm, bars by ``label`` (instant query in table format)."""
+    panels = []
+    for arm in ARMS:
+        p = prom_panel(f"{title}: {arm}", (f'{metric}{{{SEL}, arm="{arm}"}}', f"{{{{{label}}}}}"),
+                       kind="barchart", instant=True, unit=unit, xField=label)
+        p["targets"][0]["format"] = "table"
+        panels.append(p)
+    return panels
 
 
 def canary(settings: Settings) -> Json:
     arms = 'arm=~"stable|canary"'
     panels: list[Json] = [
         row("Stable vs canary"),
-        *_arm_panels("Confidence histogram", "driftwatch_arm_confidence_bucket", "{{le}}",
+        *_arm_panels("Confidence histogram", "driftwatch_arm_confidence_bucket", "le",
                      "percentunit"),
-        *_arm_panels("Class distribution", "driftwatch_arm_class_share", "{{class}}",
-                     "percentunit"),
+        *_arm_panels("Class distribution", "driftwatch_arm_class_share", "class", "percentunit"),
         prom_panel("Labelled accuracy", (f"driftwatch_arm_accuracy{{{SEL}, {arms}}}",
                                          "{{version}} {{arm}}"), unit="percentunit"),
         prom_panel("Latency", (f"driftwatch_arm_latency_seconds{{{SEL}, {arms}}}",
@@ -194,6 +205,13 @@ def canary(settings: Settings) -> Json:
                                       '{model=~"$model"})', "{{event}}"),
                    kind="stat", instant=True),
         sql_panel(
+            "Rollout history (store)",
+            "SELECT s.ts AS \"time\", r.candidate_version AS candidate, s.step_index AS step,\n"
+            "  s.weight, s.outcome, s.stable_accuracy, s.canary_accuracy, s.reason\n"
+            "FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id\n"
+            "WHERE $__timeFilter(s.ts) AND r.model IN ($model)\nORDER BY s.ts DESC",
+        ),
+        sql_panel(
             "Traffic per arm (store)",
             "SELECT $__timeGroupAlias(ts, $__interval), arm AS metric, count(*) AS predictions\n"
             f"FROM predictions WHERE $__timeFilter(ts) AND {SQL_FILTER} AND arm IS NOT NULL\n"
@@ -210,6 +228,16 @@ def canary(settings: Settings) -> Json:
         }
         for event, colour in (("promoted", "green"), ("rolled_back", "red"))
     ]
+    annotations.append({
+        "name": "Rollout decisions (store)", "enable": True, "datasource": POSTGRES,
+        "iconColor": "purple",
+        "target": sql_target(
+            "SELECT s.ts AS \"time\", s.outcome || ' ' || r.candidate_version || ': ' || s.reason"
+            " AS text,\n  s.outcome AS tags\n"
+            "FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id\n"
+            "WHERE s.outcome IN ('promote', 'rollback') AND $__timeFilter(s.ts)\n"
+            "  AND r.model IN ($model) ORDER BY 1", ref="Anno"),
+    })
     return dashboard("driftwatch-canary", "Driftwatch / Canary", panels, variables(), annotations)
 
 
@@ -247,6 +275,13 @@ def stakeholders(settings: Settings) -> Json:
         prom_panel("Retraining jobs", ('sum by (model, state) (driftwatch_retrain_jobs_total'
                                        '{model=~"$model"})', "{{state}}"),
                    kind="stat", instant=True),
+        sql_panel(
+            "Retraining history (store)",
+            "SELECT created_at AS \"time\", model, source, state, candidate_version, reason\n"
+            "FROM retrain_jobs WHERE $__timeFilter(created_at) AND model IN ($model)\n"
+            "ORDER BY created_at DESC LIMIT 50",
+            w=24,
+        ),
         prom_panel("Accuracy per version (what each retrain bought)",
                    ('max by (version, format) (driftwatch_model_accuracy{model=~"$model"})',
                     "{{version}} {{format}}"),

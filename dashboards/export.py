@@ -15,10 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from monitor.settings import Settings
-
 from dashboards.boards import build_dashboards
 from dashboards.push import datasource_models
+from monitor.settings import Settings
 
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/driftwatch"
 

@@ -51,8 +51,8 @@ def prom_target(expr: str, legend: str = "", ref: str = "A", instant: bool = Fal
 
 
 def sql_target(sql: str, ref: str = "A", fmt: str = "table") -> Json:
-    return {"datasource": POSTGRES, "refId": ref, "rawSql": sql, "format": fmt, "editorMode": "code",
-            "rawQuery": True}
+    return {"datasource": POSTGRES, "refId": ref, "rawSql": sql, "format": fmt,
+            "editorMode": "code", "rawQuery": True}
 
 
 def panel(
@@ -75,7 +75,9 @@ def panel(
     mappings = options.pop("mappings", None)
     if mappings is not None:
         defaults["mappings"] = mappings
+    size: Json = {k: options.pop(k) for k in ("w", "h") if k in options}  # layout hints
     return {
+        **size,
         "type": kind,
         "title": title,
         "description": description,

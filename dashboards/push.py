@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.errors import DriftwatchError
-from monitor.settings import Settings
-
 from dashboards.boards import build_dashboards
 from dashboards.grafana import POSTGRES, POSTGRES_UID, PROMETHEUS, PROMETHEUS_UID, Json
+from monitor.errors import DriftwatchError
+from monitor.settings import Settings
 
 #: Dashboard keys Grafana owns or rewrites on save; ignored when comparing.
 _VOLATILE = ("id", "version", "iteration")
@@ -64,7 +63,7 @@ def _same(current: Json, wanted: Json, keys: list[str]) -> bool:
 
 def client(settings: Settings) -> Any:
     """A ``GrafanaApi`` for ``settings.grafana`` (bearer token auth when a token is set)."""
-    from grafana_client import GrafanaApi
+    from grafana_client.api import GrafanaApi
 
     token = settings.grafana.token.get_secret_value() if settings.grafana.token else None
     return GrafanaApi.from_url(settings.grafana.url, credential=token, timeout=10.0)

@@ -34,6 +34,14 @@ def _rule(name: str, expr: str, duration: str, severity: str, summary: str, desc
     }
 
 
+def _grew(selector: str, by: str, window: str) -> str:
+    """Counter ``selector`` grew within ``window``, by ``by``. ``increase`` alone misses a
+    labelled series whose first sample is already above zero (prometheus_client creates it on
+    first use), so a series that is new within the window counts too."""
+    return (f"sum by ({by}) (increase({selector}[{window}])) > 0 or "
+            f"sum by ({by}) ({selector} unless {selector} offset {window}) > 0")
+
+
 def alerting_rules(settings: Settings) -> dict[str, Any]:
     """The rules file as a dict (``groups`` of ``rules``), ready for YAML."""
     s = settings
@@ -62,20 +70,20 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
               "Ingest lag on {{ $labels.topic }} is {{ $value }} messages",
               "Ingest workers fall behind: scale out the consumer group.", s),
         _rule("DriftwatchDeadLetters",
-              "sum by (topic, reason) (increase(driftwatch_ingest_dead_letter_total[15m])) > 0",
+              _grew("driftwatch_ingest_dead_letter_total", "topic, reason", "15m"),
               "0m", "warning",
               "Messages dead-lettered on {{ $labels.topic }} ({{ $labels.reason }})",
               "A producer sends invalid prediction logs; read the dead-letter topic.", s),
         _rule("DriftwatchAlertDeliveryFailing",
-              'sum by (channel) (increase(driftwatch_alert_deliveries_total{outcome="gave_up"}'
-              "[15m])) > 0", "0m", "critical",
+              _grew('driftwatch_alert_deliveries_total{outcome="gave_up"}', "channel", "15m"),
+              "0m", "critical",
               "Alert channel {{ $labels.channel }} gave up delivering",
               "Driftwatch could not deliver alerts after every retry.", s),
     ]
     canary = [
         _rule("DriftwatchCanaryRolledBack",
-              'sum by (model) (increase(driftwatch_rollout_events_total{event="rolled_back"}'
-              "[30m])) > 0", "0m", "warning",
+              _grew('driftwatch_rollout_events_total{event="rolled_back"}', "model", "30m"),
+              "0m", "warning",
               "{{ $labels.model }}: canary rolled back",
               "The rollout controller rolled the canary back; see the Canary dashboard.", s),
         _rule("DriftwatchCanaryAccuracyRegression",

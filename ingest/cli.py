@@ -12,14 +12,23 @@ from monitor.cli import settings_of
 
 
 @click.command()
-@click.option("--metrics-port", type=int, default=None,
-              help="Serve Prometheus metrics on this port.")
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
+)
 @click.option("--max-messages", type=int, default=None, help="Stop after this many records.")
-@click.option("--idle-timeout", type=float, default=None,
-              help="Stop after this many seconds without a record.")
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=None,
+    help="Stop after this many seconds without a record.",
+)
 @click.pass_context
-def ingest(ctx: click.Context, metrics_port: int | None, max_messages: int | None,
-           idle_timeout: float | None) -> None:
+def ingest(
+    ctx: click.Context,
+    metrics_port: int | None,
+    max_messages: int | None,
+    idle_timeout: float | None,
+) -> None:
     """Consume prediction logs and labels from Kafka into the store."""
     from ingest.worker import IngestWorker
 

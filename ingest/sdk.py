@@ -86,11 +86,17 @@ def encode_prediction(
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
-def encode_label(model: str, request_id: str, label: int,
-                 timestamp: datetime | float | None = None) -> bytes:
+def encode_label(
+    model: str, request_id: str, label: int, timestamp: datetime | float | None = None
+) -> bytes:
     """The JSON bytes of one :class:`~monitor.schemas.LabelEvent`."""
-    msg = {"schema_version": SCHEMA_VERSION, "model": model, "request_id": request_id,
-           "label": int(label), "timestamp": _iso(timestamp)}
+    msg = {
+        "schema_version": SCHEMA_VERSION,
+        "model": model,
+        "request_id": request_id,
+        "label": int(label),
+        "timestamp": _iso(timestamp),
+    }
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
@@ -172,12 +178,20 @@ class PredictionLogger:
                 pixel_stats = dict(zip(STAT_NAMES, row.tolist(), strict=True))
             request_id = request_id or uuid.uuid4().hex
             raw = encode_prediction(
-                self.model, self.model_version, request_id, probs, embedding=embedding,
-                embedding_dtype=self.embedding_dtype, pixel_stats=pixel_stats,
-                predicted_class=predicted_class, latency_ms=latency_ms, arm=arm, label=label,
+                self.model,
+                self.model_version,
+                request_id,
+                probs,
+                embedding=embedding,
+                embedding_dtype=self.embedding_dtype,
+                pixel_stats=pixel_stats,
+                predicted_class=predicted_class,
+                latency_ms=latency_ms,
+                arm=arm,
+                label=label,
                 timestamp=timestamp,
             )
-        except Exception as exc:  # noqa: BLE001 - never raise into the serving path
+        except Exception as exc:
             self._drop(f"could not encode a prediction log: {exc!r}")
             return None
         return request_id if self._offer(self.kafka.predictions_topic, request_id, raw) else None
@@ -200,33 +214,49 @@ class PredictionLogger:
         try:
             p = np.asarray(probs, dtype=np.float64)
             n = len(p)
-            stats = batch_stats(images) if pixel_stats is None and images is not None else pixel_stats
-            ids = list(request_ids) if request_ids is not None else [uuid.uuid4().hex for _ in range(n)]
+            stats = (
+                batch_stats(images) if pixel_stats is None and images is not None else pixel_stats
+            )
+            ids = (
+                list(request_ids)
+                if request_ids is not None
+                else [uuid.uuid4().hex for _ in range(n)]
+            )
             ts = _iso(timestamp)
             raws = [
                 encode_prediction(
-                    self.model, self.model_version, ids[i], p[i],
+                    self.model,
+                    self.model_version,
+                    ids[i],
+                    p[i],
                     embedding=None if embeddings is None else embeddings[i],
                     embedding_dtype=self.embedding_dtype,
-                    pixel_stats=None if stats is None else dict(zip(STAT_NAMES, stats[i].tolist(),
-                                                                    strict=True)),
+                    pixel_stats=None
+                    if stats is None
+                    else dict(zip(STAT_NAMES, stats[i].tolist(), strict=True)),
                     latency_ms=None if latency_ms is None else float(latency_ms[i]),
-                    arm=arm, label=None if labels is None else int(labels[i]), timestamp=ts,
+                    arm=arm,
+                    label=None if labels is None else int(labels[i]),
+                    timestamp=ts,
                 )
                 for i in range(n)
             ]
-        except Exception as exc:  # noqa: BLE001 - never raise into the serving path
+        except Exception as exc:
             self._drop(f"could not encode a batch of prediction logs: {exc!r}", len(probs))
             return []
-        return [rid for rid, raw in zip(ids, raws, strict=True)
-                if self._offer(self.kafka.predictions_topic, rid, raw)]
+        return [
+            rid
+            for rid, raw in zip(ids, raws, strict=True)
+            if self._offer(self.kafka.predictions_topic, rid, raw)
+        ]
 
-    def log_label(self, request_id: str, label: int,
-                  timestamp: datetime | float | None = None) -> bool:
+    def log_label(
+        self, request_id: str, label: int, timestamp: datetime | float | None = None
+    ) -> bool:
         """Log the true class of an earlier (or later) prediction; False when dropped."""
         try:
             raw = encode_label(self.model, request_id, label, timestamp)
-        except Exception as exc:  # noqa: BLE001 - never raise into the serving path
+        except Exception as exc:
             self._drop(f"could not encode a label: {exc!r}")
             return False
         return self._offer(self.kafka.labels_topic, request_id, raw)
@@ -280,17 +310,20 @@ class PredictionLogger:
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now
-            log.warning("driftwatch logger could not deliver a log (%d so far): %s", self.failed, exc)
+            log.warning(
+                "driftwatch logger could not deliver a log (%d so far): %s", self.failed, exc
+            )
 
     def _producer(self) -> Any:
         from kafka import KafkaProducer
 
         from ingest.worker import kafka_client_config
 
-        return KafkaProducer(**kafka_client_config(self.kafka), **self._config)
+        return KafkaProducer(**{**kafka_client_config(self.kafka), **self._config})
 
     def _pump(self) -> None:
         producer = None
+        retry_at = 0.0  # after a failed connect, give up on logs until then instead of waiting
         while True:
             item = self._queue.get()
             if item is _STOP:
@@ -299,22 +332,26 @@ class PredictionLogger:
                 if producer is not None:
                     try:
                         producer.flush()
-                    except Exception as exc:  # noqa: BLE001 - background thread must live on
+                    except Exception as exc:
                         self._on_error(exc)
                 item.set()
                 continue
             try:
                 if producer is None:
+                    if time.monotonic() < retry_at:
+                        self._on_error(ConnectionError("Kafka unreachable, retrying soon"))
+                        continue
+                    retry_at = time.monotonic() + 5.0
                     producer = self._producer()
                 topic, key, raw = item
                 producer.send(topic, value=raw, key=key).add_errback(self._on_error)
                 self.sent += 1
-            except Exception as exc:  # noqa: BLE001 - Kafka down: count it and keep going
+            except Exception as exc:
                 self._on_error(exc)
         if producer is not None:
             try:
                 producer.close(timeout=10)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._on_error(exc)
 
 

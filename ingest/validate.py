@@ -16,7 +16,9 @@ import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
+from ingest.fastpath import fast_rows
 from monitor.errors import InvalidMessage
 from monitor.imagestats import decode_image, image_stats
 from monitor.schemas import LabelEvent, Limits, PredictionLog, Rejected, parse_message
@@ -30,6 +32,7 @@ RawRecord = tuple[str, int, int, bytes | None, bytes | None]
 class Validated:
     """The outcome of validating one batch of records."""
 
+    rows: list[dict[str, Any]] = field(default_factory=list)  # from the fast lane
     logs: list[PredictionLog] = field(default_factory=list)
     labels: list[LabelEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -61,7 +64,9 @@ def with_pixel_stats(log: PredictionLog) -> PredictionLog:
 class Validator:
     """Turns raw records of the predictions and labels topics into events or rejections."""
 
-    def __init__(self, settings: IngestSettings, *, predictions_topic: str, labels_topic: str) -> None:
+    def __init__(
+        self, settings: IngestSettings, *, predictions_topic: str, labels_topic: str
+    ) -> None:
         self.limits = limits_of(settings)
         self.max_bytes = settings.max_message_bytes
         self.allowed = frozenset(settings.allowed_models)
@@ -70,22 +75,44 @@ class Validator:
 
     def _check_model(self, model: str) -> None:
         if self.allowed and model not in self.allowed:
-            raise InvalidMessage("unknown_model", f"model {model!r} is not in ingest.allowed_models")
+            raise InvalidMessage(
+                "unknown_model", f"model {model!r} is not in ingest.allowed_models"
+            )
 
     def validate(self, records: Iterable[RawRecord]) -> Validated:
-        """Validate ``records``; every one ends up in exactly one list of the result."""
+        """Validate ``records``; every one ends up in exactly one list of the result.
+
+        Prediction logs go through :func:`ingest.fastpath.fast_rows` first (straight to rows);
+        whatever it does not accept, and every label, goes through the pydantic schema.
+        """
         out = Validated()
-        for topic, partition, offset, key, value in records:
+        records = list(records)
+        preds = [i for i, r in enumerate(records) if r[0] != self.labels_topic and r[4] is not None]
+        rows, slow = fast_rows([records[i][4] or b"" for i in preds], self.limits, self.max_bytes)
+        skipped = set(slow)
+        accepted = [preds[j] for j in range(len(preds)) if j not in skipped]
+        fast: set[int] = set()
+        for row, index in zip(rows, accepted, strict=True):
+            if not self.allowed or row["model"] in self.allowed:
+                out.rows.append(row)
+                fast.add(index)
+        for index, (topic, partition, offset, key, value) in enumerate(records):
+            if index in fast:
+                continue
             raw = value or b""
             try:
                 if value is None:
                     raise InvalidMessage("bad_json", "message has no value (tombstone)")
                 if topic == self.labels_topic:
-                    label: LabelEvent = parse_message(value, LabelEvent, self.limits, self.max_bytes)
+                    label: LabelEvent = parse_message(
+                        value, LabelEvent, self.limits, self.max_bytes
+                    )
                     self._check_model(label.model)
                     out.labels.append(label)
                 else:
-                    log: PredictionLog = parse_message(value, PredictionLog, self.limits, self.max_bytes)
+                    log: PredictionLog = parse_message(
+                        value, PredictionLog, self.limits, self.max_bytes
+                    )
                     self._check_model(log.model)
                     out.logs.append(with_pixel_stats(log))
             except InvalidMessage as exc:

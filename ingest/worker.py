@@ -58,7 +58,7 @@ def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return config
 
 
-class _Abandoned(Exception):
+class _AbandonedError(Exception):
     """The in-flight batch was given up (shutdown or partitions revoked)."""
 
 
@@ -129,7 +129,9 @@ class IngestWorker:
         record arrived for ``idle_timeout`` seconds (counted from the first partition
         assignment, since joining the group takes a few seconds); returns the totals."""
         stopping: Callable[[], bool] = (
-            (lambda: self._stop.is_set() or stop_event.is_set()) if stop_event else self._stop.is_set
+            (lambda: self._stop.is_set() or stop_event.is_set())
+            if stop_event
+            else self._stop.is_set
         )
         self._open()
         last_record = time.monotonic()
@@ -140,8 +142,9 @@ class IngestWorker:
                 if max_messages is not None:
                     room = min(room, max_messages - self.stats.consumed - len(self._buffer))
                 wait = self.ingest.batch_max_seconds - (time.monotonic() - batch_started)
-                polled = self._consumer.poll(timeout_ms=max(int(wait * 1000), 0) or 1,
-                                             max_records=max(room, 1))
+                polled = self._consumer.poll(
+                    timeout_ms=max(int(wait * 1000), 0) or 1, max_records=max(room, 1)
+                )
                 for records in polled.values():
                     self._buffer.extend(records)
                 now = time.monotonic()
@@ -178,7 +181,9 @@ class IngestWorker:
                 worker._generation += 1
                 worker.assignment = frozenset()
                 if worker._buffer:
-                    log.info("partitions revoked: dropping %d uncommitted records", len(worker._buffer))
+                    log.info(
+                        "partitions revoked: dropping %d uncommitted records", len(worker._buffer)
+                    )
                 worker._buffer = []
 
             def on_partitions_assigned(self, assigned: Any) -> None:
@@ -209,7 +214,9 @@ class IngestWorker:
             self._producer = KafkaProducer(**common, acks="all", linger_ms=5)
         except KafkaError as exc:
             self._close()
-            raise BrokerUnavailable(f"cannot reach Kafka at {self.kafka.bootstrap_servers}: {exc}") from exc
+            raise BrokerUnavailable(
+                f"cannot reach Kafka at {self.kafka.bootstrap_servers}: {exc}"
+            ) from exc
 
     def _close(self) -> None:
         if self._consumer is not None:
@@ -233,7 +240,7 @@ class IngestWorker:
             counts = self._retrying(lambda: self._write(out), "store", generation, stopping)
             if out.rejected:
                 self._retrying(lambda: self._dead_letter(out), "dead-letter", generation, stopping)
-        except _Abandoned as exc:
+        except _AbandonedError as exc:
             self.stats.abandoned_batches += 1
             log.warning("abandoned a batch of %d records without committing: %s", len(batch), exc)
             return
@@ -243,8 +250,13 @@ class IngestWorker:
     def _write(self, out: Validated) -> WriteCounts:
         try:
             with unit_of_work(self.sessions) as session:
-                return write_batch(session, out.logs, out.labels,
-                                   keep_thumbnails=self.ingest.store_thumbnails)
+                return write_batch(
+                    session,
+                    out.logs,
+                    out.labels,
+                    rows=out.rows,
+                    keep_thumbnails=self.ingest.store_thumbnails,
+                )
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"database write failed: {exc}") from exc
 
@@ -260,18 +272,23 @@ class IngestWorker:
                     ("source_partition", str(rej.partition).encode()),
                     ("source_offset", str(rej.offset).encode()),
                 ]
-                futures.append(self._producer.send(
-                    self.kafka.dead_letter_topic, value=rej.model_dump_json().encode(),
-                    key=None if rej.key is None else rej.key.encode(), headers=headers,
-                ))
+                futures.append(
+                    self._producer.send(
+                        self.kafka.dead_letter_topic,
+                        value=rej.model_dump_json().encode(),
+                        key=None if rej.key is None else rej.key.encode(),
+                        headers=headers,
+                    )
+                )
             self._producer.flush(timeout=30)
             for future in futures:
                 future.get(timeout=0)
         except KafkaError as exc:
             raise BrokerUnavailable(f"dead-letter send failed: {exc}") from exc
 
-    def _retrying(self, action: Callable[[], Any], what: str, generation: int,
-                  stopping: Callable[[], bool]) -> Any:
+    def _retrying(
+        self, action: Callable[[], Any], what: str, generation: int, stopping: Callable[[], bool]
+    ) -> Any:
         """Run ``action`` until it succeeds, backing off while the partitions are paused."""
         delay = self.ingest.retry_initial_seconds
         paused = False
@@ -289,13 +306,13 @@ class IngestWorker:
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     if stopping():
-                        raise _Abandoned("shutting down")
+                        raise _AbandonedError("shutting down")
                     # Keeps the group membership alive; the paused partitions return nothing, but
                     # partitions newly assigned by a rebalance may: keep those for the next batch.
                     for records in self._consumer.poll(timeout_ms=100).values():
                         self._buffer.extend(records)
                     if self._generation != generation:
-                        raise _Abandoned("partitions were revoked")
+                        raise _AbandonedError("partitions were revoked")
                 delay = min(delay * 2, self.ingest.retry_max_seconds)
         finally:
             if paused and self._consumer is not None:
@@ -323,9 +340,13 @@ class IngestWorker:
         for tp, off in offsets.items():
             high = self._consumer.highwater(tp)
             if high is not None:
-                lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(high - off.offset, 0))
+                lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(high - off.offset, 0)
+                )
 
-    def _account(self, batch: list[Any], out: Validated, counts: WriteCounts, seconds: float) -> None:
+    def _account(
+        self, batch: list[Any], out: Validated, counts: WriteCounts, seconds: float
+    ) -> None:
         s = self.stats
         s.consumed += len(batch)
         s.batches += 1

@@ -8,6 +8,10 @@ Steps for each pending window (state ``closed``), in the caller's transaction:
 3. Insert one ``drift_results`` row per family, idempotently (unique ``window_id, family``).
 4. Mark the window ``evaluated``.
 
+A window that cannot be scored (its logs were deleted by retention, a stored profile cannot be
+read, the logs are malformed) is marked ``failed`` with the error logged, inside a savepoint, so
+one bad window never blocks the queue behind it.
+
 On PostgreSQL pending windows are claimed with ``FOR UPDATE SKIP LOCKED``, so two evaluators
 never score the same window at once; the unique key keeps results single even if they did.
 """
@@ -23,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
+from monitor.errors import DriftwatchError
 from monitor.logs_repo import load_window
 from monitor.profiles import active_profile, load_profiles
 from monitor.results import DriftResult
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 PENDING = "closed"
 EVALUATED = "evaluated"
 NO_PROFILE = "no_profile"
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -111,13 +117,27 @@ def evaluate_window(session: Session, settings: Settings, window: Window,
 def evaluate_pending(
     session: Session, settings: Settings, now: datetime | None = None, limit: int | None = None
 ) -> list[WindowEvaluation]:
-    """Evaluate closed windows, oldest first (at most ``limit``); the caller commits."""
+    """Evaluate closed windows, oldest first (at most ``limit``); the caller commits.
+
+    Returns the evaluations of the windows scored (or found without a profile); windows that
+    failed are marked ``failed`` and left out.
+    """
     stmt = select(Window).where(Window.state == PENDING).order_by(Window.id)
     if limit is not None:
         stmt = stmt.limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return [evaluate_window(session, settings, w, now) for w in session.scalars(stmt).all()]
+    evaluations = []
+    for window in session.scalars(stmt).all():
+        try:
+            with session.begin_nested():
+                evaluations.append(evaluate_window(session, settings, window, now))
+        except (DriftwatchError, ValueError, FloatingPointError) as exc:
+            log.error("window %d (%s %s %s) cannot be evaluated: %s", window.id, window.model,
+                      window.model_version, window.arm, exc)
+            window.state, window.evaluated_at = FAILED, now or datetime.now(UTC)
+            session.flush()
+    return evaluations
 
 
 def reopen_windows(session: Session, model: str, version: str) -> int:

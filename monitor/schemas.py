@@ -79,18 +79,23 @@ class EncodedArray(BaseModel):
         itemsize = 2 if self.dtype == "float16" else 4
         if len(raw) != self.dim * itemsize:
             raise ValueError(
-                f"embedding data has {len(raw)} bytes, expected dim*{itemsize}={self.dim * itemsize}"
+                f"embedding data has {len(raw)} bytes, "
+                f"expected dim*{itemsize}={self.dim * itemsize}"
             )
         return self
 
     def to_numpy(self) -> np.ndarray:
         """The values as a read-only numpy array of the sent dtype."""
-        return np.frombuffer(base64.b64decode(self.data), dtype="<f2" if self.dtype == "float16" else "<f4")
+        return np.frombuffer(
+            base64.b64decode(self.data), dtype="<f2" if self.dtype == "float16" else "<f4"
+        )
 
 
 def encode_array(values: np.ndarray, dtype: EmbeddingDtype = "float16") -> EncodedArray:
     """Encode a 1-d array compactly for the wire."""
-    arr = np.ascontiguousarray(np.asarray(values).reshape(-1), dtype="<f2" if dtype == "float16" else "<f4")
+    arr = np.ascontiguousarray(
+        np.asarray(values).reshape(-1), dtype="<f2" if dtype == "float16" else "<f4"
+    )
     return EncodedArray.model_construct(
         dtype=dtype, dim=int(arr.size), data=base64.b64encode(arr.tobytes()).decode("ascii")
     )
@@ -122,7 +127,8 @@ class _Message(BaseModel):
     def _known_version(cls, value: int) -> int:
         if value not in SUPPORTED_VERSIONS:
             raise ValueError(
-                f"unknown schema_version {value}; this Driftwatch reads {sorted(SUPPORTED_VERSIONS)}"
+                f"unknown schema_version {value}; "
+                f"this Driftwatch reads {sorted(SUPPORTED_VERSIONS)}"
             )
         return value
 
@@ -149,7 +155,9 @@ class PredictionLog(_Message):
     timestamp: datetime
     predicted_class: int = Field(ge=0)
     probabilities: list[float] | None = None
-    top_k: dict[int, float] | None = Field(None, description="class -> probability, when sent instead")
+    top_k: dict[int, float] | None = Field(
+        None, description="class -> probability, when sent instead"
+    )
     n_classes: int | None = Field(None, ge=2)
     embedding: EncodedArray | list[float] | None = None
     pixel_stats: dict[str, float] | None = None
@@ -168,13 +176,14 @@ class PredictionLog(_Message):
                 raise ValueError(f"pixel_stats has {len(self.pixel_stats)} entries, at most 64")
             if not all(math.isfinite(v) for v in self.pixel_stats.values()):
                 raise ValueError("pixel_stats contains NaN or infinity")
-        if self.thumbnail is not None:
-            # base64 is 4/3 of the bytes; check before decoding anything.
-            if len(self.thumbnail) * 3 // 4 > limits.max_thumbnail_bytes:
-                raise ValueError(
-                    f"thumbnail is ~{len(self.thumbnail) * 3 // 4} bytes, "
-                    f"over the {limits.max_thumbnail_bytes}-byte limit"
-                )
+        # base64 is 4/3 of the bytes; check before decoding anything.
+        if self.thumbnail is not None and len(self.thumbnail) * 3 // 4 > limits.max_thumbnail_bytes:
+            raise ValueError(
+                f"thumbnail is ~{len(self.thumbnail) * 3 // 4} bytes, "
+                f"over the {limits.max_thumbnail_bytes}-byte limit"
+            )
+        if self.label is not None and self.label >= limits.max_classes:
+            raise ValueError(f"label {self.label} is not below max_classes {limits.max_classes}")
         if self.latency_ms is not None and not math.isfinite(self.latency_ms):
             raise ValueError("latency_ms is not finite")
         return self
@@ -203,22 +212,34 @@ class PredictionLog(_Message):
             assert self.top_k is not None
             values = np.asarray(list(self.top_k.values()), dtype=np.float64)
             _finite(values, "top_k")
-            if values.size == 0 or values.min() < 0 or values.sum() > 1 + limits.probability_tolerance:
+            if (
+                values.size == 0
+                or values.min() < 0
+                or values.sum() > 1 + limits.probability_tolerance
+            ):
                 raise ValueError("top_k probabilities must be non-negative and sum to at most 1")
             if self.n_classes is None:
                 raise ValueError("n_classes is required with top_k")
+            if self.n_classes > limits.max_classes:
+                raise ValueError(f"n_classes {self.n_classes} is over {limits.max_classes}")
             if max(self.top_k) >= self.n_classes or self.predicted_class >= self.n_classes:
                 raise ValueError("top_k or predicted_class refers to a class >= n_classes")
 
     def _check_embedding(self, limits: Limits) -> None:
         if self.embedding is None:
             return
-        dim = self.embedding.dim if isinstance(self.embedding, EncodedArray) else len(self.embedding)
+        dim = (
+            self.embedding.dim if isinstance(self.embedding, EncodedArray) else len(self.embedding)
+        )
         if not 1 <= dim <= limits.max_embedding_dim:
-            raise ValueError(f"embedding has {dim} dimensions, expected 1..{limits.max_embedding_dim}")
+            raise ValueError(
+                f"embedding has {dim} dimensions, expected 1..{limits.max_embedding_dim}"
+            )
         expected = limits.embedding_dims.get(self.model)
         if expected is not None and dim != expected:
-            raise ValueError(f"embedding has {dim} dimensions, model {self.model!r} uses {expected}")
+            raise ValueError(
+                f"embedding has {dim} dimensions, model {self.model!r} uses {expected}"
+            )
         if isinstance(self.embedding, EncodedArray):
             _finite(self.embedding.to_numpy(), "embedding")
         elif not all(map(math.isfinite, self.embedding)):
@@ -250,6 +271,14 @@ class LabelEvent(_Message):
     label: int = Field(ge=0)
     timestamp: datetime
 
+    @field_validator("label")
+    @classmethod
+    def _class_index(cls, value: int, info: ValidationInfo) -> int:
+        limit = _limits(info).max_classes
+        if value >= limit:
+            raise ValueError(f"label {value} is not below max_classes {limit}")
+        return value
+
 
 class Rejected(BaseModel):
     """What goes to the dead-letter topic: the original bytes and why they were refused."""
@@ -266,8 +295,15 @@ class Rejected(BaseModel):
     rejected_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def of(cls, exc: InvalidMessage, topic: str, partition: int, offset: int, raw: bytes,
-           key: bytes | None = None) -> Rejected:
+    def of(
+        cls,
+        exc: InvalidMessage,
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes,
+        key: bytes | None = None,
+    ) -> Rejected:
         """Build the dead-letter record for ``raw`` refused with ``exc``."""
         return cls(
             reason=exc.reason,
@@ -281,7 +317,7 @@ class Rejected(BaseModel):
 
 
 def parse_message(raw: bytes, schema: type[_Message], limits: Limits, max_bytes: int) -> Any:
-    """Validate ``raw`` JSON into ``schema``, or raise :class:`InvalidMessage` with a reason code."""
+    """Validate ``raw`` JSON into ``schema``, or raise :class:`InvalidMessage` with a reason."""
     from pydantic import ValidationError
 
     if len(raw) > max_bytes:

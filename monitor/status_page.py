@@ -30,6 +30,7 @@ from monitor.settings import FAMILIES, Settings
 from monitor.store.tables import DriftResultRow, Window
 
 CONF_EDGES = np.linspace(0.0, 1.0, 11)
+MINUS = "\u2212"
 COLOURS = {"reference": "#7f8c9a", "current": "#1f77b4", "stable": "#2ca02c", "canary": "#d62728"}
 
 
@@ -142,7 +143,7 @@ def _change_text(feature: dict[str, object]) -> str:
     ref, cur = float(str(feature["ref_value"])), float(str(feature["cur_value"]))
     if feature.get("relative", True) and ref:
         change = cur / ref - 1.0
-        return f"{'+' if change >= 0 else '−'}{abs(change) * 100:.0f}%"
+        return f"{'+' if change >= 0 else MINUS}{abs(change) * 100:.0f}%"
     return f"{cur - ref:+.3g}"
 
 
@@ -171,6 +172,10 @@ def _frame(title: str, body: str, legend: list[tuple[str, str]]) -> str:
             f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{H - PAD}" stroke="#333"/></svg>')
 
 
+def _ytick(label: str, y: float) -> str:
+    return f'<text x="{PAD - 4}" y="{y:.1f}" font-size="10" text-anchor="end">{label}</text>'
+
+
 def line_chart(h: FamilyHistory, title: str) -> str:
     """Effect size over windows, drifted windows marked, dashed warn/alert threshold lines."""
     top = max([*h.effects, h.alert * 1.2, 1e-9])
@@ -188,10 +193,10 @@ def line_chart(h: FamilyHistory, title: str) -> str:
     for name, value, colour in (("warn", h.warn, "#ff7f0e"), ("alert", h.alert, "#d62728")):
         body.append(f'<line class="threshold" x1="{PAD}" x2="{W - 10}" y1="{y(value):.1f}" '
                     f'y2="{y(value):.1f}" stroke="{colour}" stroke-dasharray="6 4"/>'
-                    f'<text x="{W - 12}" y="{y(value) - 3:.1f}" font-size="10" '
+                    f'<text x="{W - 12}" y="{y(value) + (11 if name == "warn" else -3):.1f}" '
+                    f'font-size="10" '
                     f'text-anchor="end" fill="{colour}">{name} {value:.3g}</text>')
-    body.append(f'<text x="{PAD - 4}" y="{TOP + 4}" font-size="10" text-anchor="end">{top:.2g}</text>'
-                f'<text x="{PAD - 4}" y="{H - PAD}" font-size="10" text-anchor="end">0</text>')
+    body.append(_ytick(f"{top:.2g}", TOP + 4) + _ytick("0", H - PAD))
     if h.times:
         body.append(f'<text x="{PAD}" y="{H - PAD + 14}" font-size="10">'
                     f'{h.times[0]:%H:%M}</text><text x="{W - 10}" y="{H - PAD + 14}" '
@@ -215,7 +220,7 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float]]) -> 
                         f'{_esc(labels[i])}: {v:.3f}</title></rect>')
     body += [f'<text x="{PAD + (i + 0.5) * group:.1f}" y="{H - PAD + 14}" font-size="10" '
              f'text-anchor="middle">{_esc(label)}</text>' for i, label in enumerate(labels)]
-    body.append(f'<text x="{PAD - 4}" y="{TOP + 4}" font-size="10" text-anchor="end">{top:.2f}</text>')
+    body.append(_ytick(f"{top:.2f}", TOP + 4))
     return _frame(title, "".join(body), [(n, COLOURS.get(n, "#888")) for n in series])
 
 

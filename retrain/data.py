@@ -44,8 +44,9 @@ def load_labelled(
     label = Label.label
     query = (
         select(Prediction.id, Prediction.thumbnail, Prediction.label, label)
-        .outerjoin(Label, (Label.model == Prediction.model)
-                   & (Label.request_id == Prediction.request_id))
+        .outerjoin(
+            Label, (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id)
+        )
         .where(Prediction.model == model, Prediction.thumbnail.is_not(None))
         .where(Prediction.label.is_not(None) | Label.label.is_not(None))
         .order_by(Prediction.id.desc())
@@ -67,8 +68,9 @@ def load_labelled(
         labels.append(own_label if own_label is not None else joined_label)
         ids.append(pid)
     if not images:
-        return Labelled(np.zeros((0, 0, 0), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                        skipped)
+        return Labelled(
+            np.zeros((0, 0, 0), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64), skipped
+        )
     shapes = [im.shape for im in images]
     common = max(set(shapes), key=shapes.count)
     keep = [i for i, s in enumerate(shapes) if s == common]
@@ -86,7 +88,7 @@ def split_recent(data: Labelled, holdout: float, seed: int) -> tuple[Labelled, L
     if not 0 < holdout < 1:
         raise DriftwatchError(f"holdout fraction must be in (0, 1), got {holdout}")
     order = np.random.default_rng(seed).permutation(len(data))
-    cut = int(round(len(order) * holdout))
+    cut = round(len(order) * holdout)
 
     def part(idx: np.ndarray) -> Labelled:
         return Labelled(data.images[idx], data.labels[idx], data.ids[idx], dict(data.skipped))

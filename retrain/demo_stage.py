@@ -21,6 +21,7 @@ from monitor.errors import DriftwatchError
 from monitor.schemas import PredictionLog
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
+from monitor.store.retrain_tables import Rollout
 from retrain import jobs, registry, rollout
 from retrain.deploy import target_from_settings
 
@@ -39,8 +40,9 @@ def train_baseline(epochs: int = 10, seed: int = 0) -> Any:
     key = (epochs, seed)
     if key not in _BASELINES:
         train, _ = train_holdout(seed=0)
-        _BASELINES[key] = state_bytes(train_classifier(train.images, train.labels, epochs=epochs,
-                                                       seed=seed))
+        _BASELINES[key] = state_bytes(
+            train_classifier(train.images, train.labels, epochs=epochs, seed=seed)
+        )
     return load_state(DigitsNet(), _BASELINES[key])
 
 
@@ -68,6 +70,40 @@ def shifted_stream(shift: str, seed: int) -> Callable[[int], tuple[np.ndarray, n
         return images[idx], data.labels[idx]
 
     return draw
+
+
+def serve_labelled(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    model: str,
+    n: int,
+    *,
+    shift: str = "rotation",
+    seed: int = 0,
+    prefix: str = "req",
+    emit: Emit | None = None,
+) -> list[PredictionLog]:
+    """Serve ``n`` labelled ``shift`` requests with the current deployment and emit the logs.
+
+    Publishes the promoted version as the only arm first when no spec exists yet.
+    """
+    from retrain.recipes import digits_input
+    from retrain.server import ModelServer
+
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    target = target_from_settings(settings.retrain)
+    if not settings.retrain.deployment_spec_path.exists():
+        with unit_of_work(sessions) as session:
+            current = registry.current(session, model)
+            if current is None:
+                raise DriftwatchError(f"model {model} has no promoted version to serve")
+            rollout.publish_stable(store, target, current)
+    images, labels = shifted_stream(shift, seed)(n)
+    logs = ModelServer(settings.retrain.deployment_spec_path, digits_input).predict(
+        images, [f"{prefix}-{i}" for i in range(n)], labels.tolist()
+    )
+    (emit or store_emitter(sessions))(logs)
+    return logs
 
 
 def close_the_loop(
@@ -104,8 +140,9 @@ def close_the_loop(
         if baseline is None:
             raise DriftwatchError(f"model {model} has no promoted version and no baseline")
         _, hold = train_holdout(seed=0)
-        current = register_baseline(settings, sessions, model, "v1", baseline, hold.images,
-                                    hold.labels)
+        current = register_baseline(
+            settings, sessions, model, "v1", baseline, hold.images, hold.labels
+        )
         log(f"registry: baseline {model} {current.version} promoted")
     rollout.publish_stable(store, target, current)
     server = ModelServer(settings.retrain.deployment_spec_path, digits_input)
@@ -123,8 +160,9 @@ def close_the_loop(
     log(f"traffic: {n_fresh} fresh labelled '{shift}' requests, current accuracy {acc:.1%}")
 
     with unit_of_work(sessions) as session:
-        job, created = jobs.enqueue_job(session, model, trigger, source="policy",
-                                        reason=f"drift alert ({shift})")
+        job, created = jobs.enqueue_job(
+            session, model, trigger, source="policy", reason=f"drift alert ({shift})"
+        )
         job_id = job.id
     log(f"retrain: job {job_id} {'queued' if created else 'already queued'} ({trigger})")
     outcome = run_job(settings, sessions, job_id, progress=False, target=target)
@@ -132,12 +170,18 @@ def close_the_loop(
     figures = outcome.figures
     if outcome.state != "succeeded":
         log(f"retrain: job {job_id} {outcome.state}: {outcome.error}")
-        return {"job": job_id, "state": outcome.state, "error": outcome.error,
-                "seconds": time.perf_counter() - t_start}
+        return {
+            "job": job_id,
+            "state": outcome.state,
+            "error": outcome.error,
+            "seconds": time.perf_counter() - t_start,
+        }
     a, s, lat = figures["accuracy"], figures["size_bytes"], figures["latency"]
-    log(f"retrain: candidate {outcome.version}: held-out accuracy FP32 {a['fp32']:.1%}, "
+    log(
+        f"retrain: candidate {outcome.version}: held-out accuracy FP32 {a['fp32']:.1%}, "
         f"INT8 {a['int8']:.1%}; size {s['fp32'] / 1024:.0f} -> {s['int8'] / 1024:.0f} KiB; "
-        f"batch-32 p50 {lat['fp32_b32']['p50_ms']:.2f} -> {lat['int8_b32']['p50_ms']:.2f} ms")
+        f"batch-32 p50 {lat['fp32_b32']['p50_ms']:.2f} -> {lat['int8_b32']['p50_ms']:.2f} ms"
+    )
     with unit_of_work(sessions) as session:
         report = gate_report(session, model, outcome.version or "")
     log("gate: " + report.replace("\n", "\n      "))
@@ -146,29 +190,45 @@ def close_the_loop(
     state = "running"
     while state == "running":
         with unit_of_work(sessions) as session:
-            ro = session.get(rollout.Rollout, outcome.rollout_id)
+            ro = session.get(Rollout, outcome.rollout_id)
             assert ro is not None
             weight = ro.plan[ro.step_index]
         need = settings.retrain.step_min_logs
-        serve(int(math.ceil(need * 100 / weight * 1.15)))
+        serve(math.ceil(need * 100 / weight * 1.15))
         with unit_of_work(sessions) as session:
-            ro = session.get(rollout.Rollout, outcome.rollout_id)
+            ro = session.get(Rollout, outcome.rollout_id)
             assert ro is not None
             result = rollout.tick(session, settings, store, target, ro, datetime.now(UTC))
             state = ro.state
             last = rollout.steps(session, ro.id)[-1:] if result != "wait" else []
         for st in last:
-            steps.append({"weight": st.weight, "outcome": st.outcome, "reason": st.reason,
-                          "stable_accuracy": st.stable_accuracy,
-                          "canary_accuracy": st.canary_accuracy})
+            steps.append(
+                {
+                    "weight": st.weight,
+                    "outcome": st.outcome,
+                    "reason": st.reason,
+                    "stable_accuracy": st.stable_accuracy,
+                    "canary_accuracy": st.canary_accuracy,
+                }
+            )
             log(f"canary {st.weight:>3}%: {st.outcome} ({st.reason})")
     after = serve(400)
     acc_after = float(np.mean([lg.predicted_class == lg.label for lg in after]))
-    log(f"rollout {state}; serving {server.reload().stable.version}, accuracy on '{shift}' "
-        f"{acc:.1%} -> {acc_after:.1%} ({time.perf_counter() - t_start:.1f} s)")
-    return {"job": job_id, "state": state, "version": outcome.version, "figures": figures,
-            "steps": steps, "accuracy_before": acc, "accuracy_after": acc_after,
-            "rollout": outcome.rollout_id, "seconds": time.perf_counter() - t_start}
+    log(
+        f"rollout {state}; serving {server.reload().stable.version}, accuracy on '{shift}' "
+        f"{acc:.1%} -> {acc_after:.1%} ({time.perf_counter() - t_start:.1f} s)"
+    )
+    return {
+        "job": job_id,
+        "state": state,
+        "version": outcome.version,
+        "figures": figures,
+        "steps": steps,
+        "accuracy_before": acc,
+        "accuracy_after": acc_after,
+        "rollout": outcome.rollout_id,
+        "seconds": time.perf_counter() - t_start,
+    }
 
 
 def gate_report(session: Session, model: str, version: str) -> str:
@@ -178,9 +238,12 @@ def gate_report(session: Session, model: str, version: str) -> str:
     from monitor.store.retrain_tables import CanaryReport
     from retrain.gate import GateReport, ModelScores
 
-    row = session.scalar(select(CanaryReport).where(
-        CanaryReport.model == model, CanaryReport.candidate_version == version)
-        .order_by(CanaryReport.id.desc()).limit(1))
+    row = session.scalar(
+        select(CanaryReport)
+        .where(CanaryReport.model == model, CanaryReport.candidate_version == version)
+        .order_by(CanaryReport.id.desc())
+        .limit(1)
+    )
     if row is None:
         return f"no gate report for {model} {version}"
     data = dict(row.report)

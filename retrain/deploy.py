@@ -49,10 +49,12 @@ class DeploymentSpec:
     def from_dict(cls, data: dict[str, Any]) -> DeploymentSpec:
         canary = data.get("canary")
         return cls(
-            model=data["model"], stable=ArmSpec(**data["stable"]),
+            model=data["model"],
+            stable=ArmSpec(**data["stable"]),
             canary=ArmSpec(**canary) if canary else None,
             canary_weight=int(data.get("canary_weight", 0)),
-            rollout_id=data.get("rollout_id"), updated_at=data.get("updated_at", ""),
+            rollout_id=data.get("rollout_id"),
+            updated_at=data.get("updated_at", ""),
         )
 
 
@@ -95,8 +97,12 @@ class WebhookTarget:
         import httpx
 
         try:
-            resp = httpx.post(self.url, json=spec.to_dict(), timeout=self.timeout,
-                              headers={"X-Driftwatch-Event": "deployment"})
+            resp = httpx.post(
+                self.url,
+                json=spec.to_dict(),
+                timeout=self.timeout,
+                headers={"X-Driftwatch-Event": "deployment"},
+            )
         except httpx.HTTPError as exc:
             raise DeployError(f"deployment webhook {self.url} unreachable: {exc}") from exc
         if resp.status_code // 100 != 2:

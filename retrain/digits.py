@@ -43,10 +43,13 @@ def train_holdout(seed: int = 0, holdout: float = 0.4) -> tuple[Split, Split]:
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return out
 
 
-def brightness_contrast(images: np.ndarray, brightness: float = 0.0, contrast: float = 1.0) -> np.ndarray:
+def brightness_contrast(
+    images: np.ndarray, brightness: float = 0.0, contrast: float = 1.0
+) -> np.ndarray:
     """``contrast * (x - 128) + 128 + brightness*255`` per pixel."""
     x = images.astype(np.float64)
     return _to_uint8(contrast * (x - 128.0) + 128.0 + brightness * 255.0)

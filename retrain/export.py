@@ -50,12 +50,20 @@ def export_onnx(net: nn.Module, sample: np.ndarray, opset: int = 17) -> bytes:
             # The TorchScript exporter is deprecated but exact, fast and dependency-free here.
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                wrapped, (x,), buf, input_names=[INPUT], output_names=list(OUTPUTS),
-                dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"},
-                              OUTPUTS[1]: {0: "batch"}},
-                opset_version=opset, dynamo=False,
+                wrapped,
+                (x,),
+                buf,  # type: ignore[arg-type]  # a BytesIO works; the stub says path
+                input_names=[INPUT],
+                output_names=list(OUTPUTS),
+                dynamic_axes={
+                    INPUT: {0: "batch"},
+                    OUTPUTS[0]: {0: "batch"},
+                    OUTPUTS[1]: {0: "batch"},
+                },
+                opset_version=opset,
+                dynamo=False,
             )
-    except Exception as exc:  # noqa: BLE001 - torch raises many types; wrap them all
+    except Exception as exc:
         raise DriftwatchError(f"ONNX export failed: {exc}") from exc
     return buf.getvalue()
 
@@ -76,8 +84,9 @@ def run(sess: Any, x: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndar
     """(logits, embedding) of ``x`` (N, C, H, W) through an ONNX Runtime session, in batches."""
     logits, emb = [], []
     for start in range(0, len(x), batch):
-        lo, em = sess.run(list(OUTPUTS), {INPUT: np.ascontiguousarray(x[start:start + batch],
-                                                                      dtype=np.float32)})
+        lo, em = sess.run(
+            list(OUTPUTS), {INPUT: np.ascontiguousarray(x[start : start + batch], dtype=np.float32)}
+        )
         logits.append(lo)
         emb.append(em)
     return np.concatenate(logits), np.concatenate(emb)

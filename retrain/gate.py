@@ -61,8 +61,10 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = 15)
     correct = probs.argmax(axis=1) == y
     idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
     n = np.bincount(idx, minlength=bins)
-    gap = np.abs(np.bincount(idx, weights=correct, minlength=bins)
-                 - np.bincount(idx, weights=conf, minlength=bins))
+    gap = np.abs(
+        np.bincount(idx, weights=correct, minlength=bins)
+        - np.bincount(idx, weights=conf, minlength=bins)
+    )
     return float(gap.sum() / max(len(y), 1)) if n.sum() else float("nan")
 
 
@@ -81,9 +83,11 @@ class ModelScores:
         pred = probs.argmax(axis=1)
         k = probs.shape[1]
         return cls(
-            accuracy=accuracy(y, pred), macro_f1=macro_f1(y, pred, k),
+            accuracy=accuracy(y, pred),
+            macro_f1=macro_f1(y, pred, k),
             ece=expected_calibration_error(y, probs),
-            per_class_recall=[float(r) for r in per_class_recall(y, pred, k)], n=len(y),
+            per_class_recall=[float(r) for r in per_class_recall(y, pred, k)],
+            n=len(y),
         )
 
 
@@ -113,9 +117,12 @@ class GateReport:
             f"{o.macro_f1:.3f} -> {c.macro_f1:.3f}  ECE {o.ece:.3f} -> {c.ece:.3f}  (n={c.n})",
             f"reference holdout accuracy {ro.accuracy:.2%} -> {rc.accuracy:.2%}  macro-F1 "
             f"{ro.macro_f1:.3f} -> {rc.macro_f1:.3f}  (n={rc.n})",
-            f"agreement recent {self.agreement_recent:.2%}, reference {self.agreement_reference:.2%}",
-            "latency p50/p99 ms " + ", ".join(
-                f"{arm} {v['p50']:.2f}/{v['p99']:.2f}" for arm, v in self.latency_ms.items()),
+            f"agreement recent {self.agreement_recent:.2%}, "
+            f"reference {self.agreement_reference:.2%}",
+            "latency p50/p99 ms "
+            + ", ".join(
+                f"{arm} {v['p50']:.2f}/{v['p99']:.2f}" for arm, v in self.latency_ms.items()
+            ),
             "size " + ", ".join(f"{arm} {b / 1024:.0f} KiB" for arm, b in self.size_bytes.items()),
         ]
         lines += [f"  refused: {r}" for r in self.reasons]
@@ -134,15 +141,21 @@ def decide(report: GateReport, criteria: RetrainSettings) -> GateReport:
     c, o = report.recent["candidate"], report.recent["current"]
     gain = c.accuracy - o.accuracy
     if not gain > criteria.min_recent_gain:
-        reasons.append(f"recent accuracy {c.accuracy:.2%} does not beat current {o.accuracy:.2%} "
-                       f"by more than {criteria.min_recent_gain:.2%}")
+        reasons.append(
+            f"recent accuracy {c.accuracy:.2%} does not beat current {o.accuracy:.2%} "
+            f"by more than {criteria.min_recent_gain:.2%}"
+        )
     drop = report.reference["current"].accuracy - report.reference["candidate"].accuracy
     if drop > criteria.max_reference_drop:
-        reasons.append(f"reference accuracy drops {drop:.2%} (allowed {criteria.max_reference_drop:.2%})")
+        reasons.append(
+            f"reference accuracy drops {drop:.2%} (allowed {criteria.max_reference_drop:.2%})"
+        )
     for k, (rc, ro) in enumerate(zip(c.per_class_recall, o.per_class_recall, strict=True)):
         if np.isfinite(rc) and np.isfinite(ro) and ro - rc > criteria.max_class_recall_drop:
-            reasons.append(f"class {k} recall drops {ro:.2f} -> {rc:.2f} "
-                           f"(allowed {criteria.max_class_recall_drop:.2f})")
+            reasons.append(
+                f"class {k} recall drops {ro:.2f} -> {rc:.2f} "
+                f"(allowed {criteria.max_class_recall_drop:.2f})"
+            )
     values = asdict(report)
     values.update(passed=not reasons, reasons=reasons)
     values["recent"] = report.recent
@@ -166,8 +179,12 @@ def latency_quantiles(sess: Any, x: np.ndarray, repeats: int = 50) -> dict[str, 
 
 
 def evaluate(
-    candidate: Any, current: Any, recent: tuple[np.ndarray, np.ndarray],
-    reference: tuple[np.ndarray, np.ndarray], sizes: dict[str, int], criteria: RetrainSettings,
+    candidate: Any,
+    current: Any,
+    recent: tuple[np.ndarray, np.ndarray],
+    reference: tuple[np.ndarray, np.ndarray],
+    sizes: dict[str, int],
+    criteria: RetrainSettings,
 ) -> GateReport:
     """Run both ONNX Runtime sessions on both holdouts and decide."""
     from scipy.special import softmax
@@ -183,11 +200,16 @@ def evaluate(
             scores[name][arm] = ModelScores.of(y, probs)
             preds[arm] = probs.argmax(axis=1)
         agreement[name] = accuracy(preds["candidate"], preds["current"])
-    latency = {arm: latency_quantiles(sess, recent[0])
-               for arm, sess in (("candidate", candidate), ("current", current))}
+    latency = {
+        arm: latency_quantiles(sess, recent[0])
+        for arm, sess in (("candidate", candidate), ("current", current))
+    }
     report = GateReport(
-        recent=scores["recent"], reference=scores["reference"],
-        agreement_recent=agreement["recent"], agreement_reference=agreement["reference"],
-        latency_ms=latency, size_bytes=sizes,
+        recent=scores["recent"],
+        reference=scores["reference"],
+        agreement_recent=agreement["recent"],
+        agreement_reference=agreement["reference"],
+        latency_ms=latency,
+        size_bytes=sizes,
     )
     return decide(report, criteria)

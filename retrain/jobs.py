@@ -63,8 +63,13 @@ def enqueue_job(
     if existing is not None:
         return existing, False
     job = RetrainJob(
-        trigger_key=full_key, model=model, source=source, reason=reason, state="queued",
-        params=dict(params or {}), history=[],
+        trigger_key=full_key,
+        model=model,
+        source=source,
+        reason=reason,
+        state="queued",
+        params=dict(params or {}),
+        history=[],
     )
     job.history = [_event(job, "queued", reason or source)]
     try:
@@ -76,8 +81,14 @@ def enqueue_job(
         if winner is None:  # the violation was not ours
             raise
         return winner, False
-    session.add(RegistryEvent(model=model, job_id=job.id, event="job_queued",
-                              detail={"source": source, "reason": reason, "key": full_key}))
+    session.add(
+        RegistryEvent(
+            model=model,
+            job_id=job.id,
+            event="job_queued",
+            detail={"source": source, "reason": reason, "key": full_key},
+        )
+    )
     return job, True
 
 
@@ -104,8 +115,15 @@ def transition(session: Session, job: RetrainJob, state: str, note: str = "") ->
     job.updated_at = datetime.now(UTC)
     if state == "failed":
         job.error = note
-    session.add(RegistryEvent(model=job.model, job_id=job.id, version=job.candidate_version,
-                              event=f"job_{state}", detail={"note": note}))
+    session.add(
+        RegistryEvent(
+            model=job.model,
+            job_id=job.id,
+            version=job.candidate_version,
+            event=f"job_{state}",
+            detail={"note": note},
+        )
+    )
     session.flush()
     return job
 
@@ -123,10 +141,13 @@ def claim_next(session: Session, model: str | None = None) -> RetrainJob | None:
 
 def fail_stale(session: Session, older_than: datetime) -> list[RetrainJob]:
     """Mark ``running`` jobs not updated since ``older_than`` failed (their worker died)."""
-    stale = session.scalars(select(RetrainJob).where(
-        RetrainJob.state == "running", RetrainJob.updated_at < older_than))
-    return [transition(session, job, "failed", f"worker stopped: no progress since {older_than}")
-            for job in list(stale)]
+    stale = session.scalars(
+        select(RetrainJob).where(RetrainJob.state == "running", RetrainJob.updated_at < older_than)
+    )
+    return [
+        transition(session, job, "failed", f"worker stopped: no progress since {older_than}")
+        for job in list(stale)
+    ]
 
 
 def get_job(session: Session, job_id: int) -> RetrainJob:

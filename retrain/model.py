@@ -55,17 +55,19 @@ def train_classifier(
     gen = torch.Generator().manual_seed(seed)
     net.train()
     for _ in range(epochs):
-        for batch in torch.randperm(len(y), generator=gen).split(64):
+        for batch in torch.randperm(len(y), generator=gen).split(64):  # type: ignore[no-untyped-call]
             opt.zero_grad()
             loss = nn.functional.cross_entropy(net(x[batch]), y[batch])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     net.eval()
     return net
 
 
 @torch.no_grad()
-def predict(net: DigitsNet, images: np.ndarray, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    net: DigitsNet, images: np.ndarray, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, C), embeddings (N, 64)) as float32 numpy arrays."""
     net.eval()
     x = to_tensor(images, device)

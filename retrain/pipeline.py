@@ -55,8 +55,9 @@ def _throughput(sess: Any, x: np.ndarray, batch: int, repeats: int = 20) -> dict
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
-def build_artifacts(net: Any, x_calib: np.ndarray, x_hold: np.ndarray, y_hold: np.ndarray,
-                    settings: Settings) -> tuple[bytes, bytes, dict[str, Any]]:
+def build_artifacts(
+    net: Any, x_calib: np.ndarray, x_hold: np.ndarray, y_hold: np.ndarray, settings: Settings
+) -> tuple[bytes, bytes, dict[str, Any]]:
     """(ONNX FP32, ONNX INT8, figures): export, parity, quantize, INT8 accuracy gate, timings."""
     from retrain.export import check_parity, export_onnx, session
     from retrain.quantize import check_int8, quantize_int8
@@ -68,19 +69,34 @@ def build_artifacts(net: Any, x_calib: np.ndarray, x_hold: np.ndarray, y_hold: n
     s32, s8 = session(fp32), session(int8)
     check = check_int8(s32, s8, x_hold, y_hold, cfg.max_int8_accuracy_drop)
     figures = {
-        "parity": {"max_abs_logits": parity.max_abs_logits,
-                   "max_abs_embedding": parity.max_abs_embedding, "tolerance": cfg.parity_tolerance},
+        "parity": {
+            "max_abs_logits": parity.max_abs_logits,
+            "max_abs_embedding": parity.max_abs_embedding,
+            "tolerance": cfg.parity_tolerance,
+        },
         "accuracy": {"fp32": check.fp32_accuracy, "int8": check.int8_accuracy, "n": check.n},
         "size_bytes": {"fp32": len(fp32), "int8": len(int8)},
-        "latency": {f"{kind}_b{b}": _throughput(s, x_hold, b)
-                    for kind, s in (("fp32", s32), ("int8", s8)) for b in (1, 32)},
+        "latency": {
+            f"{kind}_b{b}": _throughput(s, x_hold, b)
+            for kind, s in (("fp32", s32), ("int8", s8))
+            for b in (1, 32)
+        },
     }
     return fp32, int8, figures
 
 
-def publish_version(session: Session, store: registry.ArtifactStore, model: str, version: str,
-                    net: Any, x_calib: np.ndarray, x_hold: np.ndarray, y_hold: np.ndarray,
-                    settings: Settings, **register_kw: Any) -> ModelVersion:
+def publish_version(
+    session: Session,
+    store: registry.ArtifactStore,
+    model: str,
+    version: str,
+    net: Any,
+    x_calib: np.ndarray,
+    x_hold: np.ndarray,
+    y_hold: np.ndarray,
+    settings: Settings,
+    **register_kw: Any,
+) -> ModelVersion:
     """Build, publish atomically and register ``version`` of ``model`` from a torch ``net``."""
     from retrain.recipes import state_bytes
 
@@ -93,9 +109,16 @@ def publish_version(session: Session, store: registry.ArtifactStore, model: str,
     return registry.register(session, model, version, st.artifacts, metrics=metrics, **register_kw)
 
 
-def register_baseline(settings: Settings, sessions: sessionmaker[Session], model: str,
-                      version: str, net: Any, images: np.ndarray, labels: np.ndarray,
-                      to_input: Callable[[np.ndarray], np.ndarray] | None = None) -> ModelVersion:
+def register_baseline(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    model: str,
+    version: str,
+    net: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    to_input: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> ModelVersion:
     """Register an already-trained model as the promoted version (the first one a rollout uses)."""
     from retrain.recipes import digits_input
 
@@ -103,16 +126,35 @@ def register_baseline(settings: Settings, sessions: sessionmaker[Session], model
     x = prep(images)
     store = registry.ArtifactStore(settings.retrain.registry_dir)
     with unit_of_work(sessions) as session:
-        return publish_version(session, store, model, version, net, x, x, labels, settings,
-                               state="promoted", recipe="baseline")
+        return publish_version(
+            session,
+            store,
+            model,
+            version,
+            net,
+            x,
+            x,
+            labels,
+            settings,
+            state="promoted",
+            recipe="baseline",
+        )
 
 
 def _load_base(store: registry.ArtifactStore, mv: ModelVersion | None) -> bytes | None:
-    return None if mv is None or "torch" not in mv.artifacts else store.path(mv, "torch").read_bytes()
+    return (
+        None if mv is None or "torch" not in mv.artifacts else store.path(mv, "torch").read_bytes()
+    )
 
 
-def run_job(settings: Settings, sessions: sessionmaker[Session], job_id: int | None = None,
-            *, progress: bool = True, target: Any = None) -> JobOutcome | None:
+def run_job(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    job_id: int | None = None,
+    *,
+    progress: bool = True,
+    target: Any = None,
+) -> JobOutcome | None:
     """Run job ``job_id`` (or the oldest queued one); returns None when there is nothing to do."""
     from retrain.deploy import target_from_settings
 
@@ -128,21 +170,40 @@ def run_job(settings: Settings, sessions: sessionmaker[Session], job_id: int | N
             claimed = jobs.transition(session, jobs.get_job(session, job_id), "running", "started")
         job_id, model, params = claimed.id, claimed.model, dict(claimed.params)
     try:
-        return _run(settings, sessions, store, job_id, model, params, progress,
-                    target or target_from_settings(cfg))
+        return _run(
+            settings,
+            sessions,
+            store,
+            job_id,
+            model,
+            params,
+            progress,
+            target or target_from_settings(cfg),
+        )
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("retrain job %s failed: %s", job_id, reason)
         with unit_of_work(sessions) as session:
-            jobs.transition(session, jobs.get_job(session, job_id), "failed", reason)
+            job = jobs.transition(session, jobs.get_job(session, job_id), "failed", reason)
+            if job.candidate_version is not None:  # registered before the crash: never serve it
+                mv = registry.get_version(session, model, job.candidate_version)
+                if mv.state == "candidate":
+                    registry.set_state(session, mv, "failed", f"job {job_id} failed: {reason}")
         if not isinstance(exc, Exception):
             raise
         return JobOutcome(job_id=job_id, state="failed", error=reason)
 
 
-def _run(settings: Settings, sessions: sessionmaker[Session], store: registry.ArtifactStore,
-         job_id: int, model: str, params: dict[str, Any], progress: bool,
-         target: Any) -> JobOutcome:
+def _run(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    store: registry.ArtifactStore,
+    job_id: int,
+    model: str,
+    params: dict[str, Any],
+    progress: bool,
+    target: Any,
+) -> JobOutcome:
     from retrain.data import load_labelled, split_recent
     from retrain.export import session as ort_session
     from retrain.gate import evaluate
@@ -151,59 +212,105 @@ def _run(settings: Settings, sessions: sessionmaker[Session], store: registry.Ar
 
     cfg = settings.retrain
     with unit_of_work(sessions) as session:
-        data = load_labelled(session, model, since=_ts(params.get("since")),
-                             until=_ts(params.get("until")))
+        data = load_labelled(
+            session, model, since=_ts(params.get("since")), until=_ts(params.get("until"))
+        )
         current = registry.current(session, model)
         if current is None:
             raise NotFound(f"model {model} has no promoted version to retrain from")
         base = _load_base(store, current)
-        current_onnx = store.path(current, "onnx_int8" if "onnx_int8" in current.artifacts
-                                  else "onnx_fp32")
+        current_onnx = store.path(
+            current, "onnx_int8" if "onnx_int8" in current.artifacts else "onnx_fp32"
+        )
         current_version = current.version
     if len(data) < cfg.min_labelled:
-        raise DriftwatchError(f"only {len(data)} labelled production images with thumbnails "
-                              f"(need {cfg.min_labelled}); skipped {data.skipped}")
+        raise DriftwatchError(
+            f"only {len(data)} labelled production images with thumbnails "
+            f"(need {cfg.min_labelled}); skipped {data.skipped}"
+        )
     seed = int(params.get("seed", cfg.seed))
     train, hold = split_recent(data, cfg.holdout_fraction, seed)
     recipe_name = str(params.get("recipe", cfg.recipe))
     recipe = load_recipe(recipe_name)
-    out = recipe(RecipeInput(images=train.images, labels=train.labels, base_weights=base,
-                             params={**cfg.recipe_params, **params.get("recipe_params", {})},
-                             seed=seed, progress=progress))
+    out = recipe(
+        RecipeInput(
+            images=train.images,
+            labels=train.labels,
+            base_weights=base,
+            params={**cfg.recipe_params, **params.get("recipe_params", {})},
+            seed=seed,
+            progress=progress,
+        )
+    )
     x_train, x_hold = out.to_input(train.images), out.to_input(hold.images)
     version = f"{current_version.split('-r')[0]}-r{job_id}"
     with unit_of_work(sessions) as session:
         mv = publish_version(
-            session, store, model, version, out.net, x_train, x_hold, hold.labels, settings,
-            state="candidate", parent_version=current_version, job_id=job_id, recipe=recipe_name,
-            params=out.params, metrics={"history": out.history, "n_train": len(train),
-                                        "n_holdout": len(hold)},
+            session,
+            store,
+            model,
+            version,
+            out.net,
+            x_train,
+            x_hold,
+            hold.labels,
+            settings,
+            state="candidate",
+            parent_version=current_version,
+            job_id=job_id,
+            recipe=recipe_name,
+            params=out.params,
+            metrics={"history": out.history, "n_train": len(train), "n_holdout": len(hold)},
         )
         job = jobs.get_job(session, job_id)
         job.candidate_version = version
         figures = dict(mv.metrics)
         cand_path = store.path(mv, "onnx_int8")
-        sizes = {"candidate": mv.artifacts["onnx_int8"]["bytes"],
-                 "current": current_onnx.stat().st_size}
+        sizes = {
+            "candidate": mv.artifacts["onnx_int8"]["bytes"],
+            "current": current_onnx.stat().st_size,
+        }
     ref_x, ref_y = out.reference_holdout
-    report = evaluate(ort_session(cand_path), ort_session(current_onnx), (x_hold, hold.labels),
-                      (out.to_input(ref_x), ref_y), sizes, cfg)
+    report = evaluate(
+        ort_session(cand_path),
+        ort_session(current_onnx),
+        (x_hold, hold.labels),
+        (out.to_input(ref_x), ref_y),
+        sizes,
+        cfg,
+    )
     with unit_of_work(sessions) as session:
-        session.add(CanaryReport(model=model, candidate_version=version,
-                                 current_version=current_version, job_id=job_id,
-                                 passed=report.passed, reasons=report.reasons,
-                                 report=report.to_dict()))
+        session.add(
+            CanaryReport(
+                model=model,
+                candidate_version=version,
+                current_version=current_version,
+                job_id=job_id,
+                passed=report.passed,
+                reasons=report.reasons,
+                report=report.to_dict(),
+            )
+        )
         mv = registry.get_version(session, model, version)
         job = jobs.get_job(session, job_id)
         if not report.passed:
             registry.set_state(session, mv, "failed", "; ".join(report.reasons))
-            jobs.transition(session, job, "failed",
-                            "offline gate refused the candidate: " + "; ".join(report.reasons))
-            return JobOutcome(job_id, "failed", version, False, error="; ".join(report.reasons),
-                              figures=figures)
+            jobs.transition(
+                session,
+                job,
+                "failed",
+                "offline gate refused the candidate: " + "; ".join(report.reasons),
+            )
+            return JobOutcome(
+                job_id, "failed", version, False, error="; ".join(report.reasons), figures=figures
+            )
         rollout = start(session, settings, store, target, mv)
-        jobs.transition(session, job, "succeeded",
-                        f"candidate {version} passed the gate; canary rollout {rollout.id} started")
+        jobs.transition(
+            session,
+            job,
+            "succeeded",
+            f"candidate {version} passed the gate; canary rollout {rollout.id} started",
+        )
         return JobOutcome(job_id, "succeeded", version, True, rollout.id, figures=figures)
 
 

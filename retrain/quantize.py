@@ -34,8 +34,10 @@ def quantize_int8(onnx_model: bytes, calibration: np.ndarray, batch: int = 32) -
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             self._batches = iter(
-                [{INPUT: np.ascontiguousarray(calibration[i:i + batch], dtype=np.float32)}
-                 for i in range(0, len(calibration), batch)]
+                [
+                    {INPUT: np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32)}
+                    for i in range(0, len(calibration), batch)
+                ]
             )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -49,11 +51,16 @@ def quantize_int8(onnx_model: bytes, calibration: np.ndarray, batch: int = 32) -
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             quantize_static(
-                str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                str(pre),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
             )
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
+        except Exception as exc:
             raise QuantizationError(f"INT8 quantization failed: {exc}") from exc
         return out.read_bytes()
 

@@ -77,7 +77,11 @@ def digits_input(images: np.ndarray) -> np.ndarray:
 
 
 DIGITS_DEFAULTS: dict[str, Any] = {
-    "replay_ratio": 1.0, "val_fraction": 0.2, "epochs": 30, "patience": 4, "lr": 2e-3,
+    "replay_ratio": 1.0,
+    "val_fraction": 0.2,
+    "epochs": 30,
+    "patience": 4,
+    "lr": 2e-3,
     "batch_size": 64,
 }
 
@@ -96,26 +100,38 @@ def digits_finetune(inp: RecipeInput) -> RecipeOutput:
     params = {**DIGITS_DEFAULTS, **inp.params}
     rng = np.random.default_rng(inp.seed)
     ref_train, ref_holdout = train_holdout(seed=0)
-    n_replay = min(len(ref_train.labels), int(round(params["replay_ratio"] * len(inp.labels))))
+    n_replay = min(len(ref_train.labels), round(params["replay_ratio"] * len(inp.labels)))
     replay = rng.choice(len(ref_train.labels), n_replay, replace=False)
     images = np.concatenate([inp.images, ref_train.images[replay]])
     labels = np.concatenate([inp.labels, ref_train.labels[replay]]).astype(np.int64)
     order = rng.permutation(len(labels))
     n_val = max(1, int(len(order) * params["val_fraction"]))
     val, tr = order[:n_val], order[n_val:]
-    net = DigitsNet()
+    net: nn.Module = DigitsNet()
     if inp.base_weights is not None:
         load_state(net, inp.base_weights)
     x = digits_input(images)
     net, fit = finetune(
-        net, x[tr], labels[tr], x[val], labels[val], epochs=params["epochs"],
-        patience=params["patience"], lr=params["lr"], batch_size=params["batch_size"],
-        seed=inp.seed, progress=inp.progress,
+        net,
+        x[tr],
+        labels[tr],
+        x[val],
+        labels[val],
+        epochs=params["epochs"],
+        patience=params["patience"],
+        lr=params["lr"],
+        batch_size=params["batch_size"],
+        seed=inp.seed,
+        progress=inp.progress,
     )
     return RecipeOutput(
-        net=net, to_input=digits_input,
+        net=net,
+        to_input=digits_input,
         reference_holdout=(ref_holdout.images, ref_holdout.labels),
         params={**params, "seed": inp.seed, "n_production": len(inp.labels), "n_replay": n_replay},
-        history={"val_accuracy": fit.val_accuracy, "best_epoch": fit.best_epoch,
-                 "stopped_early": fit.stopped_early},
+        history={
+            "val_accuracy": fit.val_accuracy,
+            "best_epoch": fit.best_epoch,
+            "stopped_early": fit.stopped_early,
+        },
     )

@@ -112,7 +112,7 @@ class ArtifactStore:
         meta = mv.artifacts.get(name)
         if meta is None:
             raise RegistryError(f"{mv.model} {mv.version} has no artifact {name!r}")
-        path = self.version_dir(mv.model, mv.version) / meta["file"]
+        path: Path = self.version_dir(mv.model, mv.version) / str(meta["file"])
         if not path.is_file():
             raise RegistryError(f"artifact {name!r} of {mv.model} {mv.version} is missing: {path}")
         digest = sha256_bytes(path.read_bytes())
@@ -133,11 +133,18 @@ class ArtifactStore:
         return len(stale)
 
 
-def audit(session: Session, model: str, version: str | None, event: str,
-          job_id: int | None = None, **detail: Any) -> None:
+def audit(
+    session: Session,
+    model: str,
+    version: str | None,
+    event: str,
+    job_id: int | None = None,
+    **detail: Any,
+) -> None:
     """Append one entry to the audit trail."""
-    session.add(RegistryEvent(model=model, version=version, job_id=job_id, event=event,
-                              detail=detail))
+    session.add(
+        RegistryEvent(model=model, version=version, job_id=job_id, event=event, detail=detail)
+    )
 
 
 def register(
@@ -155,14 +162,28 @@ def register(
 ) -> ModelVersion:
     """Add a version whose artifacts are already published by :meth:`ArtifactStore.stage`."""
     mv = ModelVersion(
-        model=model, version=version, state=state, parent_version=parent_version, job_id=job_id,
-        recipe=recipe, params=dict(params or {}), metrics=dict(metrics or {}),
+        model=model,
+        version=version,
+        state=state,
+        parent_version=parent_version,
+        job_id=job_id,
+        recipe=recipe,
+        params=dict(params or {}),
+        metrics=dict(metrics or {}),
         artifacts=artifacts,
     )
     session.add(mv)
     session.flush()
-    audit(session, model, version, "registered", job_id, state=state, parent=parent_version,
-          artifacts={k: v["sha256"] for k, v in artifacts.items()})
+    audit(
+        session,
+        model,
+        version,
+        "registered",
+        job_id,
+        state=state,
+        parent=parent_version,
+        artifacts={k: v["sha256"] for k, v in artifacts.items()},
+    )
     return mv
 
 
@@ -213,7 +234,9 @@ def list_versions(session: Session, model: str | None = None) -> list[ModelVersi
 def history(session: Session, model: str, limit: int = 200) -> list[RegistryEvent]:
     """The audit trail of ``model``, oldest first."""
     rows = session.scalars(
-        select(RegistryEvent).where(RegistryEvent.model == model)
-        .order_by(RegistryEvent.id.desc()).limit(limit)
+        select(RegistryEvent)
+        .where(RegistryEvent.model == model)
+        .order_by(RegistryEvent.id.desc())
+        .limit(limit)
     )
     return list(reversed(list(rows)))

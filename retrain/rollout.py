@@ -17,6 +17,7 @@ themselves a regression: a canary that fixes a drift is expected to predict diff
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,45 +38,84 @@ def arm_spec(store: registry.ArtifactStore, mv: ModelVersion) -> ArmSpec:
     """The deployable artifact of ``mv``: INT8 ONNX when it has one, else FP32."""
     name = "onnx_int8" if "onnx_int8" in mv.artifacts else "onnx_fp32"
     path = store.path(mv, name)
-    return ArmSpec(version=mv.version, path=str(path.resolve()), sha256=mv.artifacts[name]["sha256"])
+    return ArmSpec(
+        version=mv.version, path=str(path.resolve()), sha256=mv.artifacts[name]["sha256"]
+    )
 
 
-def publish_stable(store: registry.ArtifactStore, target: DeploymentTarget, mv: ModelVersion,
-                   rollout_id: int | None = None) -> DeploymentSpec:
+def publish_stable(
+    store: registry.ArtifactStore,
+    target: DeploymentTarget,
+    mv: ModelVersion,
+    rollout_id: int | None = None,
+) -> DeploymentSpec:
     """Serve only ``mv``."""
-    spec = stamped(DeploymentSpec(model=mv.model, stable=arm_spec(store, mv), rollout_id=rollout_id))
+    spec = stamped(
+        DeploymentSpec(model=mv.model, stable=arm_spec(store, mv), rollout_id=rollout_id)
+    )
     target.publish(spec)
     return spec
 
 
-def start(session: Session, settings: Settings, store: registry.ArtifactStore,
-          target: DeploymentTarget, candidate: ModelVersion) -> Rollout:
+def start(
+    session: Session,
+    settings: Settings,
+    store: registry.ArtifactStore,
+    target: DeploymentTarget,
+    candidate: ModelVersion,
+) -> Rollout:
     """Make ``candidate`` the canary beside the current version at the first weight."""
     stable = registry.current(session, candidate.model)
     if stable is None:
         raise NotFound(f"model {candidate.model} has no promoted version to canary against")
     plan = list(settings.retrain.rollout_steps)
-    if not plan or plan[-1] != 100 or any(b <= a for a, b in zip(plan, plan[1:], strict=False)):
+    if not plan or plan[-1] != 100 or any(b <= a for a, b in itertools.pairwise(plan)):
         raise DriftwatchError(f"rollout_steps must increase and end at 100, got {plan}")
     registry.set_state(session, candidate, "canary", f"rollout at {plan[0]}%")
     now = datetime.now(UTC)
-    rollout = Rollout(model=candidate.model, stable_version=stable.version,
-                      candidate_version=candidate.version, plan=plan, step_index=0,
-                      state="running", started_at=now, step_started_at=now)
+    rollout = Rollout(
+        model=candidate.model,
+        stable_version=stable.version,
+        candidate_version=candidate.version,
+        plan=plan,
+        step_index=0,
+        state="running",
+        started_at=now,
+        step_started_at=now,
+    )
     session.add(rollout)
     session.flush()
     _publish(store, target, rollout, stable, candidate)
-    registry.audit(session, candidate.model, candidate.version, "rollout_started",
-                   rollout_id=rollout.id, weight=plan[0], stable=stable.version)
+    registry.audit(
+        session,
+        candidate.model,
+        candidate.version,
+        "rollout_started",
+        rollout_id=rollout.id,
+        weight=plan[0],
+        stable=stable.version,
+    )
     return rollout
 
 
-def _publish(store: registry.ArtifactStore, target: DeploymentTarget, rollout: Rollout,
-             stable: ModelVersion, candidate: ModelVersion) -> None:
-    target.publish(stamped(DeploymentSpec(
-        model=rollout.model, stable=arm_spec(store, stable), canary=arm_spec(store, candidate),
-        canary_weight=rollout.plan[rollout.step_index], rollout_id=rollout.id,
-    )))
+def _publish(
+    store: registry.ArtifactStore,
+    target: DeploymentTarget,
+    rollout: Rollout,
+    stable: ModelVersion,
+    candidate: ModelVersion,
+) -> None:
+    target.publish(
+        stamped(
+            DeploymentSpec(
+                model=rollout.model,
+                stable=arm_spec(store, stable),
+                canary=arm_spec(store, candidate),
+                canary_weight=rollout.plan[rollout.step_index],
+                rollout_id=rollout.id,
+            )
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -93,11 +133,17 @@ class ArmFigures:
             return cls(0, 0, None, None, None, None)
         labels = batch.labels if batch.labels is not None else np.full(len(batch), -1)
         known = labels >= 0
-        lat = batch.latency_ms[np.isfinite(batch.latency_ms)] if batch.latency_ms is not None \
+        lat = (
+            batch.latency_ms[np.isfinite(batch.latency_ms)]
+            if batch.latency_ms is not None
             else np.zeros(0)
+        )
         return cls(
-            n=len(batch), n_labelled=int(known.sum()),
-            accuracy=float((batch.predicted[known] == labels[known]).mean()) if known.any() else None,
+            n=len(batch),
+            n_labelled=int(known.sum()),
+            accuracy=float((batch.predicted[known] == labels[known]).mean())
+            if known.any()
+            else None,
             mean_confidence=float(batch.confidence.mean()),
             latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None,
             latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else None,
@@ -124,26 +170,44 @@ def judge(ev: StepEvidence, settings: Settings, last_step: bool) -> tuple[str, s
     if c.n < cfg.step_min_logs:
         return "wait", f"canary has {c.n} of {cfg.step_min_logs} logs"
     labelled = min(s.n_labelled, c.n_labelled) >= cfg.min_arm_labels
-    if labelled and s.accuracy is not None and c.accuracy is not None \
-            and c.accuracy < s.accuracy - cfg.max_online_accuracy_drop:
-        return "rollback", (f"canary accuracy {c.accuracy:.2%} is below stable {s.accuracy:.2%} "
-                            f"by more than {cfg.max_online_accuracy_drop:.2%} at {ev.weight}% "
-                            f"(n={c.n_labelled}/{s.n_labelled} labelled)")
-    if s.latency_p99_ms and c.latency_p99_ms and c.latency_p99_ms > cfg.max_latency_ratio * s.latency_p99_ms:
-        return "rollback", (f"canary p99 latency {c.latency_p99_ms:.1f} ms is over "
-                            f"{cfg.max_latency_ratio:g}x stable {s.latency_p99_ms:.1f} ms")
+    if (
+        labelled
+        and s.accuracy is not None
+        and c.accuracy is not None
+        and c.accuracy < s.accuracy - cfg.max_online_accuracy_drop
+    ):
+        return "rollback", (
+            f"canary accuracy {c.accuracy:.2%} is below stable {s.accuracy:.2%} "
+            f"by more than {cfg.max_online_accuracy_drop:.2%} at {ev.weight}% "
+            f"(n={c.n_labelled}/{s.n_labelled} labelled)"
+        )
+    if (
+        s.latency_p99_ms
+        and c.latency_p99_ms
+        and c.latency_p99_ms > cfg.max_latency_ratio * s.latency_p99_ms
+    ):
+        return "rollback", (
+            f"canary p99 latency {c.latency_p99_ms:.1f} ms is over "
+            f"{cfg.max_latency_ratio:g}x stable {s.latency_p99_ms:.1f} ms"
+        )
     conf = [d for d in ev.detectors if d.get("family") == "confidence" and d.get("drifted")]
     if not labelled and conf and (c.mean_confidence or 0) < (s.mean_confidence or 0):
-        return "rollback", (f"canary is less confident than stable ({c.mean_confidence:.3f} < "
-                            f"{s.mean_confidence:.3f}; {conf[0].get('method')} drifted) and "
-                            f"labels are too few to overrule")
-    acc = "" if c.accuracy is None or s.accuracy is None else \
-        f": accuracy canary {c.accuracy:.2%} vs stable {s.accuracy:.2%}"
+        return "rollback", (
+            f"canary is less confident than stable ({c.mean_confidence:.3f} < "
+            f"{s.mean_confidence:.3f}; {conf[0].get('method')} drifted) and "
+            f"labels are too few to overrule"
+        )
+    acc = (
+        ""
+        if c.accuracy is None or s.accuracy is None
+        else f": accuracy canary {c.accuracy:.2%} vs stable {s.accuracy:.2%}"
+    )
     return ("promote" if last_step else "advance"), f"no regression at {ev.weight}%{acc}"
 
 
-def _arm_batch(session: Session, model: str, version: str, arm: str, since: datetime,
-               until: datetime) -> LogBatch | None:
+def _arm_batch(
+    session: Session, model: str, version: str, arm: str, since: datetime, until: datetime
+) -> LogBatch | None:
     from monitor.logs_repo import load_range
 
     try:
@@ -166,15 +230,34 @@ def gather(session: Session, settings: Settings, rollout: Rollout, now: datetime
         except (ImportError, DriftwatchError) as exc:
             found.append({"family": "error", "error": str(exc)})
         else:
-            found = [{"family": r.family, "method": r.method, "statistic": r.statistic,
-                      "p_value": r.p_value, "effect_size": r.effect_size, "drifted": r.drifted}
-                     for r in results if r.family in ("confidence", "classes")]
-    return StepEvidence(weight=rollout.plan[rollout.step_index], stable=ArmFigures.of(stable),
-                        canary=ArmFigures.of(canary), detectors=found)
+            found = [
+                {
+                    "family": r.family,
+                    "method": r.method,
+                    "statistic": r.statistic,
+                    "p_value": r.p_value,
+                    "effect_size": r.effect_size,
+                    "drifted": r.drifted,
+                }
+                for r in results
+                if r.family in ("confidence", "classes")
+            ]
+    return StepEvidence(
+        weight=rollout.plan[rollout.step_index],
+        stable=ArmFigures.of(stable),
+        canary=ArmFigures.of(canary),
+        detectors=found,
+    )
 
 
-def tick(session: Session, settings: Settings, store: registry.ArtifactStore,
-         target: DeploymentTarget, rollout: Rollout, now: datetime | None = None) -> str:
+def tick(
+    session: Session,
+    settings: Settings,
+    store: registry.ArtifactStore,
+    target: DeploymentTarget,
+    rollout: Rollout,
+    now: datetime | None = None,
+) -> str:
     """Judge the current step of a running rollout and act; returns the outcome."""
     if rollout.state != "running":
         return rollout.state
@@ -184,25 +267,42 @@ def tick(session: Session, settings: Settings, store: registry.ArtifactStore,
     outcome, reason = judge(evidence, settings, last)
     if outcome == "wait":
         return outcome
-    session.add(RolloutStep(
-        rollout_id=rollout.id, step_index=rollout.step_index, weight=evidence.weight,
-        outcome=outcome, reason=reason, stable_accuracy=evidence.stable.accuracy,
-        canary_accuracy=evidence.canary.accuracy, evidence=evidence.to_dict(), ts=now))
+    session.add(
+        RolloutStep(
+            rollout_id=rollout.id,
+            step_index=rollout.step_index,
+            weight=evidence.weight,
+            outcome=outcome,
+            reason=reason,
+            stable_accuracy=evidence.stable.accuracy,
+            canary_accuracy=evidence.canary.accuracy,
+            evidence=evidence.to_dict(),
+            ts=now,
+        )
+    )
     candidate = registry.get_version(session, rollout.model, rollout.candidate_version)
     stable = registry.get_version(session, rollout.model, rollout.stable_version)
     if outcome == "advance":
         rollout.step_index += 1
         rollout.step_started_at = now
         _publish(store, target, rollout, stable, candidate)
-        registry.audit(session, rollout.model, candidate.version, "rollout_advanced",
-                       rollout_id=rollout.id, weight=rollout.plan[rollout.step_index], reason=reason)
+        registry.audit(
+            session,
+            rollout.model,
+            candidate.version,
+            "rollout_advanced",
+            rollout_id=rollout.id,
+            weight=rollout.plan[rollout.step_index],
+            reason=reason,
+        )
     else:
         rollout.state = "promoted" if outcome == "promote" else "rolled_back"
         rollout.reason = reason
         rollout.finished_at = now
         winner = candidate if outcome == "promote" else stable
-        registry.set_state(session, candidate, "promoted" if outcome == "promote" else "rolled_back",
-                           reason)
+        registry.set_state(
+            session, candidate, "promoted" if outcome == "promote" else "rolled_back", reason
+        )
         publish_stable(store, target, winner, rollout.id)
     session.flush()
     return outcome
@@ -216,5 +316,10 @@ def active(session: Session, model: str | None = None) -> list[Rollout]:
 
 
 def steps(session: Session, rollout_id: int) -> list[RolloutStep]:
-    return list(session.scalars(select(RolloutStep).where(RolloutStep.rollout_id == rollout_id)
-                                .order_by(RolloutStep.step_index)))
+    return list(
+        session.scalars(
+            select(RolloutStep)
+            .where(RolloutStep.rollout_id == rollout_id)
+            .order_by(RolloutStep.step_index)
+        )
+    )

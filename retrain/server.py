@@ -37,8 +37,9 @@ def route(request_id: str, canary_weight: int) -> str:
 class ModelServer:
     """Serves the arms of a deployment spec file with ONNX Runtime."""
 
-    def __init__(self, spec_path: Path | str, to_input: Callable[[np.ndarray], np.ndarray],
-                 threads: int = 1) -> None:
+    def __init__(
+        self, spec_path: Path | str, to_input: Callable[[np.ndarray], np.ndarray], threads: int = 1
+    ) -> None:
         self.target = FileTarget(spec_path)
         self.to_input = to_input
         self.threads = threads
@@ -64,9 +65,13 @@ class ModelServer:
             self.spec, self._mtime = spec, mtime
         return self.spec
 
-    def predict(self, images: np.ndarray, request_ids: Sequence[str],
-                labels: Sequence[int | None] | None = None,
-                timestamp: datetime | None = None) -> list[PredictionLog]:
+    def predict(
+        self,
+        images: np.ndarray,
+        request_ids: Sequence[str],
+        labels: Sequence[int | None] | None = None,
+        timestamp: datetime | None = None,
+    ) -> list[PredictionLog]:
         """Serve ``images`` (N, H, W) uint8 one request at a time; one log per request."""
         from scipy.special import softmax
 
@@ -81,17 +86,24 @@ class ModelServer:
             served = spec.canary if arm == "canary" and spec.canary is not None else spec.stable
             sess = self._sessions[served.sha256]
             t0 = time.perf_counter()
-            logits, emb = sess.run(list(OUTPUTS), {INPUT: x[i:i + 1]})
+            logits, emb = sess.run(list(OUTPUTS), {INPUT: x[i : i + 1]})
             latency = (time.perf_counter() - t0) * 1000
             probs = softmax(logits[0].astype(np.float64))
             probs = probs / probs.sum()
-            logs.append(PredictionLog(
-                model=spec.model, model_version=served.version, request_id=rid, timestamp=now,
-                predicted_class=int(probs.argmax()), probabilities=probs.tolist(),
-                embedding=encode_array(emb[0].astype(np.float32), "float32"),
-                pixel_stats=image_stats(images[i]),
-                thumbnail=base64.b64encode(encode_png(images[i])).decode(),
-                latency_ms=latency, arm=arm,  # type: ignore[arg-type]
-                label=None if labels is None else labels[i],
-            ))
+            logs.append(
+                PredictionLog(
+                    model=spec.model,
+                    model_version=served.version,
+                    request_id=rid,
+                    timestamp=now,
+                    predicted_class=int(probs.argmax()),
+                    probabilities=probs.tolist(),
+                    embedding=encode_array(emb[0].astype(np.float32), "float32"),
+                    pixel_stats=image_stats(images[i]),
+                    thumbnail=base64.b64encode(encode_png(images[i])).decode(),
+                    latency_ms=latency,
+                    arm=arm,
+                    label=None if labels is None else labels[i],
+                )
+            )
         return logs

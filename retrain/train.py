@@ -74,9 +74,10 @@ def finetune(
     for epoch in bar:
         net.train()
         order = torch.multinomial(weights, len(yt), replacement=True, generator=gen)
-        for idx in order.split(batch_size):
+        for idx in order.split(batch_size):  # type: ignore[no-untyped-call]  # torch stub
             opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            loss.backward()  # type: ignore[no-untyped-call]  # torch stub
             opt.step()
         score = _accuracy(net, xv, yv)
         scores.append(score)

@@ -33,7 +33,8 @@ def _spec_name(name: str) -> str:
 
 def _all_text(board: dict[str, Any]) -> list[str]:
     texts = [t.get("expr") or t.get("rawSql") or "" for _, t in panel_queries(board)]
-    texts += [a.get("expr", "") for a in board["annotations"]["list"]]
+    texts += [a.get("expr") or a.get("target", {}).get("rawSql", "")
+              for a in board["annotations"]["list"]]
     texts += [v["definition"] for v in board["templating"]["list"]]
     return texts
 
@@ -63,7 +64,7 @@ def test_every_panel_datasource_resolves_and_targets_match() -> None:
         for panel in board["panels"]:
             assert panel["type"] == "row" or panel["targets"], panel["title"]
             pos = panel["gridPos"]
-            assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24
 
 
 def test_every_variable_used_is_defined() -> None:
@@ -128,6 +129,9 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
             "input_series": [
                 {"series": 'driftwatch_drift_state{model="digits",version="v1",family="pixel"}',
                  "values": "0 0 2 2"},
+                # a labelled counter's first sample is already 2: still new dead letters
+                {"series": 'driftwatch_ingest_dead_letter_total{topic="p",reason="schema"}',
+                 "values": "_ _ 2x20"},
                 {"series": 'driftwatch_arm_accuracy{model="digits",version="v2",arm="canary"}',
                  "values": "0.80x20"},
                 {"series": 'driftwatch_arm_accuracy{model="digits",version="v1",arm="stable"}',
@@ -143,6 +147,13 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
                         "description": "The policy put the pixel family in alert: drift "
                                        "confirmed over consecutive windows."}),
                 }]},
+                {"eval_time": "1m", "alertname": "DriftwatchDeadLetters", "exp_alerts": []},
+                {"eval_time": "4m", "alertname": "DriftwatchDeadLetters", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "service": "driftwatch", "topic": "p",
+                                   "reason": "schema"},
+                    "exp_annotations": _annotations("DriftwatchDeadLetters", {
+                        "summary": "Messages dead-lettered on p (schema)"})}]},
+                {"eval_time": "20m", "alertname": "DriftwatchDeadLetters", "exp_alerts": []},
                 {"eval_time": "15m", "alertname": "DriftwatchCanaryAccuracyRegression",
                  "exp_alerts": [{"exp_labels": {"severity": "warning", "service": "driftwatch",
                                                 "model": "digits"},
@@ -183,3 +194,15 @@ def test_export_writes_provisioning_yaml_and_json(tmp_path: Path, command: str) 
     assert [f.stem for f in files] == sorted(b["uid"] for b in BOARDS)
     for f in files:
         assert json.loads(f.read_text()) == next(b for b in BOARDS if b["uid"] == f.stem)
+
+
+def test_panels_do_not_overlap_on_the_grid() -> None:
+    for board in BOARDS:
+        cells: dict[tuple[int, int], str] = {}
+        for panel in board["panels"]:
+            pos = panel["gridPos"]
+            for x in range(pos["x"], pos["x"] + pos["w"]):
+                for y in range(pos["y"], pos["y"] + pos["h"]):
+                    assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                    cells[(x, y)] = panel["title"]
+        assert all("w" not in p.get("options", {}) for p in board["panels"])

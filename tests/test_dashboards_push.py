@@ -226,13 +226,13 @@ def test_version_conflict_is_reported_and_force_overwrites(
 
 def test_bad_token_is_a_clear_error(grafana: tuple[FakeGrafana, str]) -> None:
     fake, url = grafana
-    with pytest.raises(GrafanaError, match="Unauthorized|401"):
+    with pytest.raises(GrafanaError, match=r"Unauthorized|401"):
         push(_settings(url, token="wrong"))
     assert not fake.folders and not fake.dashboards
 
 
 def test_cli_push(grafana: tuple[FakeGrafana, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    fake, url = grafana
+    _, url = grafana
     monkeypatch.setenv("DRIFTWATCH_GRAFANA__URL", url)
     monkeypatch.setenv("DRIFTWATCH_GRAFANA__TOKEN", TOKEN)
     result = CliRunner().invoke(cli, ["dashboards", "push"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.batch import LogBatch
@@ -24,7 +24,7 @@ from monitor.schemas import PredictionLog, encode_array
 from monitor.settings import FAMILIES, DetectorSettings, Settings, WindowSettings
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
-from monitor.store.tables import DriftResultRow, Window
+from monitor.store.tables import DriftResultRow, Prediction, Window
 from monitor.windows import close_windows
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -128,3 +128,21 @@ def test_canary_arm_compared_with_stable_arm() -> None:
     assert not any(r.drifted for r in compare_arms(stable, same, detectors, "digits"))
     confidence = {r.family: r for r in compare_arms(stable, unsure, detectors, "digits")}
     assert confidence["confidence"].drifted
+
+
+def test_a_window_that_cannot_be_scored_does_not_block_the_queue(
+    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings]
+) -> None:
+    settings = _settings(settings_for, db_url)
+    with unit_of_work(sessions) as s:
+        fit_profile_from_batch(s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16),
+                               "ref", activate=True)
+        insert_predictions(s, batch_logs(synthetic_batch(600, seed=2, dim=16), T0, "x"))
+        first, second = close_windows(s, settings, T0 + timedelta(seconds=700), settle_seconds=0)
+        # retention deleted the first window's logs before it was evaluated
+        s.execute(delete(Prediction).where(Prediction.id <= first.last_id))
+        evaluations = evaluate_pending(s, settings)
+        assert [e.window.id for e in evaluations] == [second.id]
+        assert first.state == "failed" and second.state == "evaluated"
+        assert s.scalar(select(func.count()).select_from(DriftResultRow)
+                        .where(DriftResultRow.window_id == first.id)) == 0

@@ -31,28 +31,50 @@ def _counts(url: str) -> tuple[int, int]:
 
 def _start(config: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from monitor.cli import main; main()", "--config", str(config),
-         "ingest", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from monitor.cli import main; main()",
+            "--config",
+            str(config),
+            "ingest",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
 def test_sigkill_mid_stream_then_restart(
-    pg_url: str, make_topics: Callable[..., KafkaSettings], settings_for: Callable[..., Settings],
+    pg_url: str,
+    make_topics: Callable[..., KafkaSettings],
+    settings_for: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
     db_url = pg_url  # the production backend; idempotent writes on both run in test_ingest_worker
     # a short session timeout: the restarted worker's join waits for the killed member to expire
     kafka = make_topics(partitions=2).model_copy(
-        update={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000})
+        update={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+    )
     ingest = IngestSettings(batch_max_messages=300, batch_max_seconds=0.1)
     settings = settings_for(db_url, kafka, ingest=ingest)
     config = tmp_path / "driftwatch.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(
-        mode="json", include={"environment", "kafka", "database", "ingest"}, exclude_none=True)))
+    config.write_text(
+        yaml.safe_dump(
+            settings.model_dump(
+                mode="json",
+                include={"environment", "kafka", "database", "ingest"},
+                exclude_none=True,
+            )
+        )
+    )
     n = 12_000
-    produce(kafka, kafka.predictions_topic,
-            [encode_prediction("digits", "v1", f"r{i}", [0.1, 0.9]) for i in range(n)])
+    produce(
+        kafka,
+        kafka.predictions_topic,
+        [encode_prediction("digits", "v1", f"r{i}", [0.1, 0.9]) for i in range(n)],
+    )
 
     first = _start(config)
     deadline = time.monotonic() + 60

@@ -59,10 +59,13 @@ def committed(kafka: KafkaSettings, partitions: int = 1) -> int:
     """Sum of the group's committed offsets on the predictions topic."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=kafka.group_id,
-                             enable_auto_commit=False)
-    total = sum(consumer.committed(TopicPartition(kafka.predictions_topic, p)) or 0
-                for p in range(partitions))
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, group_id=kafka.group_id, enable_auto_commit=False
+    )
+    total = sum(
+        consumer.committed(TopicPartition(kafka.predictions_topic, p)) or 0
+        for p in range(partitions)
+    )
     consumer.close()
     return total
 
@@ -94,7 +97,9 @@ def count_rows(url: str) -> int:
     engine = make_engine(DatabaseSettings(url=url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count(func.distinct(Prediction.request_id)))).scalar_one())
+            return int(
+                conn.execute(select(func.count(func.distinct(Prediction.request_id)))).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -108,25 +113,52 @@ def test_logs_land_once_with_fields_intact(
     probs = rng.dirichlet(np.ones(10), size=n).astype(np.float32)
     emb = rng.normal(size=(n, 128)).astype(np.float32)
     images = rng.integers(0, 256, size=(n, 8, 8), dtype=np.uint8)
-    with PredictionLogger(kafka, "digits", "v1", embedding_dtype="float32") as exact, \
-            PredictionLogger(kafka, "digits", "v2", embedding_dtype="float16") as half:
+    with (
+        PredictionLogger(kafka, "digits", "v1", embedding_dtype="float32") as exact,
+        PredictionLogger(kafka, "digits", "v2", embedding_dtype="float16") as half,
+    ):
         # a label that arrives before its prediction, and one after (below)
         exact.log_label("early", 7)
-        ids32 = exact.log_batch(probs[:200], embeddings=emb[:200], images=images[:200],
-                                latency_ms=np.arange(200.0), arm="canary")
+        ids32 = exact.log_batch(
+            probs[:200],
+            embeddings=emb[:200],
+            images=images[:200],
+            latency_ms=np.arange(200.0),
+            arm="canary",
+        )
         ids16 = half.log_batch(probs[200:], embeddings=emb[200:], images=images[200:])
         exact.log(probs[0], embedding=emb[0], request_id="early")
         exact.log(probs[1], embedding=emb[1], request_id="late")
         exact.log_label("late", 3)
         assert exact.dropped == 0 and half.dropped == 0
     thumb = base64.b64encode(encode_png(images[0])).decode()
-    produce(kafka, kafka.predictions_topic, [json.dumps({
-        "model": "digits", "model_version": "v1", "request_id": "thumb",
-        "timestamp": datetime.now(UTC).isoformat(), "predicted_class": 0,
-        "probabilities": [0.5, 0.5], "thumbnail": thumb}).encode()])
+    produce(
+        kafka,
+        kafka.predictions_topic,
+        [
+            json.dumps(
+                {
+                    "model": "digits",
+                    "model_version": "v1",
+                    "request_id": "thumb",
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "predicted_class": 0,
+                    "probabilities": [0.5, 0.5],
+                    "thumbnail": thumb,
+                }
+            ).encode()
+        ],
+    )
     # the same logs again: a producer retry must not store anything twice
-    produce(kafka, kafka.predictions_topic, [encode_prediction(
-        "digits", "v1", ids32[0], probs[0], embedding=emb[0], embedding_dtype="float32")])
+    produce(
+        kafka,
+        kafka.predictions_topic,
+        [
+            encode_prediction(
+                "digits", "v1", ids32[0], probs[0], embedding=emb[0], embedding_dtype="float32"
+            )
+        ],
+    )
 
     worker = IngestWorker(settings_for(db_url, kafka, ingest=FAST))
     stats = worker.run(idle_timeout=1.5)
@@ -154,15 +186,23 @@ def test_logs_land_once_with_fields_intact(
         assert rows["thumb"].pixel_stats == pytest.approx(image_stats(images[0]))
         assert rows["thumb"].thumbnail == base64.b64decode(thumb)
         assert {lab.request_id: lab.label for lab in session.scalars(select(Label))} == {
-            "early": 7, "late": 3}
+            "early": 7,
+            "late": 3,
+        }
     assert committed(kafka, partitions=2) == n + 4
-    assert REGISTRY.get_sample_value(
-        "driftwatch_ingest_messages_total",
-        {"topic": kafka.predictions_topic, "outcome": "duplicate"}) == 1
+    assert (
+        REGISTRY.get_sample_value(
+            "driftwatch_ingest_messages_total",
+            {"topic": kafka.predictions_topic, "outcome": "duplicate"},
+        )
+        == 1
+    )
 
 
 def test_poison_messages_are_dead_lettered(
-    sqlite_url: str, make_topics: Callable[..., KafkaSettings], settings_for: Callable[..., Settings]
+    sqlite_url: str,
+    make_topics: Callable[..., KafkaSettings],
+    settings_for: Callable[..., Settings],
 ) -> None:
     kafka = make_topics()
     now = datetime.now(UTC)
@@ -180,8 +220,12 @@ def test_poison_messages_are_dead_lettered(
         "schema": edit(predicted_class="seven"),
         "nan": edit(probabilities=[math.nan, 1.0]),
         "dim": edit(embedding=[0.0] * 5),
-        "oversized": edit(request_id="x" * 20, model_version="v" * 100, pixel_stats={
-            f"s{i}": 0.5 for i in range(60)}) + b" " * 4000,
+        "oversized": edit(
+            request_id="x" * 20,
+            model_version="v" * 100,
+            pixel_stats={f"s{i}": 0.5 for i in range(60)},
+        )
+        + b" " * 4000,
         "unknown_version": edit(schema_version=99),
         "future": edit(timestamp=(now + timedelta(hours=2)).isoformat()),
         "bad_image": edit(thumbnail=base64.b64encode(b"not a png").decode()),
@@ -191,8 +235,13 @@ def test_poison_messages_are_dead_lettered(
     values = [good("g0"), *poison.values(), good("g1")]
     produce(kafka, kafka.predictions_topic, values)
     produce(kafka, kafka.labels_topic, [b'{"request_id": "g0"}', encode_label("digits", "g1", 1)])
-    ingest = FAST.model_copy(update={"embedding_dims": {"digits": 4}, "max_message_bytes": 4096,
-                                     "allowed_models": ["digits"]})
+    ingest = FAST.model_copy(
+        update={
+            "embedding_dims": {"digits": 4},
+            "max_message_bytes": 4096,
+            "allowed_models": ["digits"],
+        }
+    )
     stats = IngestWorker(settings_for(sqlite_url, kafka, ingest=ingest)).run(idle_timeout=1.5)
     assert stats.stored == 2 and stats.labels == 1 and stats.dead_lettered == len(poison) + 1
 
@@ -200,9 +249,16 @@ def test_poison_messages_are_dead_lettered(
     rejected = [Rejected.model_validate_json(r.value) for r in records]
     by_offset = {(r.topic, r.offset): r for r in rejected}
     expected = {
-        "bad_json": "bad_json", "schema": "schema", "nan": "schema", "dim": "schema",
-        "oversized": "oversized", "unknown_version": "unknown_version", "future": "schema",
-        "bad_image": "bad_image", "unknown_model": "unknown_model", "bad_sum": "schema",
+        "bad_json": "bad_json",
+        "schema": "schema",
+        "nan": "schema",
+        "dim": "schema",
+        "oversized": "oversized",
+        "unknown_version": "unknown_version",
+        "future": "schema",
+        "bad_image": "bad_image",
+        "unknown_model": "unknown_model",
+        "bad_sum": "schema",
     }
     for offset, name in enumerate(poison, start=1):
         rej = by_offset[(kafka.predictions_topic, offset)]
@@ -217,13 +273,19 @@ def test_poison_messages_are_dead_lettered(
     assert headers["reason"] == rejected[0].reason.encode()
     assert headers["source_topic"] == rejected[0].topic.encode()
     assert count_rows(sqlite_url) == 2
-    assert REGISTRY.get_sample_value(
-        "driftwatch_ingest_dead_letter_total",
-        {"topic": kafka.predictions_topic, "reason": "schema"}) == 5
+    assert (
+        REGISTRY.get_sample_value(
+            "driftwatch_ingest_dead_letter_total",
+            {"topic": kafka.predictions_topic, "reason": "schema"},
+        )
+        == 5
+    )
 
 
 def test_database_outage_stops_commits_and_retries(
-    pg_url: str, pg_server_url: str, make_topics: Callable[..., KafkaSettings],
+    pg_url: str,
+    pg_server_url: str,
+    make_topics: Callable[..., KafkaSettings],
     settings_for: Callable[..., Settings],
 ) -> None:
     kafka = make_topics()
@@ -238,8 +300,12 @@ def test_database_outage_stops_commits_and_retries(
             wait_for(lambda: worker.stats.stored == 100, what="the first half")
             with admin.connect() as conn:  # the database goes away
                 conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    )
+                )
             produce(kafka, kafka.predictions_topic, second)
             wait_for(lambda: worker.stats.store_retries >= 3, what="retries")
             assert committed(kafka) == 100  # nothing committed while the database is down
@@ -257,19 +323,29 @@ def test_database_outage_stops_commits_and_retries(
 
 
 def test_two_workers_share_partitions_and_take_over(
-    sqlite_url: str, make_topics: Callable[..., KafkaSettings], settings_for: Callable[..., Settings]
+    sqlite_url: str,
+    make_topics: Callable[..., KafkaSettings],
+    settings_for: Callable[..., Settings],
 ) -> None:
     kafka = make_topics(partitions=4)
     settings = settings_for(sqlite_url, kafka, ingest=FAST)
-    batches = [[encode_prediction("digits", "v1", f"{tag}{i}", [0.5, 0.5]) for i in range(200)]
-               for tag in "abc"]
+    batches = [
+        [encode_prediction("digits", "v1", f"{tag}{i}", [0.5, 0.5]) for i in range(200)]
+        for tag in "abc"
+    ]
     a, b = IngestWorker(settings), IngestWorker(settings)
     produce(kafka, kafka.predictions_topic, batches[0])
     with running(a):
         wait_for(lambda: a.stats.stored == 200, what="worker a alone")
         with running(b) as (stop_b, _):
-            wait_for(lambda: len(a.assignment) > 0 and len(b.assignment) > 0
-                     and len(a.assignment | b.assignment) == 8, what="the split")
+            wait_for(
+                lambda: (
+                    len(a.assignment) > 0
+                    and len(b.assignment) > 0
+                    and len(a.assignment | b.assignment) == 8
+                ),
+                what="the split",
+            )
             assert not a.assignment & b.assignment
             produce(kafka, kafka.predictions_topic, batches[1])
             wait_for(lambda: count_rows(sqlite_url) == 400, what="both workers")

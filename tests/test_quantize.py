@@ -36,14 +36,14 @@ def quantization_breaker(net: DigitsNet) -> DigitsNet:
 
 
 def test_export_outputs_logits_and_embedding_within_tolerance(data: tuple) -> None:
-    net, x, y = data
+    net, x, _ = data
     model = export_onnx(net, x[:2])
     graph = onnx.load_from_string(model).graph
     assert [o.name for o in graph.output] == ["logits", "embedding"]
     parity = check_parity(net, model, x[:256], tolerance=1e-4)
     assert parity.ok and parity.max_abs_logits < 1e-4
     logits, emb = run(session(model), x[:7])  # dynamic batch
-    probs, emb_t = predict(net, (x[:7, 0] * 255).round().astype(np.uint8))
+    _, emb_t = predict(net, (x[:7, 0] * 255).round().astype(np.uint8))
     assert logits.shape == (7, 10) and emb.shape == (7, 64)
     np.testing.assert_allclose(emb, emb_t, atol=1e-4)
 
@@ -62,7 +62,9 @@ def test_int8_is_qdq_smaller_and_within_one_point(data: tuple) -> None:
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert len(int8) < len(fp32) / 2.5
     check = check_int8(session(fp32), session(int8), x, y, max_drop=0.01)
-    assert check.ok and check.fp32_accuracy > 0.9 and check.int8_accuracy >= check.fp32_accuracy - 0.01
+    assert (
+        check.ok and check.fp32_accuracy > 0.9 and check.int8_accuracy >= check.fp32_accuracy - 0.01
+    )
 
 
 def test_int8_gate_refuses_a_model_that_quantization_breaks(data: tuple) -> None:
@@ -70,9 +72,13 @@ def test_int8_gate_refuses_a_model_that_quantization_breaks(data: tuple) -> None
     broken = quantization_breaker(net)
     fp32 = export_onnx(broken, x[:2])
     check_parity(broken, fp32, x[:64], tolerance=1e-2)  # FP32 still computes the same function
-    assert (predict(broken, (x[:, 0] * 255).round().astype(np.uint8))[0].argmax(1) == y).mean() > 0.9
+    assert (
+        predict(broken, (x[:, 0] * 255).round().astype(np.uint8))[0].argmax(1) == y
+    ).mean() > 0.9
     int8 = quantize_int8(fp32, x[:256])
-    with pytest.raises(QuantizationError, match=r"INT8 accuracy .* points below FP32 .*allowed: 1\.0"):
+    with pytest.raises(
+        QuantizationError, match=r"INT8 accuracy .* points below FP32 .*allowed: 1\.0"
+    ):
         check_int8(session(fp32), session(int8), x, y, max_drop=0.01)
 
 
@@ -80,7 +86,7 @@ def test_int8_gate_refuses_under_a_tightened_threshold(data: tuple) -> None:
     net, x, y = data
     fp32 = export_onnx(net, x[:2])
     int8 = quantize_int8(fp32, x[:256])
-    with pytest.raises(QuantizationError, match="allowed: -1.0"):
+    with pytest.raises(QuantizationError, match=r"allowed: -1\.0"):
         check_int8(session(fp32), session(int8), x, y, max_drop=-0.01)
 
 

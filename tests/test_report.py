@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.cli import cli
 from monitor.detectors.simulate import synthetic_batch
 from monitor.evidently_report import frames, write_report
+from monitor.profiles import fit_profile_from_store
 from monitor.schemas import PredictionLog, encode_array
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
@@ -82,6 +83,17 @@ def test_cli_writes_report_for_a_window(
     assert result.exit_code == 0, result.output
     assert out.exists() and "brightness" in out.read_text()
     assert f"window {ids[1]} (n=100) vs window {ids[0]} (n=100)" in result.output
+
+    with unit_of_work(sessions) as s:  # default: the active profile's reference logs
+        end = T0 + timedelta(seconds=50)  # both batches log from T0: 50 + 50 logs
+        profile = fit_profile_from_store(s, settings, "digits", "v1", T0, end, "ref", activate=True)
+        profile_id = profile.id
+    default = CliRunner().invoke(
+        cli, ["report", "evidently", "--window", str(ids[1]), "--out", str(out)],
+        env={"DRIFTWATCH_DATABASE__URL": db_url, "DRIFTWATCH_ENVIRONMENT": "test"},
+    )
+    assert default.exit_code == 0, default.output
+    assert f"vs profile {profile_id} (n=100)" in default.output
 
     missing = CliRunner().invoke(
         cli, ["report", "evidently", "--window", "999999", "--out", str(out)],

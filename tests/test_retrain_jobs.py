@@ -45,8 +45,9 @@ def test_concurrent_trigger_loses_to_the_committed_one(sessions: sessionmaker[Se
 
 def test_states_and_history(sessions: sessionmaker[Session]) -> None:
     with unit_of_work(sessions) as s:
-        job, _ = jobs.enqueue_job(s, "digits", "m", source="schedule",
-                                  params={"since": "2026-11-01T00:00:00+00:00"})
+        job, _ = jobs.enqueue_job(
+            s, "digits", "m", source="schedule", params={"since": "2026-11-01T00:00:00+00:00"}
+        )
         job_id = job.id
     with unit_of_work(sessions) as s:
         claimed = jobs.claim_next(s)
@@ -79,6 +80,7 @@ def test_stale_running_jobs_are_failed(sessions: sessionmaker[Session]) -> None:
 def test_schedule_key_is_one_per_period() -> None:
     day = datetime(2026, 11, 22, tzinfo=UTC)
     assert jobs.schedule_key("digits", day, "month") == jobs.schedule_key(
-        "digits", day + timedelta(days=5), "month")
+        "digits", day + timedelta(days=5), "month"
+    )
     assert jobs.schedule_key("digits", day, "week") == "2026-W47"
     assert jobs.schedule_key("digits", day, "day") == "2026-11-22"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from monitor.errors import ConfigError
 from retrain.demo_stage import train_baseline
 from retrain.digits import SHIFTS, load_digits_images, train_holdout
 from retrain.model import predict
 from retrain.recipes import RecipeInput, digits_finetune, load_recipe, state_bytes
 from retrain.train import balanced_weights
-from monitor.errors import ConfigError
 
 torch.set_num_threads(2)
 
@@ -28,8 +28,11 @@ def test_finetune_recovers_accuracy_on_shifted_digits() -> None:
     base = train_baseline()
     x_tr, y_tr, x_ho, y_ho = _shifted()
     before = float((predict(base, x_ho)[0].argmax(1) == y_ho).mean())
-    out = digits_finetune(RecipeInput(images=x_tr, labels=y_tr, base_weights=state_bytes(base),
-                                      seed=0, progress=False))
+    out = digits_finetune(
+        RecipeInput(
+            images=x_tr, labels=y_tr, base_weights=state_bytes(base), seed=0, progress=False
+        )
+    )
     after = float((predict(out.net, x_ho)[0].argmax(1) == y_ho).mean())
     assert before < 0.75  # the shift really hurts the baseline
     assert after >= 0.85 and after >= before + 0.15

@@ -32,7 +32,7 @@ def _seed(sessions: sessionmaker[Session], settings: Settings) -> datetime:
         insert_predictions(s, scenario_logs(t0, per_window=PER_WINDOW))
     engine = sessions.kw["bind"]
     report = run_monitor(engine, settings, t0, per_window=PER_WINDOW)
-    assert report.windows_evaluated == 7
+    assert report.windows_evaluated == 7  # 2 ref, 1 clean, 2 dark, 1 stable, 1 canary
     assert any(d.transition.to_state == "alert" for d in report.decisions)
     return t0
 
@@ -55,7 +55,7 @@ def test_gather_reads_the_story_from_the_store(
     assert pixel.drifted[-1] and not pixel.drifted[0]
     assert pixel.warn == settings.detectors.pixel.effect_floor
     assert pixel.alert == pixel.warn * settings.policy.alert_effect_multiple
-    assert any(name == "pixel: brightness" and change.startswith("−")
+    assert any(name == "pixel: brightness" and change.startswith("\u2212")
                for name, change, _, _ in data.moved)
     assert data.reference is not None and data.current is not None
     assert data.reference.n == 2 * PER_WINDOW
@@ -70,8 +70,8 @@ def test_gather_reads_the_story_from_the_store(
 
 def test_render_is_self_contained_and_escapes() -> None:
     t = datetime(2026, 11, 22, tzinfo=UTC)
-    page = render(StatusData("<script>x</script>", t,
-                             {"pixel": FamilyHistory([t, t], [0.05, 0.4], 0.1, 0.2, [False, True])}))
+    history = FamilyHistory([t, t], [0.05, 0.4], 0.1, 0.2, [False, True])
+    page = render(StatusData("<script>x</script>", t, {"pixel": history}))
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
     assert page.count('class="threshold"') == 2  # warn and alert lines

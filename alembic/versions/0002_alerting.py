@@ -33,6 +33,8 @@ def upgrade() -> None:
     sa.Column('summary', sa.Text(), nullable=False),
     sa.Column('evidence', sa.JSON(), nullable=False),
     sa.Column('reopen_count', sa.Integer(), nullable=False),
+    sa.Column('paged', sa.Boolean(), nullable=False),
+    sa.Column('grouped_into', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('acked_at', monitor.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('acked_by', sa.String(length=128), nullable=True),
     sa.Column('silenced_until', monitor.store.base.UTCDateTime(timezone=True), nullable=True),

@@ -6,7 +6,10 @@ window's results and the decisions they cause commit together (or not at all):
 1. Load the remembered :class:`~monitor.policy.PolicyState` of each (model, version, family).
 2. :func:`monitor.policy.step` decides; a transition is stored with its evidence.
 3. A paging ``alert`` opens an alert (or re-opens the last one when flapping) and enqueues one
-   delivery per channel; ``resolved`` closes it and enqueues the resolve.
+   delivery per channel; ``resolved`` closes it. One incident pages once: when another family
+   of the same model version already has a paged alert firing, the new alert joins it
+   (``grouped_into``) instead of paging again, and the resolve goes out when the last alert of
+   the model version resolves.
 4. :func:`monitor.policy.retrain_decision` may queue a retraining job (idempotent per alert).
 
 Canary-arm windows are left to the rollout (``retrain/``): the policy watches the model's
@@ -29,7 +32,12 @@ from monitor.metrics import metric
 from monitor.policy import Observation, PolicyState, Transition, retrain_decision, step
 from monitor.results import DriftResult
 from monitor.settings import Settings
-from monitor.store.alerting_tables import AlertRow, PolicyStateRow, PolicyTransitionRow
+from monitor.store.alerting_tables import (
+    AlertDeliveryRow,
+    AlertRow,
+    PolicyStateRow,
+    PolicyTransitionRow,
+)
 from monitor.store.tables import Window
 
 log = logging.getLogger(__name__)
@@ -95,19 +103,29 @@ def _open_alert(session: Session, settings: Settings, window: Window, family: st
         last.reopen_count += 1
         last.evidence = {**t.evidence, "reason": t.reason}
         return last
+    incident = session.scalars(
+        select(AlertRow).where(AlertRow.model == window.model,
+                               AlertRow.model_version == window.model_version,
+                               AlertRow.status == "firing", AlertRow.paged.is_(True))
+        .order_by(AlertRow.id).limit(1)).first()
+    paged = t.notify and incident is None
     alert = AlertRow(
         model=window.model, model_version=window.model_version, family=family,
         severity=t.severity or "warning", status="firing", dedup_key="", opened_at=t.at,
         summary=t.reason, evidence={**t.evidence, "reason": t.reason}, reopen_count=0,
-        updated_at=now,
+        paged=paged, grouped_into=None if incident is None else incident.id, updated_at=now,
     )
     session.add(alert)
     session.flush()
     alert.dedup_key = dedup_key(alert.model, alert.model_version, family, alert.id)
     metric("driftwatch_alerts_total").labels(model=alert.model, family=family,
                                              severity=alert.severity).inc()
-    if t.notify:
+    if paged:
         enqueue(session, alert, "trigger", settings.alerts, now)
+    elif incident is not None:
+        incident.evidence = {**incident.evidence,
+                             "also_drifting": [*incident.evidence.get("also_drifting", []),
+                                               family]}
     return alert
 
 
@@ -122,7 +140,21 @@ def _resolve_alert(session: Session, settings: Settings, window: Window, family:
         return None
     alert.status, alert.resolved_at, alert.updated_at = "resolved", t.at, now
     alert.evidence = {**alert.evidence, "resolved_by": t.evidence, "resolve_reason": t.reason}
-    enqueue(session, alert, "resolve", settings.alerts, now)
+    session.flush()
+    still_firing = session.scalar(
+        select(AlertRow.id).where(AlertRow.model == window.model,
+                                  AlertRow.model_version == window.model_version,
+                                  AlertRow.status == "firing").limit(1))
+    if still_firing is None:  # the incident is over: resolve every page it made
+        for paged in session.scalars(
+            select(AlertRow).where(AlertRow.model == window.model,
+                                   AlertRow.model_version == window.model_version,
+                                   AlertRow.paged.is_(True), AlertRow.status == "resolved")):
+            keys = {r.event_key for r in session.scalars(
+                select(AlertDeliveryRow).where(AlertDeliveryRow.alert_id == paged.id))}
+            n = paged.reopen_count
+            if f"trigger:{n}" in keys and f"resolve:{n}" not in keys:
+                enqueue(session, paged, "resolve", settings.alerts, now)
     return alert
 
 

@@ -85,6 +85,7 @@ class AlertMessage:
     runbook_url: str
     dedup_key: str
     reason: str
+    also_drifting: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -122,6 +123,7 @@ class AlertMessage:
             runbook_url=runbook_url,
             dedup_key=dedup_key(model, version, family, alert_id),
             reason=str(evidence.get("reason", "")),
+            also_drifting=tuple(evidence.get("also_drifting", ())),
         )
 
     @property
@@ -151,6 +153,7 @@ class AlertMessage:
             self.title,
             self.statistic_line,
             f"moved: {self.moved}",
+            *([f"also drifting: {', '.join(self.also_drifting)}"] if self.also_drifting else []),
             self.window_line,
             f"dashboard: {self.dashboard_url}",
             f"runbook: {self.runbook} ({self.runbook_url})",

@@ -11,10 +11,10 @@ import hmac
 import logging
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
@@ -164,6 +164,15 @@ def create_app(settings: Settings, engine: Engine | None = None,
     def metrics() -> Response:
         return Response(generate_latest(registry),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/status/{model}", tags=["status"], response_class=HTMLResponse,
+             summary="The model's self-contained HTML status page (inline SVG plots).",
+             dependencies=[Depends(require_read)])
+    def status_page(model: str,
+                    session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
+        from monitor.status_page import status_html
+
+        return HTMLResponse(status_html(session, settings, model))
 
     app.include_router(router, prefix="/api/v1")
     return app

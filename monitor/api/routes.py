@@ -29,14 +29,16 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _limit(request: Request, limit: int) -> int:
+def _limit(request: Request, limit: int | None, default: int = 100) -> int:
     top = _settings(request).api.max_page_size
+    if limit is None:
+        return min(default, top)
     if limit > top:
         raise ApiError(422, f"limit {limit} is over the maximum page size {top}")
     return limit
 
 
-Limit = Annotated[int, Query(ge=1, description="Page size (at most api.max_page_size).")]
+Limit = Annotated[int | None, Query(ge=1, description="Page size (at most api.max_page_size).")]
 Cursor = Annotated[int | None, Query(ge=0, description="next_cursor of the previous page.")]
 
 
@@ -102,9 +104,9 @@ def drift_history(
     version: str | None = None,
     family: Literal["embedding", "pixel", "confidence", "classes"] | None = None,
     start: datetime | None = None, end: datetime | None = None,
-    limit: Limit = 500, cursor: Cursor = None,
+    limit: Limit = None, cursor: Cursor = None,
 ) -> Page:
-    limit = _limit(request, limit)
+    limit = _limit(request, limit, 500)
     start, end = _time_range(start, end)
     stmt: Select[tuple[DriftResultRow]] = select(DriftResultRow).where(
         DriftResultRow.model == model, DriftResultRow.window_end >= start,
@@ -135,7 +137,7 @@ def _transition(t: PolicyTransitionRow) -> dict[str, Any]:
 
 @router.get("/models/{model}/transitions", tags=["models"], response_model=Page,
             summary="Policy state changes of a model, oldest first, with their evidence.")
-def transitions(request: Request, session: DB, model: str, limit: Limit = 100,
+def transitions(request: Request, session: DB, model: str, limit: Limit = None,
                 cursor: Cursor = None) -> Page:
     limit = _limit(request, limit)
     stmt = select(PolicyTransitionRow).where(PolicyTransitionRow.model == model)
@@ -162,7 +164,7 @@ def _alert(a: AlertRow) -> dict[str, Any]:
             summary="Alerts, newest first; firing ones by default.")
 def list_alerts(request: Request, session: DB,
                 status: Literal["firing", "resolved", "all"] = "firing",
-                model: str | None = None, limit: Limit = 100, cursor: Cursor = None) -> Page:
+                model: str | None = None, limit: Limit = None, cursor: Cursor = None) -> Page:
     limit = _limit(request, limit)
     stmt = select(AlertRow)
     if status != "all":

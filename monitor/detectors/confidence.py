@@ -43,7 +43,7 @@ NAMES = ("max softmax", "entropy", f"low confidence (<{LOW_CONFIDENCE:g})")
 class ConfidenceProfile(ProfileBase):
     """Reference confidence/entropy sample, bin edges and counts, and the low-confidence rate."""
 
-    sample: np.ndarray  # (<= REF_ROWS, 2): max softmax, entropy
+    sample: np.ndarray  # (<= REF_ROWS, 2): max softmax, entropy; each column sorted
     edges_conf: np.ndarray
     edges_entropy: np.ndarray
     counts_conf: np.ndarray
@@ -82,7 +82,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> ConfidenceProfi
     return ConfidenceProfile(
         kind=kind,
         n_ref=len(ref),
-        sample=x[reservoir(len(x), REF_ROWS, seed)],
+        sample=np.sort(x[reservoir(len(x), REF_ROWS, seed)], axis=0),
         edges_conf=edges_conf,
         edges_entropy=edges_entropy,
         counts_conf=bin_counts(x[:, 0], edges_conf),
@@ -113,7 +113,7 @@ def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> Dri
     """
     x = features_of(cur)
     n, m = profile.n_ref, len(cur)
-    tests = ks_columns(profile.sample, x)
+    tests = ks_columns(profile.sample, x, ref_sorted=True)
     low_cur = int(np.sum(x[:, 0] < LOW_CONFIDENCE))
     z, p_low = two_proportion_test(np.array([profile.low_count]), n, np.array([low_cur]), m)
     adjusted = adjust_pvalues(np.concatenate([tests.p_value, p_low]), "holm")

@@ -11,6 +11,7 @@ kernel bandwidth from the median heuristic, and a PCA fitted on the sample):
   Holm-adjusted (Rabanser et al. 2019, "Failing loudly"); effect size = Wasserstein-1 distance
   in reference standard deviations of the component.
 
+Per-component KS results are reported as features by both kinds (where the embedding moved).
 The window's rows are subsampled by a hash of their content, not their position, so a
 window's result does not depend on the order of its rows. Pass ``device`` to run the MMD with
 torch (CPU or CUDA); the default is numpy.
@@ -33,11 +34,13 @@ KINDS = ("embedding.mmd", "embedding.pca_ks")
 #: Reference embeddings kept in the profile.
 REF_ROWS = 2000
 #: Rows per side in one MMD test.
-MAX_ROWS = 1000
+MAX_ROWS = 500
 #: Random Fourier features approximating the Gaussian kernel.
-N_FEATURES = 256
+N_FEATURES = 128
 N_PERMUTATIONS = 200
 N_COMPONENTS = 16
+#: Window rows used by ``embedding.pca_ks`` (a content-hashed sample beyond that).
+PCA_ROWS = 5000
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +51,7 @@ class EmbeddingProfile(ProfileBase):
     gamma: float
     pca_mean: np.ndarray  # (D,)
     components: np.ndarray  # (k, D)
-    projected: np.ndarray  # (<= REF_ROWS, k): the sample in PCA coordinates
+    projected: np.ndarray  # (<= REF_ROWS, k): the sample in PCA coordinates, columns sorted
     scale: np.ndarray  # (k,) std of each component (>= 1e-6)
     seed: int
 
@@ -84,7 +87,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
         gamma=median_gamma(sample, seed=seed),
         pca_mean=mean,
         components=comps,
-        projected=projected,
+        projected=np.sort(projected, axis=0),
         scale=np.maximum(projected.std(axis=0), 1e-6),
         seed=seed,
     )
@@ -125,9 +128,10 @@ def score(
         raise MissingInput(
             f"window embeddings have {emb.shape[1]} dimensions, the profile {profile.sample.shape[1]}"
         )
+    order = content_order(emb, profile.seed)
     if profile.kind == "embedding.pca_ks":
-        return _score_pca_ks(profile, emb, cfg)
-    picked = emb[content_order(emb, profile.seed)[:MAX_ROWS]]
+        return _score_pca_ks(profile, emb[order[:PCA_ROWS]], len(emb), cfg)
+    picked = emb[order[:MAX_ROWS]]
     test = mmd_test(
         profile.sample,
         picked,
@@ -151,7 +155,7 @@ def score(
         drifted=decide(test.p_value, effect, cfg),
         n_ref=profile.n_ref,
         n_cur=len(emb),
-        features=_component_features(profile, emb, cfg),
+        features=_component_features(profile, picked, cfg),
     )
 
 
@@ -160,7 +164,7 @@ def _component_features(
 ) -> tuple[FeatureDrift, ...]:
     """Per-component KS (Holm) and Wasserstein effects: where in the embedding it moved."""
     proj = (np.asarray(emb, dtype=np.float64) - profile.pca_mean) @ profile.components.T
-    tests = ks_columns(profile.projected, proj)
+    tests = ks_columns(profile.projected, proj, ref_sorted=True)
     adjusted = adjust_pvalues(tests.p_value, "holm")
     effect = tests.wasserstein / profile.scale
     ref_mean = profile.projected.mean(axis=0)
@@ -180,7 +184,9 @@ def _component_features(
     )
 
 
-def _score_pca_ks(profile: EmbeddingProfile, emb: np.ndarray, cfg: FamilySettings) -> DriftResult:
+def _score_pca_ks(
+    profile: EmbeddingProfile, emb: np.ndarray, n_cur: int, cfg: FamilySettings
+) -> DriftResult:
     features = _component_features(profile, emb, cfg)
     features = tuple(
         FeatureDrift(
@@ -207,6 +213,6 @@ def _score_pca_ks(profile: EmbeddingProfile, emb: np.ndarray, cfg: FamilySetting
         alpha=cfg.alpha,
         drifted=decide(p_value, float(effect[top]), cfg),
         n_ref=profile.n_ref,
-        n_cur=len(emb),
+        n_cur=n_cur,
         features=features,
     )

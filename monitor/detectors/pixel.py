@@ -33,7 +33,7 @@ class PixelProfile(ProfileBase):
     """A bounded sample of the reference's pixel statistics, with their means and scales."""
 
     names: tuple[str, ...]
-    sample: np.ndarray  # (<= REF_ROWS, K) float64
+    sample: np.ndarray  # (<= REF_ROWS, K) float64, each column sorted (NaN last)
     mean: np.ndarray  # (K,) over the whole reference
     scale: np.ndarray  # (K,) max(std, MIN_SCALE) over the whole reference
 
@@ -66,7 +66,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> PixelProfile:
         kind=kind,
         n_ref=len(ref),
         names=tuple(ref.pixel_names),
-        sample=pix[reservoir(len(pix), REF_ROWS, seed)],
+        sample=np.sort(pix[reservoir(len(pix), REF_ROWS, seed)], axis=0),
         mean=mean,
         scale=np.maximum(std, MIN_SCALE),
     )
@@ -91,7 +91,7 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
     if not cols:
         raise MissingInput("the window shares no pixel statistic with the profile")
     cur_pix = np.asarray(cur.pixel, dtype=np.float64)[:, [where[profile.names[i]] for i in cols]]
-    tests = ks_columns(profile.sample[:, cols], cur_pix)
+    tests = ks_columns(profile.sample[:, cols], cur_pix, ref_sorted=True)
     adjusted = adjust_pvalues(tests.p_value, "holm")
     effect = tests.wasserstein / profile.scale[cols]
     cur_mean, _ = _nan_moments(cur_pix)

@@ -38,7 +38,7 @@ def synthetic_batch(
     """
     rng = np.random.default_rng(seed)
     fixed = np.random.default_rng(_CENTRE_SEED)
-    centres = fixed.normal(0.0, 1.0, size=(n_classes, dim)) * 0.28
+    centres = fixed.normal(0.0, 1.0, size=(n_classes, dim)) * 0.28 * np.sqrt(128 / dim)
     direction = fixed.normal(size=dim)
     direction /= np.linalg.norm(direction)
     weights = np.ones(n_classes) if class_weights is None else np.asarray(class_weights, float)

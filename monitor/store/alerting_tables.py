@@ -91,6 +91,8 @@ class AlertRow(Base):
     summary: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    paged: Mapped[bool] = mapped_column(Boolean, default=True)
+    grouped_into: Mapped[int | None] = mapped_column(BigId, nullable=True)
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     acked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -10,7 +10,6 @@ PostgreSQL), labels are upserted, so Kafka's at-least-once delivery stores each 
 from __future__ import annotations
 
 import base64
-import json
 import sys
 from array import array
 from collections import Counter
@@ -19,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
-from sqlalchemy import Insert, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -43,13 +43,20 @@ class WriteCounts:
     by_series: SeriesCounts = field(default_factory=Counter)
 
 
-def _insert(session: Session, table: Any) -> Insert:
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``_do_update``."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
         return sqlite.insert(table)
-    raise NotImplementedError(f"idempotent upsert is implemented for SQLite and PostgreSQL, not {dialect}")
+    raise NotImplementedError(
+        f"idempotent upsert is implemented for SQLite and PostgreSQL, not {dialect}"
+    )
+
+
+def _json(values: dict[str, float]) -> str:
+    return msgspec.json.encode(values).decode()
 
 
 def prediction_row(log: PredictionLog, *, keep_thumbnail: bool = True) -> dict[str, Any]:
@@ -82,7 +89,7 @@ def prediction_row(log: PredictionLog, *, keep_thumbnail: bool = True) -> dict[s
         "probs": probs.tobytes(),
         "embedding": emb_bytes,
         "embedding_dtype": emb_dtype,
-        "pixel_stats": None if log.pixel_stats is None else json.dumps(log.pixel_stats),
+        "pixel_stats": None if log.pixel_stats is None else _json(log.pixel_stats),
         "thumbnail": base64.b64decode(log.thumbnail) if keep_thumbnail and log.thumbnail else None,
         "latency_ms": log.latency_ms,
         "arm": log.arm,
@@ -119,15 +126,23 @@ def upsert_labels(session: Session, labels: Sequence[LabelEvent]) -> tuple[int, 
         latest[(event.model, event.request_id)] = event
     now = utcnow()
     rows = [
-        {"model": e.model, "request_id": e.request_id, "label": e.label, "ts": e.timestamp,
-         "received_at": now}
+        {
+            "model": e.model,
+            "request_id": e.request_id,
+            "label": e.label,
+            "ts": e.timestamp,
+            "received_at": now,
+        }
         for e in latest.values()
     ]
     stmt = _insert(session, Label)
-    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]  # dialect Insert has it
+    stmt = stmt.on_conflict_do_update(
         index_elements=["model", "request_id"],
-        set_={"label": stmt.excluded.label, "ts": stmt.excluded.ts,  # type: ignore[attr-defined]
-              "received_at": stmt.excluded.received_at},  # type: ignore[attr-defined]
+        set_={
+            "label": stmt.excluded.label,
+            "ts": stmt.excluded.ts,
+            "received_at": stmt.excluded.received_at,
+        },
     )
     session.execute(stmt, rows)
     join = (
@@ -142,20 +157,34 @@ def upsert_labels(session: Session, labels: Sequence[LabelEvent]) -> tuple[int, 
 
 
 _COLUMNS = (
-    "model", "model_version", "request_id", "ts", "ingested_at", "predicted_class", "n_classes",
-    "confidence", "probs", "embedding", "embedding_dtype", "pixel_stats", "thumbnail",
-    "latency_ms", "arm", "label",
+    "model",
+    "model_version",
+    "request_id",
+    "ts",
+    "ingested_at",
+    "predicted_class",
+    "n_classes",
+    "confidence",
+    "probs",
+    "embedding",
+    "embedding_dtype",
+    "pixel_stats",
+    "thumbnail",
+    "latency_ms",
+    "arm",
+    "label",
 )
-_TIMES = frozenset({"ts", "ingested_at"})
+assert _COLUMNS[3:5] == ("ts", "ingested_at")
 
 
 def _sqlite_time(value: datetime) -> str:
     # The text SQLAlchemy's SQLite DateTime stores (naive UTC, as UTCDateTime binds it).
-    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _execute_insert(session: Session, rows: list[dict[str, Any]]) -> int:
-    """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` through the driver's executemany.
+def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
+    """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` through the driver's executemany,
+    stamped ``ingested_at=now``.
 
     The hot path of ingest: SQLAlchemy's per-row parameter processing cost more than the
     database itself, so values are prepared here exactly as the column types would bind them.
@@ -165,65 +194,77 @@ def _execute_insert(session: Session, rows: list[dict[str, Any]]) -> int:
     names = ", ".join(_COLUMNS)
     if dialect == "sqlite":
         marks = ", ".join("?" for _ in _COLUMNS)
-        convert: Any = _sqlite_time
+        stamp: Any = _sqlite_time(now)
+        params = [
+            (
+                *(r[c] for c in _COLUMNS[:3]),
+                _sqlite_time(r["ts"]),
+                stamp,
+                *(r[c] for c in _COLUMNS[5:]),
+            )
+            for r in rows
+        ]
     elif dialect == "postgresql":
         marks = ", ".join("%s::json" if c == "pixel_stats" else "%s" for c in _COLUMNS)
-        convert = None
+        params = [(*(r[c] for c in _COLUMNS[:4]), now, *(r[c] for c in _COLUMNS[5:])) for r in rows]
     else:
         raise NotImplementedError(f"ingest writes SQLite and PostgreSQL, not {dialect}")
-    sql = (f"INSERT INTO predictions ({names}) VALUES ({marks}) "
-           "ON CONFLICT (model, request_id) DO NOTHING")
-    if convert is None:
-        params = [tuple(r[c] for c in _COLUMNS) for r in rows]
-    else:
-        params = [tuple(convert(r[c]) if c in _TIMES else r[c] for c in _COLUMNS) for r in rows]
+    sql = (
+        f"INSERT INTO predictions ({names}) VALUES ({marks}) "
+        "ON CONFLICT (model, request_id) DO NOTHING"
+    )
     result = session.connection().exec_driver_sql(sql, params)
     return max(int(result.rowcount), 0)
 
 
 def insert_predictions(
-    session: Session, logs: Sequence[PredictionLog], *, keep_thumbnails: bool = True
+    session: Session,
+    logs: Sequence[PredictionLog] = (),
+    *,
+    rows: Sequence[dict[str, Any]] = (),
+    keep_thumbnails: bool = True,
 ) -> tuple[int, SeriesCounts]:
-    """Insert ``logs`` once each; a label stored earlier is joined in as the row is written.
+    """Insert ``logs`` (and ready-made ``rows`` of :func:`prediction_row`'s shape) once each;
+    a label stored earlier is joined in as the row is written.
 
     Returns ``(rows inserted, inserted rows per (model, version, arm))``; the rest were
-    duplicates of rows already stored (or repeated within ``logs``).
+    duplicates of rows already stored (or repeated within the batch).
     """
-    if not logs:
-        return 0, Counter()
-    unique: dict[tuple[str, str], PredictionLog] = {}
-    for log in logs:
-        unique.setdefault((log.model, log.request_id), log)
-    rows = [prediction_row(log, keep_thumbnail=keep_thumbnails) for log in unique.values()]
-    unlabelled = [(r["model"], r["request_id"]) for r in rows if r["label"] is None]
-    if unlabelled:
-        known = _known_labels(session, unlabelled)
-        if known:
-            for row in rows:
-                if row["label"] is None:
-                    row["label"] = known.get((row["model"], row["request_id"]))
-    now = utcnow()
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        row["ingested_at"] = now
-    inserted = _execute_insert(session, rows)
-    if inserted == len(rows):
-        series: SeriesCounts = Counter((r["model"], r["model_version"], r["arm"] or "all") for r in rows)
+        unique.setdefault((row["model"], row["request_id"]), row)
+    for log in logs:
+        if (log.model, log.request_id) not in unique:
+            unique[(log.model, log.request_id)] = prediction_row(
+                log, keep_thumbnail=keep_thumbnails
+            )
+    if not unique:
+        return 0, Counter()
+    batch = list(unique.values())
+    unlabelled = [key for key, r in unique.items() if r["label"] is None]
+    if unlabelled:
+        for key, label in _known_labels(session, unlabelled).items():
+            unique[key]["label"] = label
+    now = utcnow()
+    inserted = _execute_insert(session, batch, now)
+    if inserted == len(batch):
+        series: SeriesCounts = Counter(
+            (r["model"], r["model_version"], r["arm"] or "all") for r in batch
+        )
         return inserted, series
     # Some were stored before (a replayed batch): the new rows are those stamped just now.
-    mine = {
-        key
-        for key in _stamped(session, [(r["model"], r["request_id"]) for r in rows], now)
-    }
+    mine = _stamped(session, list(unique), now)
     series = Counter(
         (r["model"], r["model_version"], r["arm"] or "all")
-        for r in rows
-        if (r["model"], r["request_id"]) in mine
+        for key, r in unique.items()
+        if key in mine
     )
     return sum(series.values()), series
 
 
-def _stamped(session: Session, keys: Sequence[tuple[str, str]], ingested_at: datetime
-             ) -> set[tuple[str, str]]:
+def _stamped(
+    session: Session, keys: Sequence[tuple[str, str]], ingested_at: datetime
+) -> set[tuple[str, str]]:
     by_model: dict[str, list[str]] = {}
     for model, request_id in keys:
         by_model.setdefault(model, []).append(request_id)
@@ -236,7 +277,10 @@ def _stamped(session: Session, keys: Sequence[tuple[str, str]], ingested_at: dat
     for model, ids in by_model.items():
         for start in range(0, len(ids), 10_000):
             found.update(
-                (m, r) for m, r in session.execute(stmt, {"model": model, "ids": ids[start:start + 10_000]})
+                (m, r)
+                for m, r in session.execute(
+                    stmt, {"model": model, "ids": ids[start : start + 10_000]}
+                )
             )
     return found
 
@@ -246,17 +290,18 @@ def write_batch(
     logs: Sequence[PredictionLog],
     labels: Sequence[LabelEvent] = (),
     *,
+    rows: Sequence[dict[str, Any]] = (),
     keep_thumbnails: bool = True,
 ) -> WriteCounts:
-    """Write one batch of validated logs and labels; safe to replay.
+    """Write one batch of validated logs (or ready-made ``rows``) and labels; safe to replay.
 
     Labels go first so a label and its prediction in the same batch join.
     """
     n_labels, joined = upsert_labels(session, labels)
-    stored, series = insert_predictions(session, logs, keep_thumbnails=keep_thumbnails)
+    stored, series = insert_predictions(session, logs, rows=rows, keep_thumbnails=keep_thumbnails)
     return WriteCounts(
         stored=stored,
-        duplicates=len(logs) - stored,
+        duplicates=len(logs) + len(rows) - stored,
         labels=n_labels,
         labels_joined=joined,
         by_series=series,
@@ -268,6 +313,7 @@ def delete_older_than(session: Session, cutoff: datetime) -> tuple[int, int]:
 
     Returns ``(predictions deleted, labels deleted)``.
     """
-    preds = session.execute(delete(Prediction).where(Prediction.ts < cutoff))
-    labels = session.execute(delete(Label).where(Label.ts < cutoff))
-    return max(int(preds.rowcount), 0), max(int(labels.rowcount), 0)  # type: ignore[attr-defined]
+    conn = session.connection()
+    preds = conn.execute(delete(Prediction).where(Prediction.ts < cutoff))
+    labels = conn.execute(delete(Label).where(Label.ts < cutoff))
+    return max(int(preds.rowcount), 0), max(int(labels.rowcount), 0)

@@ -1,0 +1,323 @@
+"""``driftwatch demo`` (``make demo``): the detect-and-alert loop on embedded defaults.
+
+A small CNN trained on scikit-learn's digits serves simulated traffic and logs every prediction
+through the SDK into a local Kafka-protocol broker; the ingest worker stores it in SQLite under
+``var/``; the reference is fitted from clean traffic; after a few clean windows the "camera"
+changes (brighter and blurred); the evaluator detects it, the policy pages once, a local webhook
+receiver prints the alert; the camera is fixed, the alert resolves; a timeline closes the run.
+
+The run is a list of stages (functions of one :class:`Demo`), so later work can append its own:
+``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (engineer
+C's retrain -> INT8 canary -> rollout -> promotion goes there).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from monitor.settings import (
+    AlertSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    PolicySettings,
+    Settings,
+    WebhookChannel,
+    WindowSettings,
+)
+
+WINDOW = 250
+SECRET = "demo-webhook-secret"
+Stage = Callable[["Demo"], None]
+
+
+@dataclass
+class Phase:
+    name: str
+    windows: int
+    brightness: float = 0.0
+    blur: float = 0.0
+
+    @property
+    def camera(self) -> str:
+        if not self.brightness and not self.blur:
+            return "normal camera"
+        return f"brightness {self.brightness:+.0%}, blur sigma {self.blur:g}"
+
+
+PHASES = (Phase("reference", 4), Phase("clean", 3), Phase("camera changed", 4, 0.25, 1.0),
+          Phase("camera fixed", 3))
+
+
+@dataclass
+class Demo:
+    """Everything the stages share."""
+
+    workdir: Path
+    started: float = field(default_factory=time.monotonic)
+    settings: Settings | None = None
+    broker: Any = None
+    receiver: Any = None
+    engine: Any = None
+    factory: Any = None
+    worker: Any = None
+    worker_thread: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    logger: Any = None
+    evaluator: Any = None
+    net: Any = None
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    window_phase: dict[int, str] = field(default_factory=dict)
+    logged: int = 0
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    def say(self, text: str) -> None:
+        click.echo(f"[{time.monotonic() - self.started:5.1f}s] {text}")
+
+
+# ---------------------------------------------------------------- stages
+
+
+def start_services(demo: Demo) -> None:
+    """Local broker, fresh SQLite database, webhook receiver, ingest worker."""
+    from ingest.broker import LocalBroker
+    from ingest.worker import IngestWorker
+    from monitor.alerts.receiver import Receiver
+    from monitor.scheduler import Evaluator
+    from monitor.store import migrate
+    from monitor.store.db import make_engine, session_factory
+
+    shutil.rmtree(demo.workdir, ignore_errors=True)
+    demo.workdir.mkdir(parents=True)
+    demo.broker = LocalBroker(log_path=demo.workdir / "broker.log").start()
+    kafka = KafkaSettings(bootstrap_servers=[demo.broker.bootstrap])
+    demo.broker.create_topics([kafka.predictions_topic, kafka.labels_topic,
+                               kafka.dead_letter_topic])
+    demo.receiver = Receiver(on_request=_print_alert).__enter__()
+    db_url = f"sqlite:///{demo.workdir / 'driftwatch.db'}"
+    migrate.upgrade(db_url)
+    demo.settings = Settings(
+        environment="dev", kafka=kafka, database=DatabaseSettings(url=db_url),
+        windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
+        policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
+        alerts=AlertSettings(channels=[WebhookChannel(name="oncall-webhook",
+                                                      url=demo.receiver.url + "/alerts",
+                                                      secret=SECRET)]),
+    )
+    demo.engine = make_engine(demo.settings.database)
+    demo.factory = session_factory(demo.engine)
+    demo.worker = IngestWorker(demo.settings, engine=demo.engine)
+    demo.worker_thread = threading.Thread(target=demo.worker.run, args=(demo.stop,), daemon=True)
+    demo.worker_thread.start()
+    demo.evaluator = Evaluator(demo.engine, demo.settings, settle_seconds=0)
+    demo.say(f"broker on {demo.broker.bootstrap}, store {db_url}, "
+             f"webhook receiver on {demo.receiver.url}")
+
+
+def train_model(demo: Demo) -> None:
+    """Train the small CNN on the digits training split."""
+    import torch
+
+    from retrain.digits import train_holdout
+    from retrain.model import train_classifier
+
+    from retrain.model import DigitsNet, predict
+
+    torch.set_num_threads(2)
+    train, holdout = train_holdout(seed=0)
+    cache = demo.workdir.parent / "demo-digits-cnn-v1.pt"
+    if cache.is_file():
+        demo.net = DigitsNet()
+        demo.net.load_state_dict(torch.load(cache, weights_only=True))
+        demo.net.eval()
+        demo.say(f"loaded the digits CNN trained by an earlier run ({cache})")
+    else:
+        demo.say(f"training the digits CNN on {len(train.labels)} images ...")
+        demo.net = train_classifier(train.images, train.labels, epochs=10, seed=0)
+        torch.save(demo.net.state_dict(), cache)
+    demo.images, demo.labels = holdout.images, holdout.labels
+
+    probs, _ = predict(demo.net, holdout.images)
+    accuracy = float((probs.argmax(1) == holdout.labels).mean())
+    demo.say(f"model digits v1 ready: holdout accuracy {accuracy:.1%}")
+
+
+def serve_window(demo: Demo, phase: Phase) -> None:
+    """Serve one window of traffic through the camera of ``phase`` and log it via the SDK."""
+    from retrain.digits import blur, brightness_contrast
+    from retrain.model import predict
+
+    assert demo.images is not None and demo.labels is not None
+    idx = demo.rng.integers(0, len(demo.labels), WINDOW)
+    images = demo.images[idx]
+    if phase.blur:
+        images = blur(images, phase.blur)
+    if phase.brightness:
+        images = brightness_contrast(images, brightness=phase.brightness)
+    probs, emb = predict(demo.net, images)
+    demo.logger.log_batch(probs, embeddings=emb, images=images,
+                          labels=demo.labels[idx].tolist())
+    demo.logger.flush()
+    demo.logged += WINDOW
+    _wait_stored(demo, demo.logged)
+
+
+def fit_reference(demo: Demo) -> None:
+    """Log clean traffic, then fit and activate the reference profile from it."""
+    from ingest.sdk import PredictionLogger
+    from monitor.profiles import fit_profile_from_store
+    from monitor.store.db import unit_of_work
+
+    assert demo.settings is not None
+    demo.logger = PredictionLogger(demo.settings.kafka, "digits", "v1", embedding_dtype="float32")
+    phase = PHASES[0]
+    for _ in range(phase.windows):
+        serve_window(demo, phase)
+    with unit_of_work(demo.factory) as session:
+        profile = fit_profile_from_store(session, demo.settings, "digits", "v1", None, None,
+                                         "clean-traffic", activate=True)
+        n_ref = profile.n_ref
+    demo.say(f"reference profile fitted on {n_ref} clean logs and activated")
+    _evaluate(demo, phase)
+
+
+def run_traffic(demo: Demo) -> None:
+    """Clean windows, then the camera change, then the fix; evaluate after each window."""
+    for phase in PHASES[1:]:
+        demo.say(f"--- {phase.name}: {phase.camera}")
+        for _ in range(phase.windows):
+            serve_window(demo, phase)
+            _evaluate(demo, phase)
+
+
+def print_timeline(demo: Demo) -> None:
+    """The table an on-call engineer reads: windows, statistics, decisions."""
+    from sqlalchemy import select
+
+    from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow
+    from monitor.store.tables import DriftResultRow, Window
+
+    with demo.factory() as session:
+        windows = list(session.scalars(select(Window).order_by(Window.id)))
+        results: dict[int, dict[str, DriftResultRow]] = {}
+        for r in session.scalars(select(DriftResultRow)):
+            results.setdefault(r.window_id, {})[r.family] = r
+        decisions: dict[int, list[str]] = {}
+        for t in session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id)):
+            page = " PAGE" if t.notify and t.to_state == "alert" else ""
+            decisions.setdefault(t.window_id, []).append(f"{t.family}->{t.to_state}{page}")
+        alerts = list(session.scalars(select(AlertRow).order_by(AlertRow.id)))
+        sent = list(session.scalars(select(AlertDeliveryRow).where(
+            AlertDeliveryRow.status == "delivered")))
+    fams = ("embedding", "pixel", "confidence", "classes")
+    click.echo("\nTimeline (effect size per family; * = drifted)")
+    header = f"{'win':>3} {'phase':<15} {'end (UTC)':<8} " + " ".join(f"{f:>10}" for f in fams)
+    click.echo(header + "  decision")
+    click.echo("-" * (len(header) + 30))
+    for w in windows:
+        cells = []
+        for f in fams:
+            r = results.get(w.id, {}).get(f)
+            cells.append(f"{'-':>10}" if r is None else
+                         f"{r.effect_size:>9.3f}{'*' if r.drifted else ' '}")
+        what = ", ".join(decisions.get(w.id, [])) or "ok"
+        click.echo(f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} {w.end_ts:%H:%M:%S} "
+                   + " ".join(cells) + f"  {what}")
+    pages = [a for a in alerts if a.paged]
+    click.echo(f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
+               f"{len(pages)} page(s); deliveries: "
+               + ", ".join(f"{d.event} to {d.channel}" for d in sent))
+
+
+def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")) -> Demo:
+    """Run every stage; ``after_alert`` stages run after the alert loop, before the timeline."""
+    demo = Demo(workdir=workdir)
+    stages: list[Stage] = [start_services, train_model, fit_reference, run_traffic,
+                           *after_alert, print_timeline]
+    try:
+        for stage in stages:
+            stage(demo)
+    finally:
+        _shutdown(demo)
+    demo.say("done")
+    return demo
+
+
+@click.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"),
+              show_default=True, help="Where the demo's database and logs go (wiped first).")
+def demo(workdir: Path) -> None:
+    """Detect a camera change on a live digits model and page once (embedded, < 2 min)."""
+    import logging
+
+    if logging.getLogger().level > logging.DEBUG:  # keep the story readable unless -v
+        logging.getLogger().setLevel(logging.WARNING)
+    run_demo(workdir=workdir)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _print_alert(item: Any) -> None:
+    from monitor.alerts.webhook import SIGNATURE_HEADER, verify_signature
+
+    body = item.json
+    ok = verify_signature(item.body, item.headers.get(SIGNATURE_HEADER, ""), SECRET)
+    bar = "=" * 78
+    click.echo(f"\n{bar}\nWEBHOOK RECEIVED ({'signature ok' if ok else 'BAD SIGNATURE'})\n"
+               f"{body['text']}\n{bar}\n")
+
+
+def _wait_stored(demo: Demo, n: int, timeout: float = 60.0) -> None:
+    from sqlalchemy import func, select
+
+    from monitor.store.tables import Prediction
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with demo.factory() as session:
+            if (session.scalar(select(func.count()).select_from(Prediction)) or 0) >= n:
+                return
+        time.sleep(0.05)
+    raise click.ClickException(f"ingest stored fewer than {n} logs in {timeout:.0f}s")
+
+
+def _evaluate(demo: Demo, phase: Phase) -> None:
+    from sqlalchemy import select
+
+    from monitor.store.tables import DriftResultRow, Window
+
+    report = demo.evaluator.tick()
+    with demo.factory() as session:
+        for w in session.scalars(select(Window).where(Window.id.not_in(demo.window_phase))):
+            demo.window_phase[w.id] = phase.name
+            rows = session.scalars(select(DriftResultRow).where(DriftResultRow.window_id == w.id))
+            stats = " ".join(f"{r.family}={r.effect_size:.3f}{'*' if r.drifted else ''}"
+                             for r in rows)
+            demo.say(f"window {w.id:>2} [{phase.name}] {stats}")
+    for d in report.decisions:
+        t = d.transition
+        demo.say(f"  policy: {d.family} {t.from_state} -> {t.to_state}: {t.reason}")
+
+
+def _shutdown(demo: Demo) -> None:
+    if demo.logger is not None:
+        demo.logger.close()
+    demo.stop.set()
+    if demo.worker_thread is not None:
+        demo.worker_thread.join(30)
+    if demo.receiver is not None:
+        demo.receiver.__exit__(None, None, None)
+    if demo.broker is not None:
+        demo.broker.stop()
+    if demo.engine is not None:
+        demo.engine.dispose()

@@ -1,0 +1,133 @@
+"""``driftwatch retrain run|status|list|versions|report|tick``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from monitor.cli import settings_of
+from monitor.store.db import make_engine, session_factory, unit_of_work
+from retrain import jobs, registry
+
+
+def _sessions(ctx: click.Context):  # type: ignore[no-untyped-def]
+    return session_factory(make_engine(settings_of(ctx).database))
+
+
+@click.group()
+def retrain() -> None:
+    """Retraining jobs, the model registry and canary rollouts."""
+
+
+@retrain.command("run")
+@click.option("--job", "job_id", type=int, help="Run this job (default: the oldest queued).")
+@click.option("--model", help="Queue a manual job for MODEL first.")
+@click.option("--key", default=None, help="Idempotency key of the manual job (default: now).")
+@click.option("--progress/--no-progress", default=True)
+@click.pass_context
+def run(
+    ctx: click.Context, job_id: int | None, model: str | None, key: str | None, progress: bool
+) -> None:
+    """Run a retraining job: fine-tune, ONNX, INT8, gate, canary."""
+    from retrain.pipeline import run_job
+
+    settings, sessions = settings_of(ctx), _sessions(ctx)
+    if model is not None:
+        with unit_of_work(sessions) as s:
+            job, created = jobs.enqueue_job(
+                s,
+                model,
+                key or datetime.now(UTC).isoformat(),
+                source="manual",
+                reason="started by hand",
+            )
+            job_id = job.id
+        click.echo(f"job {job_id} {'queued' if created else 'exists'}")
+    outcome = run_job(settings, sessions, job_id, progress=progress)
+    if outcome is None:
+        click.echo("no queued job")
+        return
+    click.echo(
+        f"job {outcome.job_id}: {outcome.state}"
+        + (f" ({outcome.error})" if outcome.error else f", candidate {outcome.version}")
+    )
+    if outcome.state == "failed":
+        ctx.exit(1)
+
+
+@retrain.command("status")
+@click.argument("job_id", type=int)
+@click.pass_context
+def status(ctx: click.Context, job_id: int) -> None:
+    """A job's state, history and gate report."""
+    from retrain.demo_stage import gate_report
+
+    with unit_of_work(_sessions(ctx)) as s:
+        job = jobs.get_job(s, job_id)
+        click.echo(f"job {job.id} {job.model} [{job.source}] {job.state}: {job.reason}")
+        for h in job.history:
+            click.echo(f"  {h['ts']}  {h['state']:<9} {h['note']}")
+        if job.candidate_version:
+            click.echo(f"candidate {job.candidate_version}")
+            click.echo(gate_report(s, job.model, job.candidate_version))
+
+
+@retrain.command("list")
+@click.option("--model", default=None)
+@click.option("--limit", default=20, show_default=True)
+@click.pass_context
+def list_(ctx: click.Context, model: str | None, limit: int) -> None:
+    """The newest jobs."""
+    with unit_of_work(_sessions(ctx)) as s:
+        for job in jobs.list_jobs(s, model, limit):
+            click.echo(
+                f"{job.id:>5}  {job.model:<16} {job.state:<10} {job.source:<8} "
+                f"{job.candidate_version or '-':<16} {job.error or job.reason}"
+            )
+
+
+@retrain.command("versions")
+@click.option("--model", default=None)
+@click.pass_context
+def versions(ctx: click.Context, model: str | None) -> None:
+    """Registered model versions with their state and INT8 figures."""
+    with unit_of_work(_sessions(ctx)) as s:
+        for mv in registry.list_versions(s, model):
+            acc = mv.metrics.get("accuracy", {})
+            click.echo(
+                f"{mv.model:<16} {mv.version:<16} {mv.state:<12} "
+                f"fp32 {acc.get('fp32', float('nan')):.3f} "
+                f"int8 {acc.get('int8', float('nan')):.3f}  parent {mv.parent_version}"
+            )
+
+
+@retrain.command("report")
+@click.argument("model")
+@click.argument("version")
+@click.pass_context
+def report(ctx: click.Context, model: str, version: str) -> None:
+    """The stored offline gate report of a candidate."""
+    from retrain.demo_stage import gate_report
+
+    with unit_of_work(_sessions(ctx)) as s:
+        click.echo(gate_report(s, model, version))
+
+
+@retrain.command("tick")
+@click.pass_context
+def tick(ctx: click.Context) -> None:
+    """Judge every running rollout once (the scheduler does this every interval)."""
+    from retrain.deploy import target_from_settings
+    from retrain.rollout import active
+    from retrain.rollout import tick as tick_rollout
+
+    settings = settings_of(ctx)
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    target = target_from_settings(settings.retrain)
+    with unit_of_work(_sessions(ctx)) as s:
+        for ro in active(s):
+            click.echo(
+                f"rollout {ro.id} {ro.model} {ro.candidate_version}: "
+                f"{tick_rollout(s, settings, store, target, ro)}"
+            )

@@ -1,0 +1,279 @@
+"""One conformance suite over every registered detector kind.
+
+Seeded determinism, row-order invariance, profile round-trip (bytes -> equal scores), no NaN on
+degenerate input, symmetry where it holds, the decision rule, and that each kind catches the
+shift it exists for and names what moved.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.batch import LogBatch
+from monitor.detectors import registry
+from monitor.detectors.base import MissingInput, ProfileError
+from monitor.detectors.simulate import synthetic_batch
+from monitor.errors import DriftwatchError
+from monitor.results import DriftResult
+from monitor.settings import DetectorSettings, FamilySettings
+
+KINDS = registry.KINDS
+DIM = 24
+RARE7 = np.where(np.arange(10) == 7, 0.15, 1.0)
+SHIFTS: dict[str, dict[str, Any]] = {
+    "embedding": {"embedding_shift": 1.0},
+    "pixel": {"brightness": -0.3},
+    "confidence": {"temperature": 2.5},
+    "classes": {"class_weights": RARE7},
+}
+FLOORS = {"embedding.mmd": 0.002, "embedding.pca_ks": 0.1, "confidence.js": 0.05}
+
+
+def cfg_for(kind: str) -> FamilySettings:
+    family = registry.family_of(kind)
+    default = getattr(DetectorSettings(), family)
+    return default.model_copy(
+        update={"method": kind, "alpha": 0.01, "effect_floor": FLOORS.get(kind, default.effect_floor)}
+    )
+
+
+def batch(n: int, seed: int, **shift: Any) -> LogBatch:
+    return synthetic_batch(n, seed=seed, dim=DIM, **shift)
+
+
+_PROFILES: dict[tuple[str, int], Any] = {}
+
+
+def profile_for(kind: str, seed: int = 0) -> Any:
+    key = (kind, seed)
+    if key not in _PROFILES:
+        module = registry.FAMILIES[registry.family_of(kind)]
+        _PROFILES[key] = module.fit(batch(3000, seed=100 + seed), cfg_for(kind), seed=seed)
+    return _PROFILES[key]
+
+
+def score(kind: str, profile: Any, cur: LogBatch) -> DriftResult:
+    return registry.FAMILIES[registry.family_of(kind)].score(profile, cur, cfg_for(kind))  # type: ignore[no-any-return]
+
+
+def assert_same(a: DriftResult, b: DriftResult) -> None:
+    assert a.drifted == b.drifted
+    da, db = a.to_dict(), b.to_dict()
+    for key in ("statistic", "p_value", "effect_size"):
+        assert da[key] == pytest.approx(db[key], rel=1e-9, abs=1e-12), key
+    assert [f["name"] for f in da["features"]] == [f["name"] for f in db["features"]]
+    for fa, fb in zip(da["features"], db["features"], strict=True):
+        assert fa["drifted"] == fb["drifted"]
+        assert fa["effect_size"] == pytest.approx(fb["effect_size"], rel=1e-9, abs=1e-12)
+
+
+def assert_valid(result: DriftResult, cfg: FamilySettings, n_cur: int) -> None:
+    assert result.n_cur == n_cur and result.alpha == cfg.alpha
+    assert result.threshold == cfg.effect_floor
+    for value in (result.statistic, result.effect_size):
+        assert math.isfinite(value)
+    assert result.p_value is None or 0.0 <= result.p_value <= 1.0
+    if result.drifted:  # honest decision: significant AND large
+        assert result.p_value is None or result.p_value < cfg.alpha
+        assert result.effect_size >= cfg.effect_floor
+    for f in result.features:
+        assert math.isfinite(f.statistic) and math.isfinite(f.effect_size)
+        assert f.p_value is None or 0.0 <= f.p_value <= 1.0
+        assert isinstance(f.describe(), str)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_kind_is_registered_with_its_profile_type(kind: str) -> None:
+    profile = profile_for(kind)
+    assert profile.kind == kind
+    assert isinstance(profile, registry.PROFILE_TYPES[kind])
+    assert profile.schema_version >= 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_seeded_determinism(kind: str) -> None:
+    module = registry.FAMILIES[registry.family_of(kind)]
+    ref = batch(3000, seed=100)
+    a, b = module.fit(ref, cfg_for(kind), seed=3), module.fit(ref, cfg_for(kind), seed=3)
+    assert a.to_bytes() == b.to_bytes()
+    cur = batch(700, seed=5)
+    assert_same(score(kind, a, cur), score(kind, b, cur))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=8, deadline=None)
+@given(data_seed=st.integers(0, 10_000), perm_seed=st.integers(0, 10_000), n=st.sampled_from([30, 600]))
+def test_row_order_invariance(kind: str, data_seed: int, perm_seed: int, n: int) -> None:
+    family = registry.family_of(kind)
+    cur = batch(n, seed=data_seed, **(SHIFTS[family] if data_seed % 2 else {}))
+    perm = np.random.default_rng(perm_seed).permutation(n)
+    profile = profile_for(kind)
+    assert_same(score(kind, profile, cur), score(kind, profile, cur.take(perm)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=5, deadline=None)
+@given(data_seed=st.integers(0, 10_000))
+def test_profile_round_trip_gives_equal_scores(kind: str, data_seed: int) -> None:
+    profile = profile_for(kind)
+    payload = profile.to_bytes()
+    assert isinstance(payload, bytes)
+    loaded = registry.load_profile(kind, profile.schema_version, payload)
+    assert type(loaded) is type(profile) and loaded.to_bytes() == payload
+    cur = batch(400, seed=data_seed)
+    assert_same(score(kind, profile, cur), score(kind, loaded, cur))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_catches_its_shift_and_names_what_moved(kind: str) -> None:
+    family = registry.family_of(kind)
+    profile = profile_for(kind)
+    cfg = cfg_for(kind)
+    shifted = score(kind, profile, batch(1000, seed=7, **SHIFTS[family]))
+    clean = score(kind, profile, batch(1000, seed=10))
+    assert_valid(shifted, cfg, 1000)
+    assert_valid(clean, cfg, 1000)
+    assert shifted.drifted and not clean.drifted
+    assert shifted.family == family and shifted.kind == kind
+    top = shifted.top_features(1)[0]
+    expected = {"pixel": "brightness", "classes": "class 7"}.get(family)
+    if expected:
+        assert top.name == expected and top.drifted
+    if family == "pixel":
+        assert top.describe().startswith("brightness −")
+    if family == "classes":
+        assert top.describe().startswith("class 7: ") and top.cur_value < top.ref_value
+    if family == "confidence":
+        assert {f.name for f in shifted.features if f.drifted} & {"max softmax", "entropy"}
+
+
+def _degenerate_batches() -> list[tuple[str, LogBatch]]:
+    n = 50
+    one_hot = np.zeros((n, 10), dtype=np.float32)
+    one_hot[:, 3] = 1.0
+    base = synthetic_batch(n, seed=1, dim=DIM)
+    const_pix = np.ones_like(base.pixel)
+    const_emb = np.zeros_like(base.embeddings)
+    empty = base.take(np.zeros(n, dtype=bool))
+    single = LogBatch(
+        probs=one_hot, predicted=np.full(n, 3), embeddings=const_emb, pixel=const_pix
+    )
+    nan_pix = base.pixel.copy()
+    nan_pix[:, :4] = np.nan
+    with_nan = LogBatch(probs=base.probs, predicted=base.predicted, embeddings=base.embeddings,
+                        pixel=nan_pix)
+    new_class = LogBatch(probs=np.eye(12, dtype=np.float32)[np.full(n, 11)],
+                         predicted=np.full(n, 11), embeddings=base.embeddings, pixel=base.pixel)
+    return [("single-class-constant", single), ("empty", empty), ("one-row", base.take(np.arange(1))),
+            ("nan-columns", with_nan), ("unseen-class", new_class)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("label", "cur"), _degenerate_batches(), ids=lambda x: x if isinstance(x, str) else "")
+def test_degenerate_windows_give_finite_results(kind: str, label: str, cur: LogBatch) -> None:
+    result = score(kind, profile_for(kind), cur)
+    assert_valid(result, cfg_for(kind), len(cur))
+    if label == "unseen-class" and registry.family_of(kind) == "classes":
+        assert result.drifted
+        assert any(f.name == "class 11" and f.ref_value == 0 for f in result.features)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_degenerate_references_give_finite_profiles(kind: str) -> None:
+    module = registry.FAMILIES[registry.family_of(kind)]
+    single = _degenerate_batches()[0][1]
+    profile = module.fit(single, cfg_for(kind))
+    reloaded = registry.load_profile(kind, profile.schema_version, profile.to_bytes())
+    result = score(kind, reloaded, batch(200, seed=9))
+    assert_valid(result, cfg_for(kind), 200)
+
+
+@pytest.mark.parametrize("kind", ["classes.chi2", "classes.psi", "classes.js", "pixel.ks"])
+def test_statistic_is_symmetric_in_reference_and_window(kind: str) -> None:
+    a, b = batch(800, seed=11), batch(600, seed=12, brightness=-0.1, class_weights=RARE7)
+    module = registry.FAMILIES[registry.family_of(kind)]
+    ab = module.score(module.fit(a, cfg_for(kind)), b, cfg_for(kind))
+    ba = module.score(module.fit(b, cfg_for(kind)), a, cfg_for(kind))
+    assert ab.statistic == pytest.approx(ba.statistic)
+    if kind.startswith("classes"):
+        assert ab.effect_size == pytest.approx(ba.effect_size)
+        assert ab.p_value == pytest.approx(ba.p_value)
+
+
+def test_registry_skips_families_whose_inputs_are_missing() -> None:
+    settings_ = DetectorSettings()
+    no_emb = synthetic_batch(500, seed=1, embeddings=False, pixel=False)
+    profiles = registry.fit_all(no_emb, settings_, "m")
+    assert sorted(profiles) == ["classes", "confidence"]
+    full = registry.fit_all(batch(500, seed=1), settings_, "m")
+    results = registry.score_all(full, no_emb, settings_, "m")
+    assert [r.family for r in results] == ["confidence", "classes"]
+    with pytest.raises(MissingInput):
+        registry.FAMILIES["embedding"].score(full["embedding"], no_emb, settings_.embedding)
+
+
+def test_registry_respects_disabled_families_and_model_overrides() -> None:
+    off = FamilySettings(enabled=False)
+    strict = FamilySettings(method="classes.psi", alpha=0.001, effect_floor=0.5)
+    settings_ = DetectorSettings(overrides={"cam": {"pixel": off, "classes": strict}})
+    profiles = registry.fit_all(batch(500, seed=1), settings_, "cam")
+    assert "pixel" not in profiles and profiles["classes"].kind == "classes.psi"
+    results = {r.family: r for r in registry.score_all(profiles, batch(300, seed=2), settings_, "cam")}
+    assert results["classes"].alpha == 0.001 and results["classes"].threshold == 0.5
+    assert "pixel" in registry.fit_all(batch(500, seed=1), settings_, "other")
+
+
+def test_pixel_columns_are_matched_by_name() -> None:
+    profile = profile_for("pixel.ks")
+    cur = batch(500, seed=3, brightness=-0.3)
+    order = np.arange(len(cur.pixel_names))[::-1]
+    reordered = LogBatch(probs=cur.probs, predicted=cur.predicted,
+                         pixel=cur.pixel[:, order[:5]],
+                         pixel_names=tuple(cur.pixel_names[i] for i in order[:5]))
+    result = score("pixel.ks", profile, reordered)
+    assert {f.name for f in result.features} == set(reordered.pixel_names)
+    full = score("pixel.ks", profile, cur)
+    by_name = {f.name: f for f in full.features}
+    for f in result.features:
+        assert f.statistic == pytest.approx(by_name[f.name].statistic)
+
+
+def test_load_profile_rejects_bad_input() -> None:
+    profile = profile_for("classes.chi2")
+    payload = profile.to_bytes()
+    with pytest.raises(ProfileError, match="unknown detector kind"):
+        registry.load_profile("classes.nope", 1, payload)
+    with pytest.raises(ProfileError, match="schema_version"):
+        registry.load_profile("classes.chi2", 99, payload)
+    with pytest.raises(ProfileError, match="cannot read"):
+        registry.load_profile("classes.chi2", 1, b"not an npz")
+    with pytest.raises(ProfileError, match="not classes.psi"):
+        registry.load_profile("classes.psi", 1, payload)
+    with pytest.raises(DriftwatchError):
+        registry.load_profile("pixel.ks", 1, payload)
+
+
+def test_unknown_method_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown pixel method"):
+        registry.FAMILIES["pixel"].fit(batch(100, seed=1), FamilySettings(method="pixel.magic"))
+
+
+def test_embedding_dimension_mismatch_is_missing_input() -> None:
+    with pytest.raises(MissingInput, match="dimensions"):
+        score("embedding.mmd", profile_for("embedding.mmd"), synthetic_batch(100, seed=1, dim=8))
+
+
+def test_mmd_torch_path_matches_numpy() -> None:
+    from monitor.detectors import embedding
+
+    cfg = cfg_for("embedding.mmd")
+    cur = batch(400, seed=4, embedding_shift=0.3)
+    a = embedding.score(profile_for("embedding.mmd"), cur, cfg)
+    b = embedding.score(profile_for("embedding.mmd"), cur, cfg, device="cpu")
+    assert a.p_value == b.p_value and a.statistic == pytest.approx(b.statistic, rel=1e-4)

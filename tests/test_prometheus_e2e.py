@@ -1,0 +1,422 @@
+"""Every dashboard query against real Prometheus and real PostgreSQL after a real run.
+
+The run: seeded prediction logs (clean, darker camera, stable vs canary arms, labels, two
+invalid messages) go through the producer SDK into the real broker; the real ingest worker
+stores them in a fresh PostgreSQL database and dead-letters the invalid ones; the real evaluator
+(``monitor.scheduler.Evaluator``) closes, evaluates and decides, and delivers the alert to a
+local webhook. The real API (``monitor.api.app.create_app``, served by uvicorn) exposes
+``/metrics``; real Prometheus (Debian's binary) scrapes it every second and loads the generated
+alerting rules.
+
+Then every PromQL expression of every panel (and of the variables and annotations) is expanded
+as Grafana does and run through Prometheus's ``/api/v1/query``; every SQL panel and SQL
+annotation is expanded with Grafana's macros and run on the PostgreSQL store. A query that
+errors or returns nothing fails the test, naming the panel.
+
+Stand-in, until its owners' code lands: the canary-arm, rollout and model-registry gauges
+(``driftwatch_arm_*``, ``driftwatch_canary_*``, ``driftwatch_rollout_events_total``,
+``driftwatch_retrain_jobs_total``, ``driftwatch_model_*``) and the rollout rows are published by
+:func:`_publish_rollout` below; the arm gauges are computed from the run's real arm windows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+
+from dashboards.boards import build_dashboards
+from dashboards.expand import expand_prom, expand_sql, panel_queries
+from dashboards.grafana import POSTGRES_UID, PROMETHEUS_UID
+from dashboards.rules import write_rules
+from dashboards.scenario import MODEL, run_monitor, scenario_logs
+from ingest.broker import LocalBroker
+from monitor.metrics import metric
+from monitor.settings import (
+    AlertSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    Settings,
+    WebhookChannel,
+    WindowSettings,
+)
+from monitor.store.db import make_engine, session_factory, unit_of_work
+
+PER_WINDOW = 200
+SCRAPE_S = 1
+INTERVAL_S = 60  # the dashboards' $__interval for the queries below (a 1h range at ~60 points)
+BOARDS = build_dashboards(Settings())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@dataclass
+class Run:
+    prom: str
+    api: str
+    engine: Engine
+    settings: Settings
+    webhook_bodies: list[dict[str, Any]]
+
+
+# ---------------------------------------------------------------- services
+
+
+def _webhook() -> tuple[ThreadingHTTPServer, list[dict[str, Any]]]:
+    bodies: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, bodies
+
+
+def _serve_api(settings: Settings, engine: Engine) -> tuple[Any, int]:
+    import uvicorn
+
+    from monitor.api.app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine, check_broker=False),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.05)
+    return server, port
+
+
+def _start_prometheus(
+    workdir: Path, target_port: int, rules: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    import shutil
+
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed (run tests/services.sh)"
+    config = workdir / "prometheus.yml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": f"{SCRAPE_S}s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "driftwatch", "metrics_path": "/metrics",
+                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
+    }))
+    port = _free_port()
+    log = (workdir / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, (workdir / "prometheus.log").read_text()
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "prometheus did not become ready"
+            time.sleep(0.2)
+    return proc, url
+
+
+def prom_query(prom: str, expr: str) -> dict[str, Any]:
+    query = urllib.parse.urlencode({"query": expr, "time": f"{time.time():.3f}"})
+    try:
+        return dict(_get(f"{prom}/api/v1/query?{query}"))
+    except urllib.error.HTTPError as exc:  # 400 on a bad expression: keep Prometheus's reason
+        return dict(json.loads(exc.read()))
+
+
+def _wait_for(prom: str, expr: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not prom_query(prom, expr).get("data", {}).get("result"):
+        assert time.monotonic() < deadline, f"Prometheus never saw {expr}"
+        time.sleep(0.25)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _produce(kafka: KafkaSettings, t0: datetime) -> int:
+    from kafka import KafkaProducer
+
+    from ingest.sdk import PredictionLogger
+
+    logs = scenario_logs(t0, per_window=PER_WINDOW)
+    loggers: dict[str, PredictionLogger] = {}
+    for log in logs:
+        logger = loggers.setdefault(log.model_version,
+                                    PredictionLogger(kafka, MODEL, log.model_version))
+        logger.log(log.probability_vector(), embedding=log.embedding_vector(),
+                   pixel_stats=log.pixel_stats, request_id=log.request_id,
+                   predicted_class=log.predicted_class, latency_ms=log.latency_ms, arm=log.arm,
+                   label=log.label, timestamp=log.timestamp)
+    for logger in loggers.values():
+        assert logger.flush(30) and logger.dropped == 0 and logger.failed == 0
+        logger.close()
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    bad = json.loads(logs[0].model_dump_json())
+    bad.update(request_id="bad-probs", probabilities=[0.9] * len(bad["probabilities"]))
+    producer.send(kafka.predictions_topic, b"{not json")
+    producer.send(kafka.predictions_topic, json.dumps(bad).encode())
+    producer.flush(30)
+    producer.close()
+    return len(logs) + 2
+
+
+def _publish_rollout(engine: Engine, prom: str) -> None:
+    """Stand-in for the canary controller and registry metrics (see the module docstring)."""
+    from monitor.logs_repo import load_window
+    from monitor.status_page import CONF_EDGES, distribution
+    from monitor.store.retrain_tables import RetrainJob, Rollout, RolloutStep
+    from monitor.store.tables import Window
+
+    sessions = session_factory(engine)
+    with unit_of_work(sessions) as s:
+        for arm in ("stable", "canary"):
+            window = s.scalars(select(Window).where(Window.arm == arm)).one()
+            batch = load_window(s, window)
+            d = distribution(batch, window.model_version)
+            labels = {"model": MODEL, "version": window.model_version, "arm": arm}
+            metric("driftwatch_arm_accuracy").labels(**labels).set(d.accuracy)
+            assert batch.latency_ms is not None
+            for q in (0.5, 0.99):
+                metric("driftwatch_arm_latency_seconds").labels(**labels, quantile=str(q)).set(
+                    float(np.quantile(batch.latency_ms, q)) / 1000)
+            metric("driftwatch_arm_low_confidence_rate").labels(**labels).set(
+                float((batch.confidence < 0.3).mean()))
+            for le in CONF_EDGES[1:]:
+                metric("driftwatch_arm_confidence_bucket").labels(**labels, le=f"{le:.1f}").set(
+                    float((batch.confidence <= le).mean()))
+            for cls, share in enumerate(d.class_shares):
+                metric("driftwatch_arm_class_share").labels(**labels, **{"class": str(cls)}).set(
+                    share)
+        jobs = s.scalars(select(RetrainJob).where(RetrainJob.model == MODEL)).all()
+        assert jobs, "the policy queued no retraining job"
+        for job in jobs:
+            metric("driftwatch_retrain_jobs_total").labels(model=MODEL, state=job.state).inc()
+        metric("driftwatch_retrain_jobs_total").labels(model=MODEL, state="succeeded").inc()
+        for version, fp32, int8 in (("v1", 0.81, 0.80), ("v2", 0.94, 0.935)):
+            for fmt, acc, size, lat in (("fp32", fp32, 412_000, 0.0021),
+                                        ("int8", int8, 118_000, 0.0012)):
+                mv = {"model": MODEL, "version": version, "format": fmt}
+                metric("driftwatch_model_accuracy").labels(**mv, dataset="recent").set(acc)
+                metric("driftwatch_model_size_bytes").labels(**mv).set(size)
+                for batch_size, factor in (("1", 1.0), ("32", 9.0)):
+                    metric("driftwatch_model_latency_seconds").labels(**mv, batch=batch_size).set(
+                        lat * factor)
+        metric("driftwatch_canary_agreement").labels(model=MODEL).set(0.96)
+        rollout = Rollout(model=MODEL, stable_version="v1", candidate_version="v2",
+                          plan=[5, 25, 50, 100], state="running")
+        s.add(rollout)
+        s.flush()
+        rollout_id = rollout.id
+    events = metric("driftwatch_rollout_events_total")
+    for event in ("started", "step", "promoted", "rolled_back"):
+        events.labels(model=MODEL, event=event)  # exported at 0 so increase() sees the first
+    _wait_for(prom, 'driftwatch_rollout_events_total{event="promoted"}')
+    events.labels(model=MODEL, event="started").inc()
+    for step, weight in enumerate([5, 25, 50, 100]):
+        metric("driftwatch_canary_step").labels(model=MODEL, version="v2").set(step)
+        metric("driftwatch_canary_weight").labels(model=MODEL, version="v2").set(weight)
+        outcome = "promote" if weight == 100 else "advance"
+        with unit_of_work(sessions) as s:
+            s.add(RolloutStep(rollout_id=rollout_id, step_index=step, weight=weight,
+                              outcome=outcome, reason=f"canary accuracy ok at {weight}%",
+                              stable_accuracy=0.8, canary_accuracy=0.93))
+        events.labels(model=MODEL, event="promoted" if weight == 100 else "step").inc()
+        time.sleep(SCRAPE_S * 1.2)
+
+
+@pytest.fixture(scope="module")
+def run(broker: LocalBroker, pg_server_url: str, pg_template: str,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    from ingest.worker import IngestWorker
+
+    workdir = tmp_path_factory.mktemp("prometheus-e2e")
+    name = f"dw_e2e_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    tag = uuid.uuid4().hex[:10]
+    kafka = KafkaSettings(bootstrap_servers=[broker.bootstrap],
+                          predictions_topic=f"predictions-{tag}", labels_topic=f"labels-{tag}",
+                          dead_letter_topic=f"dead-letter-{tag}", group_id=f"group-{tag}")
+    broker.create_topics([kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic])
+    hook, bodies = _webhook()
+    settings = Settings(
+        environment="test", kafka=kafka,
+        database=DatabaseSettings(url=pg_server_url.rsplit("/", 1)[0] + f"/{name}"),
+        windows=WindowSettings(max_count=PER_WINDOW, max_seconds=3600),
+        alerts=AlertSettings(channels=[WebhookChannel(
+            url=f"http://127.0.0.1:{hook.server_address[1]}/hook")]),
+    )
+    engine = make_engine(settings.database)
+    metric("driftwatch_evaluation_seconds")  # exported from start-up, as a service does
+    api, api_port = _serve_api(settings, engine)
+    proc, prom = _start_prometheus(workdir, api_port, write_rules(settings, workdir / "rules.yaml"))
+    try:
+        _wait_for(prom, 'up{job="driftwatch"} == 1')
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        sent = _produce(kafka, t0)
+        stats = IngestWorker(settings, engine=engine).run(max_messages=sent, idle_timeout=20)
+        assert stats.consumed == sent and stats.dead_lettered == 2, stats
+        report = run_monitor(engine, settings, t0, per_window=PER_WINDOW)
+        assert any(d.transition.to_state == "alert" for d in report.decisions)
+        assert report.deliveries.get("delivered", 0) >= 1 and bodies
+        _publish_rollout(engine, prom)
+        _wait_for(prom, "driftwatch_canary_step == 3")
+        time.sleep(SCRAPE_S * 2)
+        yield Run(prom, f"http://127.0.0.1:{api_port}", engine, settings, bodies)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        api.should_exit = True
+        hook.shutdown()
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def _variable_values(prom: str) -> dict[str, list[str]]:
+    """Resolve the dashboards' variables through Prometheus, as Grafana does with "All"."""
+    values: dict[str, list[str]] = {}
+    for var in BOARDS[0]["templating"]["list"]:
+        query = var["definition"]  # label_values(<selector>, <label>)
+        selector, label = query.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
+        selector = expand_prom(selector, values, SCRAPE_S, INTERVAL_S)
+        params = urllib.parse.urlencode({"match[]": selector})
+        found = _get(f"{prom}/api/v1/label/{label}/values?{params}")["data"]
+        assert found, f"variable {var['name']} ({query}) has no values"
+        values[var["name"]] = sorted(found)
+    return values
+
+
+def _has_data(answer: dict[str, Any]) -> bool:
+    if answer.get("status") != "success":
+        return False
+    result = answer["data"]["result"]
+    if answer["data"]["resultType"] == "scalar":
+        return not math.isnan(float(result[1]))
+    return any(not math.isnan(float(r["value"][1])) for r in result)
+
+
+def test_variables_resolve_to_the_run(run: Run) -> None:
+    values = _variable_values(run.prom)
+    assert MODEL in values["model"]
+    assert {"v1", "v2"} <= set(values["version"])  # a multi-value variable: both versions
+
+
+def test_every_promql_panel_returns_data(run: Run) -> None:
+    values = _variable_values(run.prom)
+    failures, checked = [], 0
+    for board in BOARDS:
+        for panel, target in panel_queries(board):
+            if panel["datasource"]["uid"] != PROMETHEUS_UID:
+                continue
+            expr = expand_prom(target["expr"], values, SCRAPE_S, INTERVAL_S)
+            answer = prom_query(run.prom, expr)
+            checked += 1
+            if not _has_data(answer):
+                failures.append(f"{board['uid']} / {panel['title']} / {target['refId']}: {expr} "
+                                f"-> {answer.get('error') or answer.get('data')}")
+    assert checked >= 35
+    assert failures == [], "\n".join(failures)
+
+
+def test_annotation_queries_run_and_show_the_promotion(run: Run) -> None:
+    values = _variable_values(run.prom)
+    canary = next(b for b in BOARDS if b["uid"] == "driftwatch-canary")
+    answers = {}
+    for annotation in canary["annotations"]["list"]:
+        if "expr" in annotation:
+            answer = prom_query(run.prom, expand_prom(annotation["expr"], values, SCRAPE_S,
+                                                      INTERVAL_S))
+            assert answer["status"] == "success", answer
+            answers[annotation["name"]] = answer["data"]["result"]
+    assert answers["Rollout promoted"]  # the promotion happened within the interval
+    assert answers["Rollout rolled_back"] == []  # and no rollback
+
+
+def test_alerting_rules_load_and_fire_in_prometheus(run: Run) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        groups = _get(f"{run.prom}/api/v1/rules")["data"]["groups"]
+        rules = {r["name"]: r for g in groups for r in g["rules"]}
+        if rules.get("DriftwatchDriftAlert", {}).get("state") == "firing":
+            break
+        assert time.monotonic() < deadline, rules.get("DriftwatchDriftAlert")
+        time.sleep(0.5)
+    assert len(rules) == 8 and all(r["health"] == "ok" for r in rules.values()), rules
+    firing = rules["DriftwatchDriftAlert"]["alerts"][0]["labels"]
+    assert firing["model"] == MODEL and firing["family"] == "pixel"
+    assert rules["DriftwatchDeadLetters"]["state"] in ("pending", "firing")
+
+
+def test_every_sql_panel_returns_rows_on_postgresql(run: Run) -> None:
+    values = _variable_values(run.prom)
+    now = datetime.now(UTC)
+    queries = [(b["uid"], p["title"], t["rawSql"]) for b in BOARDS for p, t in panel_queries(b)
+               if p["datasource"]["uid"] == POSTGRES_UID]
+    queries += [(b["uid"], a["name"], a["target"]["rawSql"]) for b in BOARDS
+                for a in b["annotations"]["list"] if a.get("datasource", {}).get("uid")
+                == POSTGRES_UID]
+    assert len(queries) >= 10
+    empty = []
+    with run.engine.connect() as conn:
+        for uid, title, sql in queries:
+            expanded = expand_sql(sql, values, now - timedelta(hours=6), now, INTERVAL_S)
+            rows = conn.execute(text(expanded)).all()
+            if not rows:
+                empty.append(f"{uid} / {title}: {expanded}")
+    assert empty == [], "\n".join(empty)
+
+
+def test_api_serves_the_status_page(run: Run) -> None:
+    with urllib.request.urlopen(f"{run.api}/status/{MODEL}", timeout=30) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/html")
+        page = resp.read().decode()
+    assert page.count('<svg class="plot"') == 9 and "Canary arms side by side" in page
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{run.api}/status/no-such-model", timeout=30)
+    assert missing.value.code == 404

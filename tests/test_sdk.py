@@ -1,0 +1,72 @@
+"""The producer SDK: logs reach Kafka in the wire schema; Kafka down or bad input never raises
+into the caller and is counted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from ingest.broker import free_port
+from ingest.sdk import PredictionLogger
+from monitor.imagestats import STAT_NAMES, batch_stats
+from monitor.schemas import LabelEvent, Limits, PredictionLog, parse_message
+from monitor.settings import KafkaSettings
+from tests.test_ingest_worker import read_topic
+
+
+def test_logs_reach_kafka_in_the_wire_schema(make_topics: Callable[..., KafkaSettings]) -> None:
+    kafka = make_topics()
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(10), size=50)
+    emb = rng.normal(size=(50, 32)).astype(np.float32)
+    images = rng.integers(0, 256, size=(50, 12, 12, 3), dtype=np.uint8)
+    with PredictionLogger(kafka, "digits", "v3") as logger:
+        ids = logger.log_batch(probs, embeddings=emb, images=images, arm="stable")
+        one = logger.log(probs[0], embedding=emb[0], image=images[0], latency_ms=4.5, label=2)
+        assert logger.log_label(ids[0], 9)
+    assert logger.sent == 52 and logger.dropped == 0 and logger.failed == 0
+    records = read_topic(kafka, kafka.predictions_topic, 51)
+    logs = [parse_message(r.value, PredictionLog, Limits(), 100_000) for r in records]
+    assert [log.request_id for log in logs] == [*ids, one]
+    assert [r.key.decode() for r in records] == [*ids, one]
+    expected = batch_stats(images)
+    for i, log in enumerate(logs[:50]):
+        assert log.model_version == "v3" and log.arm == "stable"
+        assert log.embedding is not None and not isinstance(log.embedding, list)
+        assert log.embedding.dtype == "float16"
+        assert log.pixel_stats == pytest.approx(dict(zip(STAT_NAMES, expected[i], strict=True)))
+    assert (logs[50].latency_ms, logs[50].label) == (4.5, 2)
+    label = parse_message(
+        read_topic(kafka, kafka.labels_topic, 1)[0].value, LabelEvent, Limits(), 4096
+    )
+    assert (label.request_id, label.label) == (ids[0], 9)
+
+
+def test_kafka_down_drops_and_counts_without_raising(caplog: pytest.LogCaptureFixture) -> None:
+    kafka = KafkaSettings(bootstrap_servers=[f"127.0.0.1:{free_port()}"])  # nothing listens
+    logger = PredictionLogger(
+        kafka,
+        "digits",
+        "v1",
+        max_queue=10,
+        producer_config={"max_block_ms": 200, "request_timeout_ms": 1000},
+    )
+    with caplog.at_level(logging.WARNING, logger="ingest.sdk"):
+        accepted = [logger.log([0.5, 0.5]) for _ in range(500)]
+        queued = sum(rid is not None for rid in accepted)
+        assert logger.dropped == 500 - queued
+        logger.close(timeout=10)
+    assert logger.sent == 0 and logger.dropped + logger.failed == 500  # every log accounted for
+    assert "driftwatch logger dropped a log" in caplog.text or "could not deliver" in caplog.text
+
+
+def test_bad_input_is_counted_not_raised() -> None:
+    kafka = KafkaSettings(bootstrap_servers=[f"127.0.0.1:{free_port()}"])
+    logger = PredictionLogger(kafka, "digits", "v1")
+    assert logger.log("not probabilities") is None  # type: ignore[arg-type]
+    assert logger.log_batch(np.ones((3, 2)), images=np.ones((2, 5))) == []
+    assert logger.dropped == 1 + 3
+    logger.close(timeout=5)

@@ -1,0 +1,138 @@
+"""Property tests of the statistics: symmetric where they should be, bounded, row-order
+invariant, and never NaN on valid input (constant columns, a single class, empty bins)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from monitor.stats import (
+    adjust_pvalues,
+    chi2_homogeneity,
+    cohens_h,
+    cohens_w,
+    js_distance,
+    ks_columns,
+    mmd_test,
+    psi,
+    shares,
+)
+
+FAST = settings(max_examples=60, deadline=None)
+values = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
+
+
+def columns(min_rows: int = 1) -> st.SearchStrategy[np.ndarray]:
+    return st.integers(min_rows, 40).flatmap(
+        lambda n: arrays(np.float64, (n, 3), elements=values | st.just(0.0) | st.just(1.0))
+    )
+
+
+counts = st.integers(1, 8).flatmap(
+    lambda k: st.tuples(
+        arrays(np.int64, k, elements=st.integers(0, 50)),
+        arrays(np.int64, k, elements=st.integers(0, 50)),
+    )
+)
+
+
+@FAST
+@given(columns(), columns())
+def test_ks_symmetric_bounded_finite(ref: np.ndarray, cur: np.ndarray) -> None:
+    a, b = ks_columns(ref, cur), ks_columns(cur, ref)
+    assert np.allclose(a.statistic, b.statistic) and np.allclose(a.p_value, b.p_value)
+    assert np.allclose(a.wasserstein, b.wasserstein, rtol=1e-9, atol=1e-9)
+    assert np.all((a.statistic >= 0) & (a.statistic <= 1))
+    assert np.all((a.p_value >= 0) & (a.p_value <= 1))
+    assert np.all(np.isfinite(a.wasserstein)) and np.all(a.wasserstein >= 0)
+
+
+@FAST
+@given(columns(), columns(), st.randoms(use_true_random=False))
+def test_ks_row_order_invariant(ref: np.ndarray, cur: np.ndarray, rnd) -> None:  # type: ignore[no-untyped-def]
+    perm_r = np.array(rnd.sample(range(len(ref)), len(ref)))
+    perm_c = np.array(rnd.sample(range(len(cur)), len(cur)))
+    a, b = ks_columns(ref, cur), ks_columns(ref[perm_r], cur[perm_c])
+    assert np.array_equal(a.statistic, b.statistic)
+    assert np.allclose(a.wasserstein, b.wasserstein, rtol=1e-9, atol=1e-9)
+
+
+@FAST
+@given(columns())
+def test_ks_of_a_sample_with_itself_is_zero(x: np.ndarray) -> None:
+    res = ks_columns(x, x)
+    assert np.all(res.statistic == 0) and np.all(res.p_value == 1)
+    assert np.allclose(res.wasserstein, 0)
+
+
+@FAST
+@given(st.floats(-5, 5), st.integers(1, 30), st.integers(1, 30))
+def test_constant_columns_are_finite(c: float, n: int, m: int) -> None:
+    res = ks_columns(np.full((n, 2), c), np.full((m, 2), c))
+    assert np.all(res.statistic == 0) and np.all(res.p_value == 1)
+    moved = ks_columns(np.full(n, c), np.full(m, c + 1))
+    assert moved.statistic[0] == 1.0 and np.isfinite(moved.p_value[0])
+
+
+@FAST
+@given(counts)
+def test_histogram_distances_symmetric_bounded_finite(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    r, c = pair
+    rs, cs = shares(r, 0.5), shares(c, 0.5)
+    assert np.isclose(psi(rs, cs), psi(cs, rs)) and psi(rs, cs) >= -1e-12
+    js = js_distance(r, c)
+    assert np.isclose(js, js_distance(c, r)) and 0 <= js <= np.sqrt(np.log(2)) + 1e-12
+    w = cohens_w(shares(r), shares(c))
+    assert np.isclose(w, cohens_w(shares(c), shares(r))) and 0 <= w <= 1
+    for x in (psi(rs, cs), js, w):
+        assert np.isfinite(x)
+
+
+@FAST
+@given(counts)
+def test_chi2_symmetric_and_valid(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    r, c = pair
+    s1, p1, d1 = chi2_homogeneity(r, c)
+    s2, p2, d2 = chi2_homogeneity(c, r)
+    assert np.isclose(s1, s2) and np.isclose(p1, p2) and d1 == d2
+    assert np.isfinite(s1) and 0 <= p1 <= 1
+
+
+@FAST
+@given(st.integers(1, 1000), st.integers(1, 1000))
+def test_single_class_gives_no_evidence(n: int, m: int) -> None:
+    assert chi2_homogeneity(np.array([n]), np.array([m])) == (0.0, 1.0, 0)
+    assert cohens_w(shares(np.array([n])), shares(np.array([m]))) == 0.0
+    assert js_distance(np.array([n, 0]), np.array([m, 0])) == 0.0
+
+
+@FAST
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_cohens_h_symmetric_bounded(a: float, b: float) -> None:
+    h = cohens_h(np.array(a), np.array(b))
+    assert np.isclose(h, cohens_h(np.array(b), np.array(a))) and 0 <= h <= np.pi + 1e-12
+
+
+@FAST
+@given(arrays(np.float64, st.integers(1, 20), elements=st.floats(0, 1)))
+def test_adjusted_pvalues_are_valid(p: np.ndarray) -> None:
+    for method in ("holm", "bh"):
+        adj = adjust_pvalues(p, method)
+        assert np.all(adj >= p - 1e-15) and np.all(adj <= 1)
+        order = np.argsort(p, kind="stable")
+        assert np.all(np.diff(adj[order]) >= -1e-15)  # monotone in p
+    assert np.all(adjust_pvalues(p, "bh") <= adjust_pvalues(p, "holm") + 1e-15)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 60), st.integers(2, 60))
+def test_mmd_is_seeded_finite_and_bounded(seed: int, n: int, m: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(n, 5)), rng.normal(size=(m, 5))
+    a, b = mmd_test(x, y, seed=seed, n_permutations=50), mmd_test(x, y, seed=seed, n_permutations=50)
+    assert a == b
+    assert 0 < a.p_value <= 1 and np.isfinite(a.statistic)
+    const = mmd_test(np.ones((n, 5)), np.ones((m, 5)), n_permutations=50)
+    assert const.p_value == 1.0 and np.isfinite(const.statistic)
