@@ -24,12 +24,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from monitor.batch import LogBatch
 from monitor.imagestats import batch_stats
-from monitor.settings import FAMILIES, DetectorSettings
+from monitor.settings import FAMILIES, DetectorSettings, Family
+
+if TYPE_CHECKING:
+    from monitor.detectors.base import ProfileBase
+    from retrain.model import DigitsNet
 
 SIZES = (10, 50, 100, 500, 1000)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "detection.md"
@@ -46,10 +51,10 @@ class Pool:
     accuracy: float
 
 
-def _logs(net: object, images: np.ndarray, labels: np.ndarray) -> LogBatch:
+def _logs(net: DigitsNet, images: np.ndarray, labels: np.ndarray) -> LogBatch:
     from retrain.model import predict
 
-    probs, emb = predict(net, images)  # type: ignore[arg-type]
+    probs, emb = predict(net, images)
     return LogBatch(
         probs=probs.astype(np.float32), predicted=probs.argmax(axis=1).astype(np.int64),
         embeddings=emb.astype(np.float32), pixel=batch_stats(images), labels=labels,
@@ -77,7 +82,8 @@ def build_pools(seed: int) -> tuple[LogBatch, list[Pool], float]:
         return Pool(name, batch, float((batch.predicted == batch.labels).mean()))
 
     pools = [pool("clean", images, labels)]
-    pools += [pool(name, shift(images), labels) for name, shift in SHIFTS.items()]
+    shifts: dict[str, Callable[[np.ndarray], np.ndarray]] = dict(SHIFTS)
+    pools += [pool(name, shift(images), labels) for name, shift in shifts.items()]
     rare = make_class_rare(labels, RARE_CLASS, keep=0.05, seed=seed)
     pools.append(pool(f"class {RARE_CLASS} rare", images[rare], labels[rare]))
     assert ref.labels is not None
@@ -85,7 +91,7 @@ def build_pools(seed: int) -> tuple[LogBatch, list[Pool], float]:
 
 
 def detection_rates(
-    profiles: dict[str, object], pool: Pool, size: int, n_windows: int,
+    profiles: dict[Family, ProfileBase], pool: Pool, size: int, n_windows: int,
     detectors: DetectorSettings, rng: np.random.Generator,
 ) -> dict[str, float]:
     """Share of windows flagged by each family and by any family."""
@@ -94,7 +100,7 @@ def detection_rates(
     hits = dict.fromkeys((*FAMILIES, "any"), 0)
     for _ in range(n_windows):
         window = pool.batch.take(rng.integers(0, len(pool.batch), size))
-        results = score_all(profiles, window, detectors, "digits")  # type: ignore[arg-type]
+        results = score_all(profiles, window, detectors, "digits")
         for r in results:
             hits[r.family] += int(r.drifted)
         hits["any"] += int(any(r.drifted for r in results))
@@ -103,7 +109,7 @@ def detection_rates(
 
 def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
     """Run the study; returns the Markdown table."""
-    from monitor.detectors.registry import fit_all
+    from monitor.detectors.registry import fit_all, score_all
 
     t0 = time.perf_counter()
     ref, pools, ref_acc = build_pools(seed)
@@ -146,6 +152,14 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
                     verdicts.append(f"- {pool.name} costs {drop * 100:.1f} accuracy points "
                                     f"(< 5): no target; caught in {rates['any'] * 100:.0f}% "
                                     "of windows of 500")
+    # The clean pool is itself a finite sample: how far it sits from the reference by chance.
+    parts = []
+    for r in score_all(profiles, pools[0].batch, detectors, "digits"):
+        floor = detectors.for_model("digits", cast(Family, r.family)).effect_floor
+        p = float("nan") if r.p_value is None else r.p_value
+        parts.append(f"{r.family} effect {r.effect_size:.3f} (floor {floor:g}), p={p:.2g}")
+    verdicts.append(f"- the whole clean pool (n={len(pools[0].batch)}) scored once against the "
+                    "reference: " + "; ".join(parts))
     header = (
         f"Reference: {len(ref)} clean held-out images (accuracy {ref_acc * 100:.1f}%); pool: "
         f"the other {len(pools[0].batch)} held-out images, clean or shifted; {n_windows} windows "

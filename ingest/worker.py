@@ -10,6 +10,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,17 @@ def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return config
 
 
+@dataclass
+class _InFlight:
+    """A validated batch whose database write runs on the writer thread."""
+
+    batch: list[Any]
+    out: Validated
+    future: Future[WriteCounts]
+    generation: int
+    started: float
+
+
 class _AbandonedError(Exception):
     """The in-flight batch was given up (shutdown or partitions revoked)."""
 
@@ -69,18 +82,23 @@ class IngestWorker:
 
     1. Poll records from the subscribed topics until ``ingest.batch_max_messages`` records or
        ``ingest.batch_max_seconds`` have gathered.
-    2. Validate each record into a ``PredictionLog`` or ``LabelEvent`` (thumbnail-only logs get
-       pixel statistics computed here); invalid ones become ``Rejected`` records.
+    2. Validate each record: prediction logs through the msgspec fast lane
+       (:mod:`ingest.fastpath`), anything it does not vouch for and every label through the
+       pydantic schema (thumbnail-only logs get pixel statistics here); invalid records become
+       ``Rejected`` ones.
     3. Write all logs and labels in ONE database transaction with idempotent keys
-       ``(model, request_id)`` (``ON CONFLICT DO NOTHING``); a replayed batch stores nothing
-       twice. If the database fails, retry with capped exponential backoff while the partitions
-       are paused (the group membership stays alive); nothing is committed meanwhile.
+       ``(model, request_id)`` (``ON CONFLICT DO NOTHING``), on the writer thread while the next
+       batch is polled and validated; a replayed batch stores nothing twice. If the database
+       fails, retry with capped exponential backoff while the partitions are paused (the group
+       membership stays alive); nothing is committed meanwhile.
     4. Send the rejected records to the dead-letter topic and flush the producer.
-    5. Only then commit the batch's offsets (last offset + 1 per partition).
+    5. Only then commit the batch's offsets (last offset + 1 per partition), batches strictly in
+       the order they were polled.
 
     A crash anywhere before step 5 means the batch is read again and re-written harmlessly. On
-    rebalance, records of a batch not yet committed are dropped (their new owner reads them from
-    the committed offset). On shutdown, a batch being retried is abandoned without committing.
+    rebalance, records not yet committed are dropped (their new owner reads them again from the
+    committed offset). On shutdown, the batch in flight is finished, or abandoned without a
+    commit if the database is down.
 
     Parameters
     ----------
@@ -111,6 +129,7 @@ class IngestWorker:
         self.assignment: frozenset[tuple[str, int]] = frozenset()
         self._consumer: Any = None
         self._producer: Any = None
+        self._writer: ThreadPoolExecutor = ThreadPoolExecutor(max_workers=1)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,16 +154,25 @@ class IngestWorker:
         )
         self._open()
         last_record = time.monotonic()
+        inflight: _InFlight | None = None
         try:
             batch_started = time.monotonic()
             while not stopping():
+                pending = len(self._buffer) + (len(inflight.batch) if inflight else 0)
                 room = self.ingest.batch_max_messages - len(self._buffer)
                 if max_messages is not None:
-                    room = min(room, max_messages - self.stats.consumed - len(self._buffer))
+                    room = min(room, max_messages - self.stats.consumed - pending)
                 wait = self.ingest.batch_max_seconds - (time.monotonic() - batch_started)
-                polled = self._consumer.poll(
-                    timeout_ms=max(int(wait * 1000), 0) or 1, max_records=max(room, 1)
-                )
+                if inflight is not None:
+                    wait = min(wait, 0.05)  # come back soon to commit the batch being written
+                if room > 0:
+                    polled = self._consumer.poll(
+                        timeout_ms=max(int(wait * 1000), 0) or 1, max_records=room
+                    )
+                else:  # max_messages are in hand: only the batch in flight is left to finish
+                    polled = {}
+                    if inflight is not None:
+                        wait_futures([inflight.future], timeout=0.05)
                 for records in polled.values():
                     self._buffer.extend(records)
                 now = time.monotonic()
@@ -152,20 +180,29 @@ class IngestWorker:
                     last_record = now
                 full = len(self._buffer) >= self.ingest.batch_max_messages
                 due = now - batch_started >= self.ingest.batch_max_seconds
-                enough = max_messages is not None and (
-                    self.stats.consumed + len(self._buffer) >= max_messages
-                )
+                pending = len(self._buffer) + (len(inflight.batch) if inflight else 0)
+                enough = max_messages is not None and self.stats.consumed + pending >= max_messages
                 if self._buffer and (full or due or enough or stopping()):
                     batch, self._buffer = self._buffer, []
-                    self._process(batch, stopping)
+                    nxt = self._start(batch)
+                    if inflight is not None:
+                        self._finish(inflight, stopping)
+                    inflight = nxt
+                elif inflight is not None and inflight.future.done():
+                    self._finish(inflight, stopping)
+                    inflight = None
                 if not self._buffer:
                     batch_started = time.monotonic()
                 if max_messages is not None and self.stats.consumed >= max_messages:
                     break
                 if not self._assigned:
                     last_record = now  # idleness counts from the first partition assignment
-                elif idle_timeout is not None and now - last_record >= idle_timeout:
+                elif (
+                    idle_timeout is not None and now - last_record >= idle_timeout and not inflight
+                ):
                     break
+            if inflight is not None:
+                self._finish(inflight, stopping)
         finally:
             self._close()
         return self.stats
@@ -193,6 +230,7 @@ class IngestWorker:
                     worker.stats.assigned_at = time.monotonic()
                 log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwatch-writer")
         common = kafka_client_config(self.kafka)
         try:
             self._consumer = KafkaConsumer(
@@ -225,27 +263,50 @@ class IngestWorker:
         if self._producer is not None:
             self._producer.close(timeout=10)
             self._producer = None
+        self._writer.shutdown(wait=True)
         if self._own_engine:
             self.engine.dispose()
 
     # ------------------------------------------------------------------ one batch
 
-    def _process(self, batch: list[Any], stopping: Callable[[], bool]) -> None:
-        generation = self._generation
+    def _start(self, batch: list[Any]) -> _InFlight:
+        """Steps 2 and 3a: validate ``batch`` and start writing it on the writer thread."""
         started = time.perf_counter()
         out = self.validator.validate(
             (r.topic, r.partition, r.offset, r.key, r.value) for r in batch
         )
+        future = self._writer.submit(self._write, out)
+        return _InFlight(batch, out, future, self._generation, started)
+
+    def _finish(self, item: _InFlight, stopping: Callable[[], bool]) -> None:
+        """Steps 3b to 5: wait for the write (retrying it), dead-letter, commit, count."""
         try:
-            counts = self._retrying(lambda: self._write(out), "store", generation, stopping)
-            if out.rejected:
-                self._retrying(lambda: self._dead_letter(out), "dead-letter", generation, stopping)
+            try:
+                counts: WriteCounts = item.future.result()
+            except StoreUnavailable as exc:
+                log.warning("store write failed, retrying: %s", exc)
+                self.stats.store_retries += 1
+                metric("driftwatch_ingest_store_retries_total").inc()
+                counts = self._retrying(
+                    lambda: self._writer.submit(self._write, item.out).result(),
+                    "store",
+                    item.generation,
+                    stopping,
+                )
+            if self._generation != item.generation:
+                raise _AbandonedError("partitions were revoked")
+            if item.out.rejected:
+                self._retrying(
+                    lambda: self._dead_letter(item.out), "dead-letter", item.generation, stopping
+                )
         except _AbandonedError as exc:
             self.stats.abandoned_batches += 1
-            log.warning("abandoned a batch of %d records without committing: %s", len(batch), exc)
+            log.warning(
+                "abandoned a batch of %d records without committing: %s", len(item.batch), exc
+            )
             return
-        self._commit(batch)
-        self._account(batch, out, counts, time.perf_counter() - started)
+        self._commit(item.batch)
+        self._account(item.batch, item.out, counts, time.perf_counter() - item.started)
 
     def _write(self, out: Validated) -> WriteCounts:
         try:

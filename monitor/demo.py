@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ class Demo:
     labels: np.ndarray | None = None
     window_phase: dict[int, str] = field(default_factory=dict)
     logged: int = 0
+    clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(
+        second=0, microsecond=0) - timedelta(minutes=20))
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def say(self, text: str) -> None:
@@ -128,9 +131,7 @@ def train_model(demo: Demo) -> None:
     import torch
 
     from retrain.digits import train_holdout
-    from retrain.model import train_classifier
-
-    from retrain.model import DigitsNet, predict
+    from retrain.model import DigitsNet, predict, train_classifier
 
     torch.set_num_threads(2)
     train, holdout = train_holdout(seed=0)
@@ -164,8 +165,13 @@ def serve_window(demo: Demo, phase: Phase) -> None:
     if phase.brightness:
         images = brightness_contrast(images, brightness=phase.brightness)
     probs, emb = predict(demo.net, images)
-    demo.logger.log_batch(probs, embeddings=emb, images=images,
-                          labels=demo.labels[idx].tolist())
+    # Each window stands for one simulated minute of traffic, in ten slices.
+    minute = demo.clock + timedelta(minutes=1)
+    for part in np.array_split(np.arange(WINDOW), 10):
+        demo.clock += timedelta(seconds=6)
+        demo.logger.log_batch(probs[part], embeddings=emb[part], images=images[part],
+                              labels=demo.labels[idx[part]].tolist(), timestamp=demo.clock)
+    demo.clock = minute
     demo.logger.flush()
     demo.logged += WINDOW
     _wait_stored(demo, demo.logged)
@@ -211,30 +217,42 @@ def print_timeline(demo: Demo) -> None:
         results: dict[int, dict[str, DriftResultRow]] = {}
         for r in session.scalars(select(DriftResultRow)):
             results.setdefault(r.window_id, {})[r.family] = r
-        decisions: dict[int, list[str]] = {}
-        for t in session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id)):
-            page = " PAGE" if t.notify and t.to_state == "alert" else ""
-            decisions.setdefault(t.window_id, []).append(f"{t.family}->{t.to_state}{page}")
+        transitions = list(session.scalars(select(PolicyTransitionRow)
+                                           .order_by(PolicyTransitionRow.id)))
         alerts = list(session.scalars(select(AlertRow).order_by(AlertRow.id)))
+        pages = {(a.evidence.get("window_id"), a.family): a.id for a in alerts if a.paged}
+        decisions: dict[int, list[str]] = {}
+        for t in transitions:
+            page = pages.get((t.window_id, t.family))
+            note = f" (PAGE #{page})" if page and t.to_state == "alert" else ""
+            decisions.setdefault(t.window_id, []).append(f"{t.family} {t.to_state}{note}")
         sent = list(session.scalars(select(AlertDeliveryRow).where(
             AlertDeliveryRow.status == "delivered")))
     fams = ("embedding", "pixel", "confidence", "classes")
     click.echo("\nTimeline (effect size per family; * = drifted)")
-    header = f"{'win':>3} {'phase':<15} {'end (UTC)':<8} " + " ".join(f"{f:>10}" for f in fams)
+    header = f"{'win':>3} {'phase':<15} {'window (UTC)':<11} " + " ".join(f"{f:>10}" for f in fams)
     click.echo(header + "  decision")
     click.echo("-" * (len(header) + 30))
+    state = dict.fromkeys(fams, "ok")
     for w in windows:
+        for t in transitions:
+            if t.window_id == w.id:
+                state[t.family] = t.to_state
         cells = []
         for f in fams:
             r = results.get(w.id, {}).get(f)
             cells.append(f"{'-':>10}" if r is None else
                          f"{r.effect_size:>9.3f}{'*' if r.drifted else ' '}")
-        what = ", ".join(decisions.get(w.id, [])) or "ok"
-        click.echo(f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} {w.end_ts:%H:%M:%S} "
+        firing = [f for f in fams if state[f] in ("warn", "alert")]
+        what = ", ".join(decisions.get(w.id, [])) or (
+            f"still {'/'.join(sorted({state[f] for f in firing}))}: {', '.join(firing)}"
+            if firing else "ok")
+        click.echo(f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} "
+                   f"{w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
                    + " ".join(cells) + f"  {what}")
-    pages = [a for a in alerts if a.paged]
+    paged = [a for a in alerts if a.paged]
     click.echo(f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
-               f"{len(pages)} page(s); deliveries: "
+               f"{len(paged)} page(s); deliveries: "
                + ", ".join(f"{d.event} to {d.channel}" for d in sent))
 
 
@@ -261,6 +279,7 @@ def demo(workdir: Path) -> None:
 
     if logging.getLogger().level > logging.DEBUG:  # keep the story readable unless -v
         logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("kafka").setLevel(logging.ERROR)
     run_demo(workdir=workdir)
 
 

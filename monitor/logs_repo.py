@@ -68,22 +68,25 @@ _COLUMNS = (
 )
 
 
-def _decode_embeddings(rows: Sequence[_Row]) -> np.ndarray | None:
-    present = np.array([r.embedding is not None for r in rows], dtype=bool)
+def _decode_embeddings(
+    emb: Sequence[bytes | None], dtypes: Sequence[str | None]
+) -> np.ndarray | None:
+    present = np.fromiter((e is not None for e in emb), bool, len(emb))
     if not present.any():
         return None
-    is16 = np.array([r.embedding_dtype == "float16" for r in rows], dtype=bool) & present
-    sizes = {len(r.embedding) // (2 if r.embedding_dtype == "float16" else 4)
-             for r in rows if r.embedding is not None}
+    is16 = np.fromiter((d == "float16" for d in dtypes), bool, len(dtypes)) & present
+    sizes = {len(e) // (2 if d == "float16" else 4)
+             for e, d in zip(emb, dtypes, strict=True) if e is not None}
     if len(sizes) != 1:
         raise DriftwatchError(f"logs mix embedding dimensions {sorted(sizes)}")
     dim = sizes.pop()
-    out = np.full((len(rows), dim), np.nan, dtype=np.float32)
+    if present.all() and (is16.all() or not is16.any()):  # the common case: one join
+        raw = b"".join(emb)  # type: ignore[arg-type]  # all present
+        return np.frombuffer(raw, "<f2" if is16[0] else "<f4").reshape(-1, dim).astype(np.float32)
+    out = np.full((len(emb), dim), np.nan, dtype=np.float32)
     for mask, dtype in ((is16, "<f2"), (present & ~is16, "<f4")):
         if mask.any():
-            raw = b"".join(
-                r.embedding for r, m in zip(rows, mask, strict=True) if m and r.embedding
-            )
+            raw = b"".join(e for e, m in zip(emb, mask, strict=True) if m and e is not None)
             out[mask] = np.frombuffer(raw, dtype=dtype).reshape(-1, dim)
     return out
 
@@ -97,25 +100,29 @@ def _pixel_columns(stats: Sequence[dict[str, float] | None]) -> np.ndarray | Non
     return frame.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _floats(values: Sequence[float | int | None]) -> np.ndarray:
+    """float64 array with NaN for None."""
+    return np.array(values, dtype=np.float64)
+
+
 def rows_to_batch(rows: Sequence[Any], meta: dict[str, str] | None = None) -> LogBatch:
-    """Decode store rows (with the fields of :data:`_COLUMNS`) into one :class:`LogBatch`."""
-    rows = [_Row(*r) for r in rows]
+    """Decode store rows (with the fields of :data:`_COLUMNS`, in that order) into one
+    :class:`LogBatch`, column by column."""
     if not rows:
         raise DriftwatchError("no prediction logs to decode")
-    n_classes = {r.n_classes for r in rows}
-    if len(n_classes) != 1:
-        raise DriftwatchError(f"logs mix numbers of classes {sorted(n_classes)}")
-    n_cls = n_classes.pop()
-    probs = np.frombuffer(b"".join(r.probs for r in rows), dtype="<f4").reshape(len(rows), n_cls)
+    _ids, predicted, n_classes, probs, emb, dtypes, stats, latency, labels = zip(*rows, strict=True)
+    classes = set(n_classes)
+    if len(classes) != 1:
+        raise DriftwatchError(f"logs mix numbers of classes {sorted(classes)}")
+    n, n_cls = len(rows), classes.pop()
+    label_arr = _floats(labels)
     return LogBatch(
-        probs=probs.astype(np.float32),
-        predicted=np.fromiter((r.predicted_class for r in rows), np.int64, len(rows)),
-        embeddings=_decode_embeddings(rows),
-        pixel=_pixel_columns([r.pixel_stats for r in rows]),
-        labels=np.fromiter((-1 if r.label is None else r.label for r in rows), np.int64, len(rows)),
-        latency_ms=np.fromiter(
-            (np.nan if r.latency_ms is None else r.latency_ms for r in rows), np.float64, len(rows)
-        ),
+        probs=np.frombuffer(b"".join(probs), dtype="<f4").reshape(n, n_cls).astype(np.float32),
+        predicted=np.array(predicted, dtype=np.int64),
+        embeddings=_decode_embeddings(emb, dtypes),
+        pixel=_pixel_columns(stats),
+        labels=np.where(np.isnan(label_arr), -1, label_arr).astype(np.int64),
+        latency_ms=_floats(latency),
         meta=dict(meta or {}),
     )
 

@@ -53,7 +53,7 @@ def run(
         + (f" ({outcome.error})" if outcome.error else f", candidate {outcome.version}")
     )
     if outcome.state == "failed":
-        ctx.exit(1)
+        raise click.ClickException(f"job {outcome.job_id} failed")
 
 
 @retrain.command("status")

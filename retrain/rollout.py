@@ -6,7 +6,8 @@ Each :func:`tick` looks at the logs of both arms since the current step began an
 2. ``rollback`` on a regression, with the reason recorded, when any of these holds:
    - both arms have ``min_arm_labels`` labels and canary accuracy is more than
      ``max_online_accuracy_drop`` below stable's;
-   - canary p99 latency exceeds ``max_latency_ratio`` times stable's;
+   - canary median latency exceeds ``max_latency_ratio`` times stable's (the median, as the
+     p99 of a few hundred requests on a shared host is one scheduling hiccup; p99 is recorded);
    - without enough labels, the confidence detector finds the arms differ and the canary is
      the less confident one (the early sign of a worse model).
 3. ``advance`` to the next weight of ``rollout_steps``, or ``promote`` after the last one.
@@ -182,13 +183,13 @@ def judge(ev: StepEvidence, settings: Settings, last_step: bool) -> tuple[str, s
             f"(n={c.n_labelled}/{s.n_labelled} labelled)"
         )
     if (
-        s.latency_p99_ms
-        and c.latency_p99_ms
-        and c.latency_p99_ms > cfg.max_latency_ratio * s.latency_p99_ms
+        s.latency_p50_ms
+        and c.latency_p50_ms
+        and c.latency_p50_ms > cfg.max_latency_ratio * s.latency_p50_ms
     ):
         return "rollback", (
-            f"canary p99 latency {c.latency_p99_ms:.1f} ms is over "
-            f"{cfg.max_latency_ratio:g}x stable {s.latency_p99_ms:.1f} ms"
+            f"canary median latency {c.latency_p50_ms:.1f} ms is over "
+            f"{cfg.max_latency_ratio:g}x stable {s.latency_p50_ms:.1f} ms"
         )
     conf = [d for d in ev.detectors if d.get("family") == "confidence" and d.get("drifted")]
     if not labelled and conf and (c.mean_confidence or 0) < (s.mean_confidence or 0):

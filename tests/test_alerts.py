@@ -230,3 +230,25 @@ def test_send_test_reaches_every_channel() -> None:
     assert result == {"webhook": "ok", "slack": "ok"}
     assert [r.path for r in rx.received] == ["/w", "/s"]
     assert json.loads(rx.received[0].body)["event"] == "test"
+
+
+def test_cli_list_and_ack(
+    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings],
+    tmp_path: Any, monkeypatch: Any,
+) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    _alert(sessions, AlertSettings())
+    monkeypatch.setenv("DRIFTWATCH_DATABASE__URL", db_url)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["alerts", "list"])
+    assert listed.exit_code == 0 and "firing" in listed.output and "digits v3" in listed.output
+    acked = runner.invoke(cli, ["alerts", "ack", "1", "--by", "bob"])
+    assert acked.exit_code == 0 and "acknowledged by bob" in acked.output
+    with unit_of_work(sessions) as session:
+        alert = session.get(AlertRow, 1)
+        assert alert is not None and alert.acked_by == "bob"
+    missing = runner.invoke(cli, ["alerts", "ack", "99"])
+    assert missing.exit_code != 0 and "alert 99 does not exist" in str(missing.exception)

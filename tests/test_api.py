@@ -126,7 +126,7 @@ def test_silence_and_clear_4xx(client: TestClient) -> None:
 
 def test_drift_history_pages_through_a_time_range(client: TestClient) -> None:
     params = {"start": (NOW - timedelta(hours=10, minutes=30)).isoformat(),
-              "end": NOW.isoformat(), "limit": 4}
+              "end": NOW.isoformat(), "limit": 4, "features": True}
     seen, cursor = [], None
     while True:
         page = client.get("/api/v1/models/digits/drift",
@@ -139,6 +139,8 @@ def test_drift_history_pages_through_a_time_range(client: TestClient) -> None:
     ends = [item["window_end"] for item in seen]
     assert ends == sorted(ends) and len(set(ends)) == 10
     assert seen[-1]["drifted"] and seen[-1]["features"][0]["name"] == "brightness"
+    lean = client.get("/api/v1/models/digits/drift", params={"limit": 1}).json()["items"][0]
+    assert "features" not in lean and lean["family"] == "pixel"
     models = client.get("/api/v1/models").json()
     assert models[0]["model"] == "digits" and models[0]["windows"] == 12
     assert models[0]["states"] == {"pixel": "alert"}

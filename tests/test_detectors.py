@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from monitor.batch import LogBatch
 from monitor.detectors import registry
-from monitor.detectors.base import MissingInput, ProfileError
+from monitor.detectors.base import MissingInputError, ProfileError
 from monitor.detectors.simulate import synthetic_batch
 from monitor.errors import DriftwatchError
 from monitor.results import DriftResult
@@ -39,7 +39,11 @@ def cfg_for(kind: str) -> FamilySettings:
     family = registry.family_of(kind)
     default = getattr(DetectorSettings(), family)
     return default.model_copy(
-        update={"method": kind, "alpha": 0.01, "effect_floor": FLOORS.get(kind, default.effect_floor)}
+        update={
+            "method": kind,
+            "alpha": 0.01,
+            "effect_floor": FLOORS.get(kind, default.effect_floor),
+        }
     )
 
 
@@ -75,13 +79,13 @@ def assert_same(a: DriftResult, b: DriftResult) -> None:
 
 def assert_valid(result: DriftResult, cfg: FamilySettings, n_cur: int) -> None:
     assert result.n_cur == n_cur and result.alpha == cfg.alpha
-    assert result.threshold == cfg.effect_floor
+    assert result.threshold >= cfg.effect_floor  # classes.chi2 may raise it (small reference)
     for value in (result.statistic, result.effect_size):
         assert math.isfinite(value)
     assert result.p_value is None or 0.0 <= result.p_value <= 1.0
     if result.drifted:  # honest decision: significant AND large
         assert result.p_value is None or result.p_value < cfg.alpha
-        assert result.effect_size >= cfg.effect_floor
+        assert result.effect_size >= result.threshold
     for f in result.features:
         assert math.isfinite(f.statistic) and math.isfinite(f.effect_size)
         assert f.p_value is None or 0.0 <= f.p_value <= 1.0
@@ -108,7 +112,9 @@ def test_seeded_determinism(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=8, deadline=None)
-@given(data_seed=st.integers(0, 10_000), perm_seed=st.integers(0, 10_000), n=st.sampled_from([30, 600]))
+@given(
+    data_seed=st.integers(0, 10_000), perm_seed=st.integers(0, 10_000), n=st.sampled_from([30, 600])
+)
 def test_row_order_invariance(kind: str, data_seed: int, perm_seed: int, n: int) -> None:
     family = registry.family_of(kind)
     cur = batch(n, seed=data_seed, **(SHIFTS[family] if data_seed % 2 else {}))
@@ -146,7 +152,7 @@ def test_catches_its_shift_and_names_what_moved(kind: str) -> None:
     if expected:
         assert top.name == expected and top.drifted
     if family == "pixel":
-        assert top.describe().startswith("brightness −")
+        assert top.describe().startswith("brightness −")  # noqa: RUF001
     if family == "classes":
         assert top.describe().startswith("class 7: ") and top.cur_value < top.ref_value
     if family == "confidence":
@@ -161,21 +167,31 @@ def _degenerate_batches() -> list[tuple[str, LogBatch]]:
     const_pix = np.ones_like(base.pixel)
     const_emb = np.zeros_like(base.embeddings)
     empty = base.take(np.zeros(n, dtype=bool))
-    single = LogBatch(
-        probs=one_hot, predicted=np.full(n, 3), embeddings=const_emb, pixel=const_pix
-    )
+    single = LogBatch(probs=one_hot, predicted=np.full(n, 3), embeddings=const_emb, pixel=const_pix)
     nan_pix = base.pixel.copy()
     nan_pix[:, :4] = np.nan
-    with_nan = LogBatch(probs=base.probs, predicted=base.predicted, embeddings=base.embeddings,
-                        pixel=nan_pix)
-    new_class = LogBatch(probs=np.eye(12, dtype=np.float32)[np.full(n, 11)],
-                         predicted=np.full(n, 11), embeddings=base.embeddings, pixel=base.pixel)
-    return [("single-class-constant", single), ("empty", empty), ("one-row", base.take(np.arange(1))),
-            ("nan-columns", with_nan), ("unseen-class", new_class)]
+    with_nan = LogBatch(
+        probs=base.probs, predicted=base.predicted, embeddings=base.embeddings, pixel=nan_pix
+    )
+    new_class = LogBatch(
+        probs=np.eye(12, dtype=np.float32)[np.full(n, 11)],
+        predicted=np.full(n, 11),
+        embeddings=base.embeddings,
+        pixel=base.pixel,
+    )
+    return [
+        ("single-class-constant", single),
+        ("empty", empty),
+        ("one-row", base.take(np.arange(1))),
+        ("nan-columns", with_nan),
+        ("unseen-class", new_class),
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize(("label", "cur"), _degenerate_batches(), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("label", "cur"), _degenerate_batches(), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_degenerate_windows_give_finite_results(kind: str, label: str, cur: LogBatch) -> None:
     result = score(kind, profile_for(kind), cur)
     assert_valid(result, cfg_for(kind), len(cur))
@@ -214,7 +230,7 @@ def test_registry_skips_families_whose_inputs_are_missing() -> None:
     full = registry.fit_all(batch(500, seed=1), settings_, "m")
     results = registry.score_all(full, no_emb, settings_, "m")
     assert [r.family for r in results] == ["confidence", "classes"]
-    with pytest.raises(MissingInput):
+    with pytest.raises(MissingInputError):
         registry.FAMILIES["embedding"].score(full["embedding"], no_emb, settings_.embedding)
 
 
@@ -224,18 +240,32 @@ def test_registry_respects_disabled_families_and_model_overrides() -> None:
     settings_ = DetectorSettings(overrides={"cam": {"pixel": off, "classes": strict}})
     profiles = registry.fit_all(batch(500, seed=1), settings_, "cam")
     assert "pixel" not in profiles and profiles["classes"].kind == "classes.psi"
-    results = {r.family: r for r in registry.score_all(profiles, batch(300, seed=2), settings_, "cam")}
+    results = {
+        r.family: r for r in registry.score_all(profiles, batch(300, seed=2), settings_, "cam")
+    }
     assert results["classes"].alpha == 0.001 and results["classes"].threshold == 0.5
     assert "pixel" in registry.fit_all(batch(500, seed=1), settings_, "other")
+
+
+def test_small_reference_raises_the_class_floor_to_its_own_noise() -> None:
+    cfg = cfg_for("classes.chi2")
+    module = registry.FAMILIES["classes"]
+    small, large = module.fit(batch(360, seed=1), cfg), module.fit(batch(20_000, seed=1), cfg)
+    cur = batch(1000, seed=2)
+    assert module.score(small, cur, cfg).threshold == pytest.approx(2 * np.sqrt(9 / 1440))
+    assert module.score(large, cur, cfg).threshold == cfg.effect_floor
 
 
 def test_pixel_columns_are_matched_by_name() -> None:
     profile = profile_for("pixel.ks")
     cur = batch(500, seed=3, brightness=-0.3)
     order = np.arange(len(cur.pixel_names))[::-1]
-    reordered = LogBatch(probs=cur.probs, predicted=cur.predicted,
-                         pixel=cur.pixel[:, order[:5]],
-                         pixel_names=tuple(cur.pixel_names[i] for i in order[:5]))
+    reordered = LogBatch(
+        probs=cur.probs,
+        predicted=cur.predicted,
+        pixel=cur.pixel[:, order[:5]],
+        pixel_names=tuple(cur.pixel_names[i] for i in order[:5]),
+    )
     result = score("pixel.ks", profile, reordered)
     assert {f.name for f in result.features} == set(reordered.pixel_names)
     full = score("pixel.ks", profile, cur)
@@ -253,7 +283,7 @@ def test_load_profile_rejects_bad_input() -> None:
         registry.load_profile("classes.chi2", 99, payload)
     with pytest.raises(ProfileError, match="cannot read"):
         registry.load_profile("classes.chi2", 1, b"not an npz")
-    with pytest.raises(ProfileError, match="not classes.psi"):
+    with pytest.raises(ProfileError, match=r"not classes\.psi"):
         registry.load_profile("classes.psi", 1, payload)
     with pytest.raises(DriftwatchError):
         registry.load_profile("pixel.ks", 1, payload)
@@ -265,7 +295,7 @@ def test_unknown_method_is_a_clear_error() -> None:
 
 
 def test_embedding_dimension_mismatch_is_missing_input() -> None:
-    with pytest.raises(MissingInput, match="dimensions"):
+    with pytest.raises(MissingInputError, match="dimensions"):
         score("embedding.mmd", profile_for("embedding.mmd"), synthetic_batch(100, seed=1, dim=8))
 
 

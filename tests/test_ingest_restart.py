@@ -1,4 +1,5 @@
-"""Kill ``driftwatch ingest`` with SIGKILL mid-stream, restart it: nothing lost, nothing twice."""
+"""Kill ``driftwatch ingest`` with SIGKILL mid-stream, restart it, stop it with SIGTERM, restart
+it again: nothing lost, nothing stored twice, offsets never ahead of the store."""
 
 from __future__ import annotations
 
@@ -76,20 +77,29 @@ def test_sigkill_mid_stream_then_restart(
         [encode_prediction("digits", "v1", f"r{i}", [0.1, 0.9]) for i in range(n)],
     )
 
-    first = _start(config)
-    deadline = time.monotonic() + 60
-    while _counts(db_url)[0] < 1500:  # well into the stream, far from its end
-        assert first.poll() is None and time.monotonic() < deadline, first.stdout
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    landed, _ = _counts(db_url)
-    assert landed < n, "the worker finished before it was killed; make the stream longer"
+    def run_until(rows: int, sig: signal.Signals) -> tuple[int, str]:
+        proc = _start(config)
+        deadline = time.monotonic() + 60
+        while _counts(db_url)[0] < rows:  # well into the stream, far from its end
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+        landed = _counts(db_url)[0]
+        assert landed < n, "the worker finished before the signal; make the stream longer"
+        return landed, out
+
+    landed, _ = run_until(1500, signal.SIGKILL)
     assert committed(kafka, partitions=2) <= landed  # offsets never run ahead of the store
 
-    second = _start(config, "--idle-timeout", "2")
-    out, _ = second.communicate(timeout=90)
-    assert second.returncode == 0, out
+    # SIGTERM: the batch in flight is finished and committed, the consumer leaves cleanly
+    landed, out = run_until(landed + 3000, signal.SIGTERM)
+    assert "finishing the current batch" in out and "stored=" in out, out
+    assert committed(kafka, partitions=2) == landed
+
+    last = _start(config, "--idle-timeout", "2")
+    out, _ = last.communicate(timeout=90)
+    assert last.returncode == 0, out
     assert _counts(db_url) == (n, n)
     assert committed(kafka, partitions=2) == n
     summary = out.strip().splitlines()[-1]

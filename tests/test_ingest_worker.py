@@ -348,12 +348,12 @@ def test_two_workers_share_partitions_and_take_over(
             )
             assert not a.assignment & b.assignment
             produce(kafka, kafka.predictions_topic, batches[1])
-            wait_for(lambda: count_rows(sqlite_url) == 400, what="both workers")
+            wait_for(lambda: a.stats.stored + b.stats.stored == 400, what="both workers")
             assert b.stats.stored > 0
             stop_b.set()
         wait_for(lambda: len(a.assignment) == 8, what="worker a taking over")
         produce(kafka, kafka.predictions_topic, batches[2])
-        wait_for(lambda: count_rows(sqlite_url) == 600, what="the last third")
-    assert a.stats.stored + b.stats.stored == 600
+        wait_for(lambda: a.stats.stored + b.stats.stored == 600, what="the last third")
+    assert count_rows(sqlite_url) == 600
     assert a.stats.duplicates + b.stats.duplicates == 0
     assert committed(kafka, partitions=4) == 600

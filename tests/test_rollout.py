@@ -181,8 +181,10 @@ def _evidence(
 
 def test_judge_rolls_back_on_latency_and_unconfident_canary() -> None:
     settings = Settings(environment="test")
-    out, why = rollout.judge(_evidence({}, {"latency_p99_ms": 5.0}), settings, False)
-    assert out == "rollback" and "p99 latency 5.0 ms is over 2x stable 2.0 ms" in why
+    out, why = rollout.judge(_evidence({}, {"latency_p50_ms": 2.5}), settings, False)
+    assert out == "rollback" and "median latency 2.5 ms is over 2x stable 1.0 ms" in why
+    # One slow outlier (p99) on a shared host is not a regression.
+    assert rollout.judge(_evidence({}, {"latency_p99_ms": 50.0}), settings, False)[0] == "advance"
     drifted = [{"family": "confidence", "method": "confidence.ks", "drifted": True}]
     out, why = rollout.judge(_evidence({}, {"mean_confidence": 0.6}, drifted), settings, False)
     assert out == "rollback" and "less confident" in why

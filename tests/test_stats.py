@@ -52,7 +52,9 @@ def test_ks_and_wasserstein_equal_scipy_per_column(seed: int) -> None:
         )
 
 
-@pytest.mark.parametrize(("n", "m", "tol"), [(100, 100, 0.03), (1000, 1000, 0.01), (300, 5000, 0.01)])
+@pytest.mark.parametrize(
+    ("n", "m", "tol"), [(100, 100, 0.03), (1000, 1000, 0.01), (300, 5000, 0.01)]
+)
 def test_fast_ks_pvalue_is_close_to_scipys_exact_one(n: int, m: int, tol: float) -> None:
     rng = np.random.default_rng(n + m)
     for shift in np.linspace(0.0, 0.4, 9):

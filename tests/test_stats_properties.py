@@ -131,7 +131,10 @@ def test_adjusted_pvalues_are_valid(p: np.ndarray) -> None:
 def test_mmd_is_seeded_finite_and_bounded(seed: int, n: int, m: int) -> None:
     rng = np.random.default_rng(seed)
     x, y = rng.normal(size=(n, 5)), rng.normal(size=(m, 5))
-    a, b = mmd_test(x, y, seed=seed, n_permutations=50), mmd_test(x, y, seed=seed, n_permutations=50)
+    a, b = (
+        mmd_test(x, y, seed=seed, n_permutations=50),
+        mmd_test(x, y, seed=seed, n_permutations=50),
+    )
     assert a == b
     assert 0 < a.p_value <= 1 and np.isfinite(a.statistic)
     const = mmd_test(np.ones((n, 5)), np.ones((m, 5)), n_permutations=50)

@@ -43,6 +43,7 @@ from monitor.store.tables import Window
 log = logging.getLogger(__name__)
 
 WATCHED_ARMS = frozenset({"all", "stable"})
+PAGE_ORDER = {"pixel": 0, "classes": 1, "confidence": 2, "embedding": 3}
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,11 @@ def _open_alert(session: Session, settings: Settings, window: Window, family: st
     if paged:
         enqueue(session, alert, "trigger", settings.alerts, now)
     elif incident is not None:
+        moved = ", ".join(t.evidence.get("top_features", [])[:2])
+        also = f"{family} ({moved})" if moved else family
         incident.evidence = {**incident.evidence,
                              "also_drifting": [*incident.evidence.get("also_drifting", []),
-                                               family]}
+                                               also]}
     return alert
 
 
@@ -167,7 +170,9 @@ def apply_window(
     if window.arm not in WATCHED_ARMS:
         return []
     decisions: list[Decision] = []
-    for result in results:
+    # The family an on-call engineer reads most easily goes first, so it heads the page when
+    # several families alert in the same window.
+    for result in sorted(results, key=lambda r: PAGE_ORDER.get(r.family, len(PAGE_ORDER))):
         family = result.family
         floor = settings.detectors.for_model(window.model, family).effect_floor  # type: ignore[arg-type]
         obs = Observation(window.id, window.start_ts, window.end_ts, bool(result.drifted),

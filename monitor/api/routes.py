@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from monitor.api.app import ApiError, require_read, require_write, session_dep
@@ -89,12 +90,16 @@ def _time_range(start: datetime | None, end: datetime | None) -> tuple[datetime,
     return start, end
 
 
-def _result(r: DriftResultRow) -> dict[str, Any]:
-    return {"id": r.id, "window_id": r.window_id, "model": r.model, "version": r.model_version,
-            "arm": r.arm, "family": r.family, "window_end": r.window_end.isoformat(),
-            "kind": r.kind, "method": r.method, "statistic": r.statistic, "p_value": r.p_value,
-            "effect_size": r.effect_size, "threshold": r.threshold, "drifted": r.drifted,
-            "n_ref": r.n_ref, "n_cur": r.n_cur, "features": r.details}
+_RESULT_COLUMNS = (
+    DriftResultRow.id, DriftResultRow.window_id, DriftResultRow.model_version,
+    DriftResultRow.arm, DriftResultRow.family, DriftResultRow.window_end, DriftResultRow.kind,
+    DriftResultRow.method, DriftResultRow.statistic, DriftResultRow.p_value,
+    DriftResultRow.effect_size, DriftResultRow.threshold, DriftResultRow.drifted,
+    DriftResultRow.n_ref, DriftResultRow.n_cur, DriftResultRow.details,
+)
+_RESULT_KEYS = ("id", "window_id", "version", "arm", "family", "window_end", "kind", "method",
+                "statistic", "p_value", "effect_size", "threshold", "drifted", "n_ref", "n_cur",
+                "features")
 
 
 @router.get("/models/{model}/drift", tags=["models"], response_model=Page,
@@ -105,26 +110,41 @@ def drift_history(
     family: Literal["embedding", "pixel", "confidence", "classes"] | None = None,
     start: datetime | None = None, end: datetime | None = None,
     limit: Limit = None, cursor: Cursor = None,
-) -> Page:
+    features: Annotated[bool, Query(description="Include the moved features of each result.")]
+    = False,
+) -> Response:
     limit = _limit(request, limit, 500)
     start, end = _time_range(start, end)
-    stmt: Select[tuple[DriftResultRow]] = select(DriftResultRow).where(
-        DriftResultRow.model == model, DriftResultRow.window_end >= start,
-        DriftResultRow.window_end < end)
+    conditions = [DriftResultRow.model == model, DriftResultRow.window_end >= start,
+                  DriftResultRow.window_end < end]
     if version is not None:
-        stmt = stmt.where(DriftResultRow.model_version == version)
+        conditions.append(DriftResultRow.model_version == version)
     if family is not None:
-        stmt = stmt.where(DriftResultRow.family == family)
+        conditions.append(DriftResultRow.family == family)
     if cursor is not None:
         last = session.get(DriftResultRow, cursor)
         if last is None:
             raise ApiError(422, f"cursor {cursor} does not point at a result")
-        stmt = stmt.where(or_(DriftResultRow.window_end > last.window_end,
+        conditions.append(or_(DriftResultRow.window_end > last.window_end,
                               and_(DriftResultRow.window_end == last.window_end,
                                    DriftResultRow.id > last.id)))
-    rows = list(session.scalars(stmt.order_by(DriftResultRow.window_end, DriftResultRow.id)
-                                .limit(limit + 1)))
-    return _page(rows, limit, _result)
+    # Plain rows and one JSON encode: no ORM objects and no response-model re-validation on
+    # the hot read path (the response_model above still documents the shape).
+    columns = _RESULT_COLUMNS if features else _RESULT_COLUMNS[:-1]
+    keys = _RESULT_KEYS if features else _RESULT_KEYS[:-1]
+    rows = session.execute(select(*columns).where(*conditions)
+                           .order_by(DriftResultRow.window_end, DriftResultRow.id)
+                           .limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = []
+    for row in rows:
+        item = dict(zip(keys, row, strict=True))
+        item["window_end"] = item["window_end"].isoformat()
+        item["model"] = model
+        items.append(item)
+    body = {"items": items, "next_cursor": rows[-1].id if more else None}
+    return Response(json.dumps(body), media_type="application/json")
 
 
 def _transition(t: PolicyTransitionRow) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class ProfileError(DriftwatchError):
     """A stored profile cannot be read: unknown kind, newer schema, or a corrupt payload."""
 
 
-class MissingInput(DriftwatchError):
+class MissingInputError(DriftwatchError):
     """The logs lack what a family needs (e.g. no embeddings); the registry skips the family."""
 
 

@@ -4,8 +4,10 @@ The omnibus test is Pearson's chi-square test of homogeneity on the 2 x K table 
 (a two-sample test, so it stays honest when the reference is not much larger than the window);
 classes empty on both sides are dropped, and classes never seen in the reference are valid
 categories. The effect size depends on the kind: Cohen's w (``classes.chi2``), PSI
-(``classes.psi``) or Jensen-Shannon distance (``classes.js``) over smoothed shares. Each class is
-reported with its share before and after, a Holm-adjusted two-proportion p-value and Cohen's h.
+(``classes.psi``) or Jensen-Shannon distance (``classes.js``) over smoothed shares; for Cohen's
+w the floor is raised to twice the w a small reference's own sampling noise would produce. Each
+class is reported with its share before and after, a Holm-adjusted two-proportion p-value and
+Cohen's h.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from monitor.stats import (
 FAMILY = "classes"
 KINDS = ("classes.chi2", "classes.psi", "classes.js")
 PSEUDO_COUNT = 0.5
+#: The Cohen's w floor is at least this many times the w that the reference's own sampling
+#: noise produces, ``sqrt((K - 1) / (4 n_ref))``: a small reference cannot vouch for a small
+#: effect (10 classes: 0.079 at n_ref = 360, 0.016 at 10,000).
+REFERENCE_NOISE_MULTIPLE = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +97,10 @@ def score(profile: ClassesProfile, cur: LogBatch, cfg: FamilySettings) -> DriftR
     else:
         effect = float(cohens_w(ref_counts / max(n, 1.0), cur_counts / max(m, 1.0)))
     present = np.flatnonzero((ref_counts + cur_counts) > 0)
+    if profile.kind == "classes.chi2" and n > 0:
+        noise = np.sqrt(max(len(present) - 1, 0) / (4.0 * n))
+        floor = max(cfg.effect_floor, REFERENCE_NOISE_MULTIPLE * float(noise))
+        cfg = cfg.model_copy(update={"effect_floor": floor})
     _, p_cls = two_proportion_test(ref_counts[present], n, cur_counts[present], m)
     adj = adjust_pvalues(p_cls, "holm")
     ref_share = ref_counts[present] / max(n, 1.0)

@@ -122,11 +122,16 @@ def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> Dri
     if profile.kind == "confidence.ks":
         effect = np.array([*tests.statistic, abs(rate_cur - rate_ref)])
     else:
-        ref_counts = [profile.counts_conf, profile.counts_entropy,
-                      np.array([profile.low_count, n - profile.low_count])]
-        cur_counts = [bin_counts(x[:, 0], profile.edges_conf),
-                      bin_counts(x[:, 1], profile.edges_entropy),
-                      np.array([low_cur, m - low_cur])]
+        ref_counts = [
+            profile.counts_conf,
+            profile.counts_entropy,
+            np.array([profile.low_count, n - profile.low_count]),
+        ]
+        cur_counts = [
+            bin_counts(x[:, 0], profile.edges_conf),
+            bin_counts(x[:, 1], profile.edges_entropy),
+            np.array([low_cur, m - low_cur]),
+        ]
         effect = _effects(profile.kind, ref_counts, cur_counts)
     cur_mean = x.mean(axis=0) if m else np.zeros(2)
     stats = np.array([*tests.statistic, abs(float(z[0]))])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import MissingInput, ProfileBase, decide, finite, reservoir
+from monitor.detectors.base import MissingInputError, ProfileBase, decide, finite, reservoir
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import adjust_pvalues, fit_pca, ks_columns, median_gamma, mmd_test
@@ -58,10 +58,10 @@ class EmbeddingProfile(ProfileBase):
 
 def _embeddings(batch: LogBatch, what: str) -> np.ndarray:
     if batch.embeddings is None:
-        raise MissingInput(f"the {what} logs carry no embeddings")
+        raise MissingInputError(f"the {what} logs carry no embeddings")
     emb = np.asarray(batch.embeddings)
     if emb.ndim != 2 or emb.shape[1] == 0:
-        raise MissingInput(f"the {what} embeddings have shape {emb.shape}")
+        raise MissingInputError(f"the {what} embeddings have shape {emb.shape}")
     return emb
 
 
@@ -78,8 +78,17 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
         raise ValueError(f"unknown embedding method {kind!r}; known: {KINDS}")
     emb = _embeddings(ref, "reference")
     sample = emb[reservoir(len(emb), REF_ROWS, seed)].astype(np.float32)
-    mean, comps, _ = fit_pca(sample, N_COMPONENTS)
-    projected = (sample - mean) @ comps.T
+    # The projection is fitted on rows the KS tests never see: components fitted on the test's
+    # own reference rows overfit its variance, and windows then look "narrower" (false alarms).
+    held = np.setdiff1d(np.arange(len(emb)), reservoir(len(emb), REF_ROWS, seed))
+    if len(held) >= min(len(sample), 2 * N_COMPONENTS):
+        pca_rows = emb[held[reservoir(len(held), REF_ROWS, seed + 1)]]
+        ks_rows = sample
+    else:
+        half = np.random.default_rng(seed + 1).permutation(len(sample))
+        pca_rows, ks_rows = sample[half[::2]], sample[half[1::2]]
+    mean, comps, _ = fit_pca(pca_rows, N_COMPONENTS)
+    projected = (ks_rows - mean) @ comps.T
     return EmbeddingProfile(
         kind=kind,
         n_ref=len(ref),
@@ -124,10 +133,9 @@ def score(
     False
     """
     emb = _embeddings(cur, "window")
-    if emb.shape[1] != profile.sample.shape[1]:
-        raise MissingInput(
-            f"window embeddings have {emb.shape[1]} dimensions, the profile {profile.sample.shape[1]}"
-        )
+    dim = profile.sample.shape[1]
+    if emb.shape[1] != dim:
+        raise MissingInputError(f"window embeddings have {emb.shape[1]} dimensions, profile {dim}")
     order = content_order(emb, profile.seed)
     if profile.kind == "embedding.pca_ks":
         return _score_pca_ks(profile, emb[order[:PCA_ROWS]], len(emb), cfg)
@@ -190,8 +198,13 @@ def _score_pca_ks(
     features = _component_features(profile, emb, cfg)
     features = tuple(
         FeatureDrift(
-            name=f.name, statistic=f.statistic, p_value=f.p_value, effect_size=f.effect_size,
-            ref_value=f.ref_value, cur_value=f.cur_value, relative=False,
+            name=f.name,
+            statistic=f.statistic,
+            p_value=f.p_value,
+            effect_size=f.effect_size,
+            ref_value=f.ref_value,
+            cur_value=f.cur_value,
+            relative=False,
             drifted=decide(f.p_value, f.effect_size, cfg),
         )
         for f in features

@@ -5,7 +5,7 @@ reference sample; Holm's procedure turns the per-statistic p-values into one fam
 decision, and the effect size is the Wasserstein-1 distance in reference standard deviations
 (Evidently's normed Wasserstein), so a large window cannot flag a negligible move. A statistic
 drifts when its Holm-adjusted p-value is below alpha and its effect reaches the floor; the
-result names it with its direction ("brightness −18%").
+result names it with its direction and relative change (brightness 18% lower).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import MissingInput, ProfileBase, decide, finite, reservoir
+from monitor.detectors.base import MissingInputError, ProfileBase, decide, finite, reservoir
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import adjust_pvalues, ks_columns
@@ -56,7 +56,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> PixelProfile:
     ('pixel.ks', (1000, 13))
     """
     if ref.pixel is None:
-        raise MissingInput("the reference logs carry no pixel statistics")
+        raise MissingInputError("the reference logs carry no pixel statistics")
     kind = cfg.method or KINDS[0]
     if kind not in KINDS:
         raise ValueError(f"unknown pixel method {kind!r}; known: {KINDS}")
@@ -83,13 +83,13 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
     (True, 'brightness −18%')
     >>> score(prof, synthetic_batch(1000, seed=3), cfg).drifted
     False
-    """
+    """  # noqa: RUF002
     if cur.pixel is None:
-        raise MissingInput("the window's logs carry no pixel statistics")
+        raise MissingInputError("the window's logs carry no pixel statistics")
     where = {name: i for i, name in enumerate(cur.pixel_names)}
     cols = [i for i, name in enumerate(profile.names) if name in where]
     if not cols:
-        raise MissingInput("the window shares no pixel statistic with the profile")
+        raise MissingInputError("the window shares no pixel statistic with the profile")
     cur_pix = np.asarray(cur.pixel, dtype=np.float64)[:, [where[profile.names[i]] for i in cols]]
     tests = ks_columns(profile.sample[:, cols], cur_pix, ref_sorted=True)
     adjusted = adjust_pvalues(tests.p_value, "holm")

@@ -13,7 +13,7 @@ from typing import Any
 
 from monitor.batch import LogBatch
 from monitor.detectors import classes, confidence, embedding, pixel
-from monitor.detectors.base import MissingInput, ProfileBase, ProfileError
+from monitor.detectors.base import MissingInputError, ProfileBase, ProfileError
 from monitor.results import DriftResult
 from monitor.settings import FAMILIES as FAMILY_NAMES
 from monitor.settings import DetectorSettings, Family
@@ -67,7 +67,7 @@ def fit_all(
             continue
         try:
             profiles[name] = FAMILIES[name].fit(ref, cfg, seed=seed)
-        except MissingInput:
+        except MissingInputError:
             continue
     return profiles
 
@@ -101,7 +101,7 @@ def score_all(
             continue
         try:
             results.append(FAMILIES[name].score(profile, cur, cfg))
-        except MissingInput:
+        except MissingInputError:
             continue
     return results
 

@@ -90,7 +90,7 @@ def cohens_w(ref_shares: np.ndarray, cur_shares: np.ndarray) -> np.ndarray:
     s = r + c
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(s > 0, (r - c) ** 2 / (2.0 * np.where(s > 0, s, 1.0)), 0.0)
-    return np.sqrt(np.clip(terms.sum(axis=-1), 0.0, 1.0))
+    return np.asarray(np.sqrt(np.clip(terms.sum(axis=-1), 0.0, 1.0)))
 
 
 def cohens_h(ref_rate: np.ndarray, cur_rate: np.ndarray) -> np.ndarray:

@@ -88,7 +88,7 @@ def psi(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
     """
     r = np.asarray(ref, dtype=np.float64)
     c = np.asarray(cur, dtype=np.float64)
-    return np.sum((r - c) * np.log(r / c), axis=-1)
+    return np.asarray(np.sum((r - c) * np.log(r / c), axis=-1))
 
 
 def js_distance(ref: np.ndarray, cur: np.ndarray, base: float | None = None) -> np.ndarray:
@@ -110,7 +110,7 @@ def js_distance(ref: np.ndarray, cur: np.ndarray, base: float | None = None) -> 
     div = (kl_p.sum(axis=-1) + kl_q.sum(axis=-1)) / 2.0
     if base is not None:
         div = div / np.log(base)
-    return np.sqrt(np.maximum(div, 0.0))
+    return np.asarray(np.sqrt(np.maximum(div, 0.0)))
 
 
 def evidently_bins(

@@ -44,7 +44,7 @@ def subsample(x: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndar
 def _sq_dists(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xx = np.einsum("ij,ij->i", x, x)
     yy = np.einsum("ij,ij->i", y, y)
-    return np.maximum(xx[:, None] + yy[None, :] - 2.0 * (x @ y.T), 0.0)
+    return np.asarray(np.maximum(xx[:, None] + yy[None, :] - 2.0 * (x @ y.T), 0.0))
 
 
 def median_gamma(x: np.ndarray, max_rows: int = 1000, seed: int = 0) -> float:
@@ -93,14 +93,16 @@ def _quadratic_forms(matrix: np.ndarray, weights: np.ndarray, device: str | None
     square = matrix.shape[0] == matrix.shape[1] and matrix.shape[0] == weights.shape[1]
     if device is None:
         prod = weights @ matrix
-        return np.einsum("pn,pn->p", prod, weights) if square else np.einsum("pf,pf->p", prod, prod)
+        if square:
+            return np.asarray(np.einsum("pn,pn->p", prod, weights))
+        return np.asarray(np.einsum("pf,pf->p", prod, prod))
     import torch
 
     k = torch.from_numpy(matrix).to(device)
     w = torch.from_numpy(weights).to(device)
     prod_t = w @ k
     out = (prod_t * w).sum(dim=1) if square else (prod_t * prod_t).sum(dim=1)
-    return out.cpu().numpy()  # type: ignore[no-any-return]
+    return np.asarray(out.cpu().numpy())
 
 
 def fourier_features(x: np.ndarray, gamma: float, n_features: int, seed: int) -> np.ndarray:
@@ -118,7 +120,7 @@ def fourier_features(x: np.ndarray, gamma: float, n_features: int, seed: int) ->
     a = np.asarray(x, dtype=np.float32)
     omega = rng.normal(0.0, np.sqrt(2.0 * gamma), size=(a.shape[1], n_features)).astype(np.float32)
     phase = rng.uniform(0.0, 2.0 * np.pi, size=n_features).astype(np.float32)
-    return np.sqrt(np.float32(2.0 / n_features)) * np.cos(a @ omega + phase)
+    return np.asarray(np.sqrt(np.float32(2.0 / n_features)) * np.cos(a @ omega + phase))
 
 
 def mmd_test(

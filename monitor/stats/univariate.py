@@ -122,9 +122,7 @@ def ks_columns(
     # Integer counts keep the distribution functions exact (both reach exactly 1).
     cum_ref = np.cumsum(from_ref & ~missing, axis=1)
     cum_cur = np.cumsum(~from_ref & ~missing, axis=1)
-    diff = np.abs(
-        cum_ref / np.maximum(n_ref, 1)[:, None] - cum_cur / np.maximum(n_cur, 1)[:, None]
-    )
+    diff = np.abs(cum_ref / np.maximum(n_ref, 1)[:, None] - cum_cur / np.maximum(n_cur, 1)[:, None])
     # Only the last of a run of tied values is a point where both ECDFs are defined; the
     # order inside a run does not change the cumulative sum at its end.
     gaps = np.diff(values, axis=1)
@@ -159,4 +157,4 @@ def wasserstein_norm(ref: np.ndarray, cur: np.ndarray, min_scale: float = 1e-3) 
     """
     a = _as_2d(ref)
     scale = np.maximum(np.nan_to_num(np.nanstd(a, axis=0), nan=0.0), min_scale)
-    return ks_columns(a, cur).wasserstein / scale
+    return np.asarray(ks_columns(a, cur).wasserstein / scale)
