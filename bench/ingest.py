@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -135,70 +136,79 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="dw-bench-"))
-    with LocalBroker() as broker:
+    try:
+        with LocalBroker() as broker:
 
-        def topic_with(n: int) -> KafkaSettings:
-            tag = uuid.uuid4().hex[:8]
-            kafka = KafkaSettings(
-                bootstrap_servers=[broker.bootstrap],
-                predictions_topic=f"p-{tag}",
-                labels_topic=f"l-{tag}",
-                dead_letter_topic=f"d-{tag}",
-                group_id=f"g-{tag}",
-            )
-            broker.create_topics(
-                [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic]
-            )
-            t0 = time.perf_counter()
-            size = 0
-            for start in range(0, n, 50_000):  # in chunks, so the bench's own RSS stays small
-                payload = messages(min(50_000, n - start), seed=start)
-                size += sum(len(p) for p in payload)
-                produce(broker.bootstrap, kafka.predictions_topic, payload)
-                del payload
+            def topic_with(n: int) -> KafkaSettings:
+                tag = uuid.uuid4().hex[:8]
+                kafka = KafkaSettings(
+                    bootstrap_servers=[broker.bootstrap],
+                    predictions_topic=f"p-{tag}",
+                    labels_topic=f"l-{tag}",
+                    dead_letter_topic=f"d-{tag}",
+                    group_id=f"g-{tag}",
+                )
+                broker.create_topics(
+                    [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic]
+                )
+                t0 = time.perf_counter()
+                size = 0
+                for start in range(0, n, 50_000):  # in chunks, so the bench's own RSS stays small
+                    payload = messages(min(50_000, n - start), seed=start)
+                    size += sum(len(p) for p in payload)
+                    produce(broker.bootstrap, kafka.predictions_topic, payload)
+                    del payload
+                print(
+                    f"  produced {n} messages ({size / n:.0f} B each) "
+                    f"in {time.perf_counter() - t0:.1f}s"
+                )
+                return kafka
+
+            n = args.n
             print(
-                f"  produced {n} messages ({size / n:.0f} B each) "
-                f"in {time.perf_counter() - t0:.1f}s"
+                f"messages: {n}, 128-d float16 embedding, 10 classes, {len(STAT_NAMES)} pixel stats"
             )
-            return kafka
-
-        n = args.n
-        print(f"messages: {n}, 128-d float16 embedding, 10 classes, {len(STAT_NAMES)} pixel stats")
-        kafka = topic_with(n)
-        raw = raw_consume(kafka, n)
-        print(f"raw kafka-python consume:   {raw:>9,.0f} msg/s")
-        sqlite_url = f"sqlite:///{tmp / 'bench.db'}"
-        migrate.upgrade(sqlite_url)
-        rate, _ = driftwatch(kafka, sqlite_url, n)
-        print(f"driftwatch -> SQLite:       {rate:>9,.0f} msg/s  ratio {rate / raw:.2f}")
-        if not args.no_pg:
-            name = f"dw_bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            pg_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-            try:
-                migrate.upgrade(pg_url)
-                kafka_pg = kafka.model_copy(update={"group_id": f"g-{uuid.uuid4().hex[:8]}"})
-                rate, _ = driftwatch(kafka_pg, pg_url, n)
-                print(f"driftwatch -> PostgreSQL:   {rate:>9,.0f} msg/s  ratio {rate / raw:.2f}")
-            finally:
+            kafka = topic_with(n)
+            raw = raw_consume(kafka, n)
+            print(f"raw kafka-python consume:   {raw:>9,.0f} msg/s")
+            sqlite_url = f"sqlite:///{tmp / 'bench.db'}"
+            migrate.upgrade(sqlite_url)
+            rate, _ = driftwatch(kafka, sqlite_url, n)
+            print(f"driftwatch -> SQLite:       {rate:>9,.0f} msg/s  ratio {rate / raw:.2f}")
+            if not args.no_pg:
+                name = f"dw_bench_{uuid.uuid4().hex[:8]}"
+                admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
                 with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
-        if args.long_factor > 1:
-            long_n = n * args.long_factor
-            print(f"memory: {long_n} messages into SQLite")
-            kafka_long = topic_with(long_n)
-            long_url = f"sqlite:///{tmp / 'long.db'}"
-            migrate.upgrade(long_url)
-            rate, rss = driftwatch(kafka_long, long_url, long_n, sample_rss=True)
-            tenth = rss[max(len(rss) // 10 - 1, 0)] if rss else float("nan")
-            print(
-                f"driftwatch -> SQLite (10x): {rate:>9,.0f} msg/s; RSS at 10% {tenth:.0f} MiB, "
-                f"max {max(rss, default=float('nan')):.0f} MiB, "
-                f"end {rss[-1] if rss else float('nan'):.0f} MiB"
-            )
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                pg_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+                try:
+                    migrate.upgrade(pg_url)
+                    kafka_pg = kafka.model_copy(update={"group_id": f"g-{uuid.uuid4().hex[:8]}"})
+                    rate, _ = driftwatch(kafka_pg, pg_url, n)
+                    print(
+                        f"driftwatch -> PostgreSQL:   {rate:>9,.0f} msg/s  ratio {rate / raw:.2f}"
+                    )
+                finally:
+                    with admin.connect() as conn:
+                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    admin.dispose()
+            if args.long_factor > 1:
+                long_n = n * args.long_factor
+                print(f"memory: {long_n} messages into SQLite")
+                kafka_long = topic_with(long_n)
+                long_url = f"sqlite:///{tmp / 'long.db'}"
+                migrate.upgrade(long_url)
+                rate, rss = driftwatch(kafka_long, long_url, long_n, sample_rss=True)
+                tenth = rss[max(len(rss) // 10 - 1, 0)] if rss else float("nan")
+                print(
+                    f"driftwatch -> SQLite ({args.long_factor}x): {rate:>9,.0f} msg/s; "
+                    f"RSS at 10% {tenth:.0f} MiB, "
+                    f"max {max(rss, default=float('nan')):.0f} MiB, "
+                    f"end {rss[-1] if rss else float('nan'):.0f} MiB"
+                )
+
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

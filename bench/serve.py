@@ -184,26 +184,31 @@ def bench_api(url: str, requests: int) -> dict[str, float]:
             "mean_ms": statistics.fmean(drift)}
 
 
+def _print_evaluation(ev: dict[str, float]) -> None:
+    print(f"evaluation: {ev['windows']} windows ({ev['logs']:,} logs, 20 models) in "
+          f"{ev['tick_s']:.1f} s = {ev['per_window_ms']:.0f} ms/window "
+          f"({ev['decisions']} policy transitions)")
+    print(f"  at 20,000 logs/s: {ev['windows_per_traffic_minute']:.0f} windows per minute "
+          f"of traffic -> {ev['eval_s_per_traffic_minute']:.1f} s of evaluation per 60 s "
+          f"(real-time factor {ev['eval_s_per_traffic_minute'] / 60:.2f})")
+    print(f"  (peer: storing the logs ran at {ev['write_logs_per_s']:,.0f} logs/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=3, help="Windows per model to evaluate.")
     parser.add_argument("--max-count", type=int, default=1000, help="Logs per window.")
     parser.add_argument("--minutes", type=int, default=5, help="Window length of the history.")
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--api-only", action="store_true", help="Skip the evaluation part.")
     args = parser.parse_args()
     name = f"dw_bench_{uuid.uuid4().hex[:8]}"
     _admin(f'CREATE DATABASE "{name}"')
     url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
     try:
         migrate.upgrade(url)
-        ev = bench_evaluation(url, args.windows, args.max_count)
-        print(f"evaluation: {ev['windows']} windows ({ev['logs']:,} logs, 20 models) in "
-              f"{ev['tick_s']:.1f} s = {ev['per_window_ms']:.0f} ms/window "
-              f"({ev['decisions']} policy transitions)")
-        print(f"  at 20,000 logs/s: {ev['windows_per_traffic_minute']:.0f} windows per minute "
-              f"of traffic -> {ev['eval_s_per_traffic_minute']:.1f} s of evaluation per 60 s "
-              f"(real-time factor {ev['eval_s_per_traffic_minute'] / 60:.2f})")
-        print(f"  (peer: storing the logs ran at {ev['write_logs_per_s']:,.0f} logs/s)")
+        if not args.api_only:
+            _print_evaluation(bench_evaluation(url, args.windows, args.max_count))
         rows = fill_history(url, args.minutes)
         api = bench_api(url, args.requests)
         print(f"api: drift history of 1 model over 7 days (first page of 500, store holds "

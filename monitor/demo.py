@@ -8,7 +8,9 @@ receiver prints the alert; the camera is fixed, the alert resolves; a timeline c
 
 The run is a list of stages (functions of one :class:`Demo`), so later work can append its own:
 ``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (engineer
-C's retrain -> INT8 canary -> rollout -> promotion goes there).
+C's retrain -> INT8 canary -> rollout -> promotion goes there). Stages run in this order:
+``start_services, train_model, fit_reference, clean_traffic, camera_change, *after_alert,
+camera_fixed, print_timeline``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Phase:
 
 
 PHASES = (Phase("reference", 4), Phase("clean", 3), Phase("camera changed", 4, 0.25, 1.0),
-          Phase("camera fixed", 3))
+          Phase("camera fixed", 4))
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Demo:
     labels: np.ndarray | None = None
     window_phase: dict[int, str] = field(default_factory=dict)
     logged: int = 0
+    shifted: Phase | None = None
+    fix_camera: bool = True
     clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(
         second=0, microsecond=0) - timedelta(minutes=20))
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
@@ -136,12 +140,16 @@ def train_model(demo: Demo) -> None:
     torch.set_num_threads(2)
     train, holdout = train_holdout(seed=0)
     cache = demo.workdir.parent / "demo-digits-cnn-v1.pt"
+    demo.net = None
     if cache.is_file():
-        demo.net = DigitsNet()
-        demo.net.load_state_dict(torch.load(cache, weights_only=True))
-        demo.net.eval()
-        demo.say(f"loaded the digits CNN trained by an earlier run ({cache})")
-    else:
+        try:
+            net = DigitsNet()
+            net.load_state_dict(torch.load(cache, weights_only=True))
+            demo.net = net.eval()
+            demo.say(f"loaded the digits CNN trained by an earlier run ({cache})")
+        except (RuntimeError, OSError, ValueError):  # an older architecture: train again
+            demo.net = None
+    if demo.net is None:
         demo.say(f"training the digits CNN on {len(train.labels)} images ...")
         demo.net = train_classifier(train.images, train.labels, epochs=10, seed=0)
         torch.save(demo.net.state_dict(), cache)
@@ -196,13 +204,29 @@ def fit_reference(demo: Demo) -> None:
     _evaluate(demo, phase)
 
 
-def run_traffic(demo: Demo) -> None:
-    """Clean windows, then the camera change, then the fix; evaluate after each window."""
-    for phase in PHASES[1:]:
-        demo.say(f"--- {phase.name}: {phase.camera}")
-        for _ in range(phase.windows):
-            serve_window(demo, phase)
-            _evaluate(demo, phase)
+def run_phase(demo: Demo, phase: Phase) -> None:
+    """Serve ``phase.windows`` windows through its camera, evaluating after each."""
+    demo.say(f"--- {phase.name}: {phase.camera}")
+    for _ in range(phase.windows):
+        serve_window(demo, phase)
+        _evaluate(demo, phase)
+
+
+def clean_traffic(demo: Demo) -> None:
+    """A few windows like the reference: nothing should happen."""
+    run_phase(demo, PHASES[1])
+
+
+def camera_change(demo: Demo) -> None:
+    """The camera gets brighter and blurred: the monitor warns, then pages once."""
+    demo.shifted = PHASES[2]
+    run_phase(demo, PHASES[2])
+
+
+def camera_fixed(demo: Demo) -> None:
+    """The camera is fixed (unless an after-alert stage cleared ``demo.fix_camera``)."""
+    if demo.fix_camera:
+        run_phase(demo, PHASES[3])
 
 
 def print_timeline(demo: Demo) -> None:
@@ -251,16 +275,26 @@ def print_timeline(demo: Demo) -> None:
                    f"{w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
                    + " ".join(cells) + f"  {what}")
     paged = [a for a in alerts if a.paged]
+    for a in paged:
+        moved = ", ".join(a.evidence.get("top_features", [])[:3])
+        group = [b for b in alerts if b.id == a.id or b.grouped_into == a.id]
+        done = [b.resolved_at for b in group if b.resolved_at is not None]
+        end = (f"all {len(group)} families resolved by {max(done):%H:%M}"
+               if len(done) == len(group) else "STILL FIRING")
+        click.echo(f"\nIncident #{a.id}: {a.model} {a.model_version} paged at {a.opened_at:%H:%M} "
+                   f"({a.severity}, {a.family}: {moved}); {end}.")
     click.echo(f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
                f"{len(paged)} page(s); deliveries: "
                + ", ".join(f"{d.event} to {d.channel}" for d in sent))
 
 
 def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")) -> Demo:
-    """Run every stage; ``after_alert`` stages run after the alert loop, before the timeline."""
+    """Run every stage; ``after_alert`` stages run once the policy has paged, while the camera
+    is still changed (serve more traffic with ``serve_window(demo, demo.shifted)``); set
+    ``demo.fix_camera = False`` to skip the camera-fixed phase."""
     demo = Demo(workdir=workdir)
-    stages: list[Stage] = [start_services, train_model, fit_reference, run_traffic,
-                           *after_alert, print_timeline]
+    stages: list[Stage] = [start_services, train_model, fit_reference, clean_traffic,
+                           camera_change, *after_alert, camera_fixed, print_timeline]
     try:
         for stage in stages:
             stage(demo)

@@ -43,10 +43,16 @@ def _start_scheduler(settings: Settings) -> object:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run one tick and exit (cron style).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve this process's Prometheus metrics (deliveries, tick times) here.")
 @click.pass_context
-def evaluate(ctx: click.Context, once: bool) -> None:
+def evaluate(ctx: click.Context, once: bool, metrics_port: int | None) -> None:
     """Evaluate closed windows on a schedule, decide and send alerts."""
     settings = settings_of(ctx)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
     if once:
         from monitor.scheduler import Evaluator
         from monitor.store.db import make_engine

@@ -134,7 +134,9 @@ class FamilySettings(_Section):
 class DetectorSettings(_Section):
     """Per-family settings, with per-model overrides (``overrides[model][family]``)."""
 
-    embedding: FamilySettings = FamilySettings(method="embedding.mmd", effect_floor=0.02)
+    # Effect floors are in each kind's own units: MMD^2 (embedding.mmd), normed Wasserstein
+    # (pixel.ks), KS D (confidence.ks), Cohen's w (classes.chi2); see docs/detection.md.
+    embedding: FamilySettings = FamilySettings(method="embedding.mmd", effect_floor=0.002)
     pixel: FamilySettings = FamilySettings(method="pixel.ks", effect_floor=0.1)
     confidence: FamilySettings = FamilySettings(method="confidence.ks", effect_floor=0.1)
     classes: FamilySettings = FamilySettings(method="classes.chi2", effect_floor=0.1)

@@ -131,3 +131,47 @@ def tick(ctx: click.Context) -> None:
                 f"rollout {ro.id} {ro.model} {ro.candidate_version}: "
                 f"{tick_rollout(s, settings, store, target, ro)}"
             )
+
+
+@retrain.command("rollouts")
+@click.option("--model", default=None)
+@click.pass_context
+def rollouts(ctx: click.Context, model: str | None) -> None:
+    """Rollouts with every step's weight, outcome and reason."""
+    from sqlalchemy import select
+
+    from monitor.store.retrain_tables import Rollout
+    from retrain.rollout import steps
+
+    with unit_of_work(_sessions(ctx)) as s:
+        query = select(Rollout).order_by(Rollout.id.desc())
+        if model is not None:
+            query = query.where(Rollout.model == model)
+        for ro in s.scalars(query):
+            click.echo(
+                f"rollout {ro.id} {ro.model} {ro.stable_version} -> {ro.candidate_version} "
+                f"{ro.state} at {ro.plan[ro.step_index]}%: {ro.reason or ''}"
+            )
+            for st in steps(s, ro.id):
+                click.echo(f"  {st.weight:>3}% {st.outcome:<8} {st.reason}")
+
+
+@retrain.command("rollback")
+@click.argument("rollout_id", type=int)
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.pass_context
+def rollback(ctx: click.Context, rollout_id: int, reason: str) -> None:
+    """Roll a running canary back by hand: publish the stable arm only."""
+    from monitor.errors import NotFound
+    from monitor.store.retrain_tables import Rollout
+    from retrain.deploy import target_from_settings
+    from retrain.rollout import finish
+
+    settings = settings_of(ctx)
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    with unit_of_work(_sessions(ctx)) as s:
+        ro = s.get(Rollout, rollout_id)
+        if ro is None:
+            raise NotFound(f"rollout {rollout_id} does not exist")
+        finish(s, store, target_from_settings(settings.retrain), ro, False, f"manual: {reason}")
+        click.echo(f"rollout {rollout_id} rolled back; serving {ro.stable_version}")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
 from monitor.store.retrain_tables import RegistryEvent, RetrainJob
+from retrain import observe
 
 Source = Literal["policy", "schedule", "manual"]
 
@@ -89,6 +90,7 @@ def enqueue_job(
             detail={"source": source, "reason": reason, "key": full_key},
         )
     )
+    observe.job_state(model, "queued")
     return job, True
 
 
@@ -124,6 +126,7 @@ def transition(session: Session, job: RetrainJob, state: str, note: str = "") ->
             detail={"note": note},
         )
     )
+    observe.job_state(job.model, state)
     session.flush()
     return job
 

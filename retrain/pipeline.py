@@ -27,7 +27,7 @@ from monitor.errors import DriftwatchError, NotFound
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport, ModelVersion
-from retrain import jobs, registry
+from retrain import jobs, observe, registry
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def publish_version(
         st.write("onnx_fp32", "model.fp32.onnx", fp32)
         st.write("onnx_int8", "model.int8.onnx", int8)
     metrics = {**register_kw.pop("metrics", {}), **figures}
+    observe.version_figures(model, version, figures)
     return registry.register(session, model, version, st.artifacts, metrics=metrics, **register_kw)
 
 
@@ -279,6 +280,7 @@ def _run(
         sizes,
         cfg,
     )
+    observe.gate_agreement(model, report.agreement_recent)
     with unit_of_work(sessions) as session:
         session.add(
             CanaryReport(

@@ -31,7 +31,7 @@ from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError, NotFound
 from monitor.settings import Settings
 from monitor.store.retrain_tables import ModelVersion, Rollout, RolloutStep
-from retrain import registry
+from retrain import observe, registry
 from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped
 
 
@@ -87,6 +87,7 @@ def start(
     session.add(rollout)
     session.flush()
     _publish(store, target, rollout, stable, candidate)
+    observe.rollout_event(candidate.model, "started", candidate.version, plan[0], 0)
     registry.audit(
         session,
         candidate.model,
@@ -287,26 +288,46 @@ def tick(
         rollout.step_index += 1
         rollout.step_started_at = now
         _publish(store, target, rollout, stable, candidate)
+        weight = rollout.plan[rollout.step_index]
+        observe.rollout_event(rollout.model, "step", candidate.version, weight, rollout.step_index)
         registry.audit(
             session,
             rollout.model,
             candidate.version,
             "rollout_advanced",
             rollout_id=rollout.id,
-            weight=rollout.plan[rollout.step_index],
+            weight=weight,
             reason=reason,
         )
     else:
-        rollout.state = "promoted" if outcome == "promote" else "rolled_back"
-        rollout.reason = reason
-        rollout.finished_at = now
-        winner = candidate if outcome == "promote" else stable
-        registry.set_state(
-            session, candidate, "promoted" if outcome == "promote" else "rolled_back", reason
-        )
-        publish_stable(store, target, winner, rollout.id)
+        finish(session, store, target, rollout, outcome == "promote", reason, now)
     session.flush()
     return outcome
+
+
+def finish(
+    session: Session,
+    store: registry.ArtifactStore,
+    target: DeploymentTarget,
+    rollout: Rollout,
+    promote: bool,
+    reason: str,
+    now: datetime | None = None,
+) -> None:
+    """End ``rollout``: promote the candidate, or roll back to the stable version; publish."""
+    if rollout.state != "running":
+        raise DriftwatchError(f"rollout {rollout.id} is already {rollout.state}")
+    candidate = registry.get_version(session, rollout.model, rollout.candidate_version)
+    stable = registry.get_version(session, rollout.model, rollout.stable_version)
+    rollout.state = "promoted" if promote else "rolled_back"
+    rollout.reason = reason
+    rollout.finished_at = now or datetime.now(UTC)
+    registry.set_state(session, candidate, rollout.state, reason)
+    publish_stable(store, target, candidate if promote else stable, rollout.id)
+    observe.rollout_event(
+        rollout.model, rollout.state, candidate.version, 100 if promote else 0, rollout.step_index
+    )
+    session.flush()
 
 
 def active(session: Session, model: str | None = None) -> list[Rollout]:

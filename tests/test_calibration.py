@@ -14,7 +14,9 @@ import math
 import numpy as np
 import pytest
 
+from monitor.batch import LogBatch
 from monitor.detectors import registry
+from monitor.detectors.base import ProfileBase
 from monitor.detectors.simulate import synthetic_batch
 from monitor.settings import FAMILIES, DetectorSettings, Family
 
@@ -31,12 +33,12 @@ def _settings() -> DetectorSettings:
 
 
 @pytest.fixture(scope="module")
-def profiles() -> dict[Family, object]:
+def profiles() -> dict[Family, ProfileBase]:
     ref = synthetic_batch(10_000, seed=10_000, dim=DIM)
     return dict(registry.fit_all(ref, _settings(), "calibration", seed=0))
 
 
-def _window(family: Family, n: int, seed: int):  # type: ignore[no-untyped-def]
+def _window(family: Family, n: int, seed: int) -> LogBatch:
     return synthetic_batch(
         n, seed=seed, dim=DIM, embeddings=family == "embedding", pixel=family == "pixel"
     )
@@ -48,7 +50,7 @@ def _limit(alpha: float, n_windows: int) -> float:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_alarm_rate_at_most_alpha_at_every_window_size(
-    family: Family, profiles: dict[Family, object]
+    family: Family, profiles: dict[Family, ProfileBase]
 ) -> None:
     settings = _settings()
     cfg = settings.for_model("calibration", family)

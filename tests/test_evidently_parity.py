@@ -120,3 +120,19 @@ def test_our_chi_square_stays_finite_where_evidentlys_breaks() -> None:
     stat, p, _ = chi2_homogeneity(np.bincount(ref, minlength=11), np.bincount(cur, minlength=11))
     assert np.isfinite(stat) and 0.0 < p < 0.01
     assert not (np.isfinite(p_evidently) and p_evidently > 0)
+
+
+def test_goodness_of_fit_over_rejects_where_homogeneity_does_not() -> None:
+    """Why the class detector does not use Evidently's test: equal sizes, no shift."""
+    from monitor.stats import chi2_homogeneity
+
+    rng = np.random.default_rng(11)
+    shares = np.r_[np.full(9, 0.105), 0.055]
+    n_trials, alpha = 300, 0.05
+    gof = homog = 0
+    for _ in range(n_trials):
+        ref, cur = rng.multinomial(1000, shares), rng.multinomial(1000, shares)
+        gof += chi2_goodness_of_fit(ref, cur)[1] < alpha
+        homog += chi2_homogeneity(ref, cur)[1] < alpha
+    assert homog <= alpha * n_trials + 3 * np.sqrt(n_trials * alpha * (1 - alpha))
+    assert gof > 3 * alpha * n_trials

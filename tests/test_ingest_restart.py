@@ -47,7 +47,7 @@ def _start(config: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_sigkill_mid_stream_then_restart(
+def test_sigkill_and_sigterm_mid_stream_then_restart(
     pg_url: str,
     make_topics: Callable[..., KafkaSettings],
     settings_for: Callable[..., Settings],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -320,6 +321,34 @@ def test_database_outage_stops_commits_and_retries(
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
+
+
+def test_locked_sqlite_stops_commits_and_retries(
+    sqlite_url: str,
+    make_topics: Callable[..., KafkaSettings],
+    settings_for: Callable[..., Settings],
+) -> None:
+    kafka = make_topics()
+    # a short busy timeout, so each attempt against the locked file fails fast
+    engine = create_engine(sqlite_url, connect_args={"timeout": 0.1})
+    worker = IngestWorker(settings_for(sqlite_url, kafka, ingest=FAST), engine=engine)
+    path = sqlite_url.removeprefix("sqlite:///")
+    values = [encode_prediction("digits", "v1", f"c{i}", [0.3, 0.7]) for i in range(100)]
+    with running(worker):
+        wait_for(lambda: worker.assignment != frozenset(), what="the assignment")
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # the database is locked by someone else
+        try:
+            produce(kafka, kafka.predictions_topic, values)
+            wait_for(lambda: worker.stats.store_retries >= 3, what="retries")
+            assert committed(kafka) == 0 and worker.stats.stored == 0
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_for(lambda: worker.stats.stored == 100, what="recovery")
+    assert worker.stats.duplicates == 0 and committed(kafka) == 100
+    assert count_rows(sqlite_url) == 100
+    engine.dispose()
 
 
 def test_two_workers_share_partitions_and_take_over(

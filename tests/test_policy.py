@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -144,11 +145,11 @@ def test_pages_are_spaced_by_the_cooldown(pattern: str, rules: PolicySettings,
                                           minutes: int) -> None:
     _, transitions = run(pattern, rules, minutes=minutes)
     pages = [t.at for t in transitions if t.to_state == "alert" and t.notify]
-    gaps = [b - a for a, b in zip(pages, pages[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pages)]
     assert all(g >= timedelta(seconds=rules.cooldown_seconds) for g in gaps)
     # every alert is followed by a resolve before the next alert
     kinds = [t.to_state for t in transitions if t.to_state in ("alert", "resolved")]
-    assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(kinds))
 
 
 @settings(max_examples=200, deadline=None)

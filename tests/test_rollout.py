@@ -234,3 +234,28 @@ def test_close_the_loop_promotes_a_better_model(
     assert [s["weight"] for s in out["steps"]] == [5, 25, 50, 100]
     assert out["accuracy_after"] >= out["accuracy_before"] + 0.15
     assert any(line.startswith("gate: verdict: PASS") for line in lines)
+
+
+def test_manual_rollback_from_the_cli_publishes_stable_and_counts(canary: tuple) -> None:
+    from click.testing import CliRunner
+    from prometheus_client import REGISTRY
+
+    from retrain.cli import retrain
+
+    settings, _, rollout_id = canary
+    sample = {"model": "digits", "event": "rolled_back"}
+    before = REGISTRY.get_sample_value("driftwatch_rollout_events_total", sample) or 0.0
+    runner = CliRunner()
+    out = runner.invoke(retrain, ["rollback", str(rollout_id), "--reason", "pager says so"],
+                        obj=settings)
+    assert out.exit_code == 0, out.output
+    assert "serving v1" in out.output
+    assert REGISTRY.get_sample_value("driftwatch_rollout_events_total", sample) == before + 1
+    spec = FileTarget(settings.retrain.deployment_spec_path).read()
+    assert spec is not None and spec.canary is None and spec.stable.version == "v1"
+    listing = runner.invoke(retrain, ["rollouts"], obj=settings)
+    assert "rolled_back at 5%: manual: pager says so" in listing.output
+    again = runner.invoke(retrain, ["rollback", str(rollout_id), "--reason", "again"], obj=settings)
+    assert again.exit_code != 0 and "already rolled_back" in str(again.exception)
+    versions = runner.invoke(retrain, ["versions"], obj=settings)
+    assert "v2" in versions.output and "rolled_back" in versions.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -98,7 +97,8 @@ def test_two_schedulers_on_postgresql_evaluate_each_window_once_and_alert_once(
         engines = [make_engine(settings.database) for _ in range(2)]
         start = datetime.now(UTC) - timedelta(hours=1)
         seed_store(session_factory(engines[0]), settings, clean=2, shifted=4, start=start)
-        evaluators = [CountingEvaluator(e, settings, batch_size=2, settle_seconds=0) for e in engines]
+        evaluators = [CountingEvaluator(e, settings, batch_size=2, settle_seconds=0)
+                      for e in engines]
         schedulers = [build_scheduler(ev, key=f"replica-{i}") for i, ev in enumerate(evaluators)]
         for s in schedulers:
             s.start()

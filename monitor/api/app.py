@@ -68,12 +68,12 @@ def _token_ok(request: Request, settings: Settings) -> None:
         raise ApiError(401, "invalid bearer token")
 
 
-def require_write(request: Request) -> None:
-    """Dependency of every write route."""
+async def require_write(request: Request) -> None:
+    """Dependency of every write route (async: no I/O, so no thread hop)."""
     _token_ok(request, request.app.state.settings)
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     """Dependency of every read route: open unless ``api.protect_reads``."""
     settings: Settings = request.app.state.settings
     if settings.api.protect_reads:

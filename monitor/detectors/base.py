@@ -37,7 +37,15 @@ _META = "__meta__"
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ProfileBase:
-    """Serialisation shared by every family's profile (subclass fields only, no behaviour)."""
+    """Serialisation shared by every family's profile (subclass fields only, no behaviour).
+
+    >>> from monitor.detectors import classes
+    >>> from monitor.detectors.simulate import synthetic_batch
+    >>> prof = classes.fit(synthetic_batch(300, seed=0), FamilySettings(method="classes.chi2"))
+    >>> back = classes.ClassesProfile.from_bytes(prof.to_bytes())
+    >>> back.kind, back.n_ref, bool((back.counts == prof.counts).all())
+    ('classes.chi2', 300, True)
+    """
 
     SCHEMA_VERSION: ClassVar[int] = 1
 

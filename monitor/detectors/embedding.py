@@ -39,6 +39,8 @@ MAX_ROWS = 500
 N_FEATURES = 128
 N_PERMUTATIONS = 200
 N_COMPONENTS = 16
+#: Columns hashed first by :func:`content_order`.
+HASH_COLUMNS = 16
 #: Window rows used by ``embedding.pca_ks`` (a content-hashed sample beyond that).
 PCA_ROWS = 5000
 
@@ -112,11 +114,26 @@ def content_order(x: np.ndarray, seed: int = 0) -> np.ndarray:
     >>> bool((x[content_order(x)] == x[::-1][content_order(x[::-1])]).all())
     True
     """
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    mult = np.random.default_rng(seed).integers(1, 2**32, size=bits.shape[1], dtype=np.uint64) | 1
-    key = (bits * mult).sum(axis=1) & np.uint64(0xFFFFFFFF)
-    key = (key * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
-    return np.lexsort((bits.sum(axis=1), key))
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    # Hash a few columns first (cheap); if that leaves two different rows with one key, hash all.
+    for cols in (bits[:, :HASH_COLUMNS], bits):
+        wide = cols.astype(np.uint64)
+        mult = np.random.default_rng(seed).integers(1, 2**32, size=wide.shape[1], dtype=np.uint64)
+        # Multiply-add hash modulo 2**64 (numpy integer arithmetic wraps around).
+        key = (wide * (mult | np.uint64(1))).sum(axis=1) * np.uint64(0x9E3779B97F4A7C15)
+        order = np.argsort(key, kind="stable")
+        same = key[order][1:] == key[order][:-1]
+        if not same.any():
+            return order
+        rows = bits[order]
+        if not (rows[1:][same] != rows[:-1][same]).any():
+            return _canonical(order, key, bits)
+    return _canonical(order, key, bits)
+
+
+def _canonical(order: np.ndarray, key: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Break ties of equal keys by the rows' bits, so equal rows keep a fixed relative order."""
+    return np.lexsort((*bits.T[::-1], key)) if len(order) else order
 
 
 def score(

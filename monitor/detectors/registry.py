@@ -9,14 +9,13 @@ and one line in :data:`FAMILIES`.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 from monitor.batch import LogBatch
 from monitor.detectors import classes, confidence, embedding, pixel
 from monitor.detectors.base import MissingInputError, ProfileBase, ProfileError
 from monitor.results import DriftResult
 from monitor.settings import FAMILIES as FAMILY_NAMES
-from monitor.settings import DetectorSettings, Family
+from monitor.settings import DetectorSettings, Family, FamilySettings
 
 #: Family name -> its module (each exports ``KINDS``, ``fit`` and ``score``).
 FAMILIES: dict[Family, ModuleType] = {
@@ -127,6 +126,14 @@ def load_profile(kind: str, schema_version: int, payload: bytes) -> ProfileBase:
     return profile
 
 
-def score_one(profile: ProfileBase, cur: LogBatch, cfg: Any) -> DriftResult:
-    """Score one profile of any kind (the family is read from its kind)."""
-    return FAMILIES[family_of(profile.kind)].score(profile, cur, cfg)  # type: ignore[no-any-return]
+def score_one(profile: ProfileBase, cur: LogBatch, cfg: FamilySettings) -> DriftResult:
+    """Score one profile of any kind (the family is read from its kind).
+
+    >>> from monitor.detectors.simulate import synthetic_batch
+    >>> cfg = FamilySettings(method="classes.psi")
+    >>> prof = FAMILIES["classes"].fit(synthetic_batch(500, seed=0), cfg)
+    >>> score_one(prof, synthetic_batch(200, seed=1), cfg).kind
+    'classes.psi'
+    """
+    result: DriftResult = FAMILIES[family_of(profile.kind)].score(profile, cur, cfg)
+    return result

@@ -16,6 +16,7 @@ heuristic); Rahimi & Recht (2007), "Random features for large-scale kernel machi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -99,10 +100,23 @@ def _quadratic_forms(matrix: np.ndarray, weights: np.ndarray, device: str | None
     import torch
 
     k = torch.from_numpy(matrix).to(device)
-    w = torch.from_numpy(weights).to(device)
+    w = torch.as_tensor(np.array(weights)).to(device)
     prod_t = w @ k
     out = (prod_t * w).sum(dim=1) if square else (prod_t * prod_t).sum(dim=1)
     return np.asarray(out.cpu().numpy())
+
+
+@lru_cache(maxsize=16)
+def _permutation_weights(n: int, m: int, n_permutations: int, seed: int) -> np.ndarray:
+    """Row 0: the observed split's weights (1/n, -1/m); then one row per permutation.
+
+    Deterministic for its arguments, so windows of equal size share them (cached, read-only).
+    """
+    base = np.concatenate([np.full(n, 1.0 / n), np.full(m, -1.0 / m)])
+    perms = np.random.default_rng([seed, n, m]).permuted(np.tile(base, (n_permutations, 1)), axis=1)
+    out = np.vstack([base, perms])
+    out.flags.writeable = False
+    return out
 
 
 def fourier_features(x: np.ndarray, gamma: float, n_features: int, seed: int) -> np.ndarray:
@@ -161,9 +175,7 @@ def mmd_test(
         return MMDTest(statistic=0.0, p_value=1.0, n_x=n, n_y=m)
     pooled = np.concatenate([xs, ys])
     g = gamma if gamma is not None else median_gamma(pooled, seed=seed)
-    base = np.concatenate([np.full(n, 1.0 / n), np.full(m, -1.0 / m)])
-    perms = rng.permuted(np.tile(base, (n_permutations, 1)), axis=1)
-    weights = np.vstack([base, perms])
+    weights = _permutation_weights(n, m, n_permutations, seed)
     if n_features is None:
         matrix = rbf_kernel(pooled, pooled, g)
         kxx, kyy, kxy = matrix[:n, :n], matrix[n:, n:], matrix[:n, n:]
@@ -176,7 +188,7 @@ def mmd_test(
         sum_xx = sx @ sx - np.einsum("ij,ij->", fx, fx)
         sum_yy = sy @ sy - np.einsum("ij,ij->", fy, fy)
         cross = (sx / n) @ (sy / m)
-        weights = weights.astype(np.float32)
+        weights = weights.astype(np.float32)  # a copy: the cached array stays float64
         matrix = matrix.astype(np.float32)
     stats = _quadratic_forms(matrix, weights, device)
     observed = stats[0]
