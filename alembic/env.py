@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import Connection
 
+from alembic import context
 from monitor.settings import load_settings
 from monitor.store.db import make_engine
 from monitor.store.metadata import metadata
@@ -13,7 +13,9 @@ from monitor.store.metadata import metadata
 FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
 
 
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     return not (type_ == "table" and name in FOREIGN_TABLES)
 
 

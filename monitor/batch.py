@@ -53,7 +53,7 @@ class LogBatch:
     @property
     def confidence(self) -> np.ndarray:
         """Max softmax per row."""
-        return self.probs.max(axis=1)
+        return np.asarray(self.probs.max(axis=1))
 
     def take(self, idx: np.ndarray) -> LogBatch:
         """The rows ``idx`` (an index array or boolean mask)."""

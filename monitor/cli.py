@@ -52,8 +52,12 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
-@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar="DRIFTWATCH_CONFIG", help="YAML settings file.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="DRIFTWATCH_CONFIG",
+    help="YAML settings file.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, verbose: bool) -> None:

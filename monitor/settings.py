@@ -239,7 +239,9 @@ class RetrainSettings(_Section):
     recipe_params: dict[str, Any] = Field(default_factory=dict)
     min_arm_labels: int = Field(50, ge=1, description="Labels per arm before accuracy counts.")
     max_online_accuracy_drop: float = Field(0.03, ge=0)
-    max_latency_ratio: float = Field(2.0, ge=1.0, description="Canary / stable median latency limit.")
+    max_latency_ratio: float = Field(
+        2.0, ge=1.0, description="Canary / stable median latency limit."
+    )
 
 
 class GrafanaSettings(_Section):

@@ -18,10 +18,15 @@ class DigitsNet(nn.Module):
     def __init__(self, n_classes: int = 10, width: int = 16) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(2 * width * 4 * 4, EMBEDDING_DIM), nn.ReLU(),
+            nn.Linear(2 * width * 4 * 4, EMBEDDING_DIM),
+            nn.ReLU(),
         )
         self.head = nn.Linear(EMBEDDING_DIM, n_classes)
 

@@ -73,7 +73,7 @@ def _pg_reachable() -> bool:
             pass
         engine.dispose()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not reachable yet"
+    except Exception:
         return False
 
 

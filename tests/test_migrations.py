@@ -19,8 +19,8 @@ def _diff(url: str) -> list[object]:
             conn,
             opts={
                 "compare_type": True,
-                "include_object": lambda obj, name, type_, reflected, other: not (
-                    type_ == "table" and name in FOREIGN_TABLES
+                "include_object": lambda obj, name, type_, reflected, other: (
+                    not (type_ == "table" and name in FOREIGN_TABLES)
                 ),
             },
         )

@@ -48,7 +48,7 @@ def test_unknown_keys_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
 def test_production_refuses_sqlite_and_weak_token() -> None:
     with pytest.raises(ValueError, match="PostgreSQL"):
         Settings(environment="prod")
-    with pytest.raises(ValueError, match="api.token"):
+    with pytest.raises(ValueError, match=r"api\.token"):
         Settings(environment="prod", database={"url": "postgresql://db/dw"}, api={"token": "short"})
     ok = Settings(
         environment="prod", database={"url": "postgresql://db/dw"}, api={"token": "x" * 32}

@@ -95,7 +95,7 @@ class ProfilePart(Base):
 
 
 class Window(Base):
-    """A closed tumbling window: the prediction ids ``first_id..last_id`` of one model/version/arm."""
+    """A closed tumbling window: prediction ids ``first_id..last_id`` of one model/version/arm."""
 
     __tablename__ = "windows"
     __table_args__ = (
@@ -125,7 +125,9 @@ class DriftResultRow(Base):
     __tablename__ = "drift_results"
     __table_args__ = (
         UniqueConstraint("window_id", "family"),
-        Index("ix_drift_results_model_family_end", "model", "model_version", "family", "window_end"),
+        Index(
+            "ix_drift_results_model_family_end", "model", "model_version", "family", "window_end"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
