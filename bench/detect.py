@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--fit-rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--evidently-embedding-rows", type=int, default=5_000)
+    parser.add_argument("--evidently-embedding-rows", type=int, default=10_000)
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--choose-embedding", action="store_true")
     parser.add_argument("--windows", type=int, default=50)

@@ -259,3 +259,16 @@ def test_manual_rollback_from_the_cli_publishes_stable_and_counts(canary: tuple)
     assert again.exit_code != 0 and "already rolled_back" in str(again.exception)
     versions = runner.invoke(retrain, ["versions"], obj=settings)
     assert "v2" in versions.output and "rolled_back" in versions.output
+
+
+def test_worker_tick_judges_running_rollouts(
+    canary: tuple, make_log: Callable[..., PredictionLog]
+) -> None:
+    from retrain.worker import run_once
+
+    settings, sessions, rollout_id = canary
+    first = run_once(settings, sessions)
+    assert first["job"] is None and first["rollouts"] == {rollout_id: "wait"}
+    _emit(sessions, _logs(make_log, "v1", "stable", 100, acc=0.9)
+          + _logs(make_log, "v2", "canary", 80, acc=0.9))
+    assert run_once(settings, sessions)["rollouts"] == {rollout_id: "advance"}

@@ -1,0 +1,40 @@
+"""One scheduler tick of the retrain side: reap dead jobs, run a queued job, judge rollouts.
+
+The evaluator's scheduler calls :func:`run_once` every interval (one evaluator runs at a time).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.settings import Settings
+from monitor.store.db import unit_of_work
+from retrain import jobs, registry
+
+
+def run_once(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    *,
+    run_jobs: bool = True,
+    stale_after: timedelta = timedelta(hours=6),
+    target: Any = None,
+) -> dict[str, Any]:
+    """Returns ``{"stale": [job ids], "job": JobOutcome | None, "rollouts": {id: outcome}}``."""
+    from retrain.deploy import target_from_settings
+    from retrain.pipeline import run_job
+    from retrain.rollout import active, tick
+
+    target = target or target_from_settings(settings.retrain)
+    with unit_of_work(sessions) as session:
+        stale = [j.id for j in jobs.fail_stale(session, datetime.now(UTC) - stale_after)]
+    outcome = run_job(settings, sessions, progress=False, target=target) if run_jobs else None
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    outcomes: dict[int, str] = {}
+    with unit_of_work(sessions) as session:
+        for ro in active(session):
+            outcomes[ro.id] = tick(session, settings, store, target, ro)
+    return {"stale": stale, "job": outcome, "rollouts": outcomes}
