@@ -32,6 +32,7 @@ from monitor.settings import (
     DatabaseSettings,
     KafkaSettings,
     PolicySettings,
+    RetrainSettings,
     Settings,
     WebhookChannel,
     WindowSettings,
@@ -86,6 +87,8 @@ class Demo:
     clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(
         second=0, microsecond=0) - timedelta(minutes=20))
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    #: what :func:`monitor.demo_loop.close_loop` did (figures for the timeline)
+    loop: dict[str, Any] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         click.echo(f"[{time.monotonic() - self.started:5.1f}s] {text}")
@@ -119,6 +122,9 @@ def start_services(demo: Demo) -> None:
         alerts=AlertSettings(channels=[WebhookChannel(name="oncall-webhook",
                                                       url=demo.receiver.url + "/alerts",
                                                       secret=SECRET)]),
+        retrain=RetrainSettings(registry_dir=demo.workdir / "registry",
+                                deployment_spec_path=demo.workdir / "deployment.json",
+                                step_min_logs=100, min_arm_labels=50),
     )
     demo.engine = make_engine(demo.settings.database)
     demo.factory = session_factory(demo.engine)
@@ -254,14 +260,17 @@ def print_timeline(demo: Demo) -> None:
             AlertDeliveryRow.status == "delivered")))
     fams = ("embedding", "pixel", "confidence", "classes")
     click.echo("\nTimeline (effect size per family; * = drifted)")
-    header = f"{'win':>3} {'phase':<15} {'window (UTC)':<11} " + " ".join(f"{f:>10}" for f in fams)
+    header = (f"{'win':>3} {'phase':<15} {'model':<12} {'window (UTC)':<11} "
+              + " ".join(f"{f:>10}" for f in fams))
     click.echo(header + "  decision")
     click.echo("-" * (len(header) + 30))
-    state = dict.fromkeys(fams, "ok")
+    states: dict[str, dict[str, str]] = {}
     for w in windows:
+        state = states.setdefault(w.model_version, dict.fromkeys(fams, "ok"))
         for t in transitions:
             if t.window_id == w.id:
-                state[t.family] = t.to_state
+                states.setdefault(t.model_version, dict.fromkeys(fams, "ok"))[t.family] = \
+                    t.to_state
         cells = []
         for f in fams:
             r = results.get(w.id, {}).get(f)
@@ -271,8 +280,12 @@ def print_timeline(demo: Demo) -> None:
         what = ", ".join(decisions.get(w.id, [])) or (
             f"still {'/'.join(sorted({state[f] for f in firing}))}: {', '.join(firing)}"
             if firing else "ok")
+        if w.arm not in ("all", "stable"):
+            what = "canary arm: judged by the rollout" if w.id in results else "canary arm"
+        elif w.id not in results:
+            what = "not evaluated (no reference yet)"
         click.echo(f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} "
-                   f"{w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
+                   f"{w.model_version + '/' + w.arm:<12} {w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
                    + " ".join(cells) + f"  {what}")
     paged = [a for a in alerts if a.paged]
     for a in paged:
@@ -286,6 +299,10 @@ def print_timeline(demo: Demo) -> None:
     click.echo(f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
                f"{len(paged)} page(s); deliveries: "
                + ", ".join(f"{d.event} to {d.channel}" for d in sent))
+    if demo.loop:
+        from monitor.demo_loop import print_loop
+
+        print_loop(demo)
 
 
 def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")) -> Demo:
@@ -308,13 +325,16 @@ def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"),
               show_default=True, help="Where the demo's database and logs go (wiped first).")
 def demo(workdir: Path) -> None:
-    """Detect a camera change on a live digits model and page once (embedded, < 2 min)."""
+    """Detect a camera change, page once, retrain, canary, promote, resolve (< 3 min)."""
     import logging
+
+    from monitor.demo_loop import close_loop
 
     if logging.getLogger().level > logging.DEBUG:  # keep the story readable unless -v
         logging.getLogger().setLevel(logging.WARNING)
-        logging.getLogger("kafka").setLevel(logging.ERROR)
-    run_demo(workdir=workdir)
+        for noisy in ("kafka", "monitor.evaluate"):  # canary windows wait for a reference
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    run_demo(after_alert=[close_loop], workdir=workdir)
 
 
 # ---------------------------------------------------------------- helpers
@@ -355,11 +375,14 @@ def _evaluate(demo: Demo, phase: Phase) -> None:
             demo.window_phase[w.id] = phase.name
             rows = session.scalars(select(DriftResultRow).where(DriftResultRow.window_id == w.id))
             stats = " ".join(f"{r.family}={r.effect_size:.3f}{'*' if r.drifted else ''}"
-                             for r in rows)
-            demo.say(f"window {w.id:>2} [{phase.name}] {stats}")
+                             for r in rows) or "not evaluated (no reference for this version yet)"
+            demo.say(f"window {w.id:>2} [{phase.name}] {w.model_version}/{w.arm} {stats}")
     for d in report.decisions:
         t = d.transition
-        demo.say(f"  policy: {d.family} {t.from_state} -> {t.to_state}: {t.reason}")
+        demo.say(f"  policy: {d.version} {d.family} {t.from_state} -> {t.to_state}: {t.reason}")
+    for t in report.superseded:
+        demo.say(f"  policy: {t.evidence['version']} {t.evidence['family']} {t.from_state} -> "
+                 f"{t.to_state}: {t.reason}")
 
 
 def _shutdown(demo: Demo) -> None:

@@ -9,6 +9,12 @@ process on SQLite):
 3. send due alert deliveries (:func:`monitor.alerts.router.deliver_pending`), outside the
    evaluation transaction, so a slow channel never holds up evaluation.
 
+A fourth job, ``retrain``, hands the retrain side its turn (:func:`retrain.worker.run_once`):
+it runs the oldest queued retraining job (those the policy queues on an alert) when
+``scheduler.run_retrain_jobs``, and judges running canary rollouts. It holds its own lock
+(``lock_id + 1``), so a job that trains for minutes never holds up evaluation, and only one
+replica trains at a time. torch is imported inside that job only.
+
 The jobs live in the same database (``apscheduler_jobs``), with ``coalesce`` and a long
 ``misfire_grace_time``: after downtime one catch-up run evaluates every window that closed
 meanwhile, in window order, so the policy sees them as if it had never stopped. Replicas share
@@ -31,13 +37,19 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.decide import Decision, apply_window
+from monitor.alerts.supersede import resolve_superseded
 from monitor.metrics import metric
+from monitor.policy import Transition
 from monitor.settings import Settings
 from monitor.store.db import session_factory, unit_of_work
 
 log = logging.getLogger(__name__)
 
-JOB_IDS = ("driftwatch-evaluate", "driftwatch-deliver", "driftwatch-retention")
+#: The retrain job's advisory lock is ``scheduler.lock_id`` plus this.
+RETRAIN_LOCK_OFFSET = 1
+
+JOB_IDS = ("driftwatch-evaluate", "driftwatch-deliver", "driftwatch-retention",
+           "driftwatch-retrain")
 
 
 @dataclass
@@ -48,6 +60,8 @@ class TickReport:
     windows_closed: int = 0
     windows_evaluated: int = 0
     decisions: list[Decision] = field(default_factory=list)
+    #: old versions' states resolved because a promoted version's windows are clean
+    superseded: list[Transition] = field(default_factory=list)
     deliveries: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -63,12 +77,13 @@ class Evaluator:
         self.factory: sessionmaker[Session] = session_factory(engine)
 
     @contextmanager
-    def lock(self) -> Iterator[bool]:
-        """Hold the evaluator lock for the block; yields False when another process has it."""
+    def lock(self, offset: int = 0) -> Iterator[bool]:
+        """Hold the evaluator lock (``lock_id + offset``) for the block; yields False when
+        another process has it."""
         if self.engine.dialect.name != "postgresql":
             yield True
             return
-        lock_id = self.settings.scheduler.lock_id
+        lock_id = self.settings.scheduler.lock_id + offset
         with self.engine.connect() as conn:
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id})
                        .scalar())
@@ -106,6 +121,8 @@ class Evaluator:
                         w = ev.window
                         report.decisions += apply_window(session, self.settings, w, ev.results,
                                                          wall)
+                        report.superseded += resolve_superseded(session, self.settings, w,
+                                                                ev.results, wall)
                         metric("driftwatch_windows_evaluated_total").labels(
                             model=w.model, version=w.model_version, arm=w.arm).inc()
                 report.windows_evaluated += len(evaluations)
@@ -123,6 +140,21 @@ class Evaluator:
         from monitor.alerts.router import deliver_pending
 
         return deliver_pending(self.factory, self.settings, now)
+
+    def retrain(self) -> dict[str, Any] | None:
+        """Run one queued retrain job (when enabled) and judge running rollouts.
+
+        Returns :func:`retrain.worker.run_once`'s summary, or None when another replica holds
+        the retrain lock.
+        """
+        with self.lock(RETRAIN_LOCK_OFFSET) as got:
+            if not got:
+                log.debug("another evaluator is running retrain jobs: skipping")
+                return None
+            from retrain.worker import run_once
+
+            return run_once(self.settings, self.factory,
+                            run_jobs=self.settings.scheduler.run_retrain_jobs)
 
     def retention(self, now: datetime | None = None) -> dict[str, int]:
         """Delete logs, windows and resolved alerts older than the retention settings."""
@@ -158,7 +190,7 @@ _EVALUATORS: dict[str, Evaluator] = {}
 
 
 def run_job(name: str, key: str = "default") -> Any:
-    """Entry point of the stored jobs: ``evaluate``, ``deliver`` or ``retention``."""
+    """Entry point of the stored jobs: ``evaluate``, ``deliver``, ``retention`` or ``retrain``."""
     evaluator = _EVALUATORS.get(key)
     if evaluator is None:
         log.warning("no evaluator registered in this process for job %s", name)
@@ -168,6 +200,8 @@ def run_job(name: str, key: str = "default") -> Any:
             return evaluator.tick(deliver=False)
         if name == "deliver":
             return evaluator.deliver()
+        if name == "retrain":
+            return evaluator.retrain()
         return evaluator.retention()
     except Exception:
         log.exception("scheduler job %s failed", name)
@@ -188,7 +222,8 @@ def build_scheduler(evaluator: Evaluator, key: str = "default") -> Any:
         timezone=UTC,
     )
     jobs = (("evaluate", cfg.interval_seconds), ("deliver", max(1.0, cfg.interval_seconds / 3)),
-            ("retention", cfg.retention_interval_seconds))
+            ("retention", cfg.retention_interval_seconds),
+            ("retrain", cfg.retrain_interval_seconds))
     for (name, seconds), job_id in zip(jobs, JOB_IDS, strict=True):
         scheduler.add_job("monitor.scheduler:run_job", "interval", args=[name, key],
                           seconds=seconds, id=job_id, replace_existing=True,

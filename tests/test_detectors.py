@@ -152,7 +152,7 @@ def test_catches_its_shift_and_names_what_moved(kind: str) -> None:
     if expected:
         assert top.name == expected and top.drifted
     if family == "pixel":
-        assert top.describe().startswith("brightness −")  # noqa: RUF001
+        assert top.describe().startswith("brightness −")
     if family == "classes":
         assert top.describe().startswith("class 7: ") and top.cur_value < top.ref_value
     if family == "confidence":
@@ -307,3 +307,25 @@ def test_mmd_torch_path_matches_numpy() -> None:
     a = embedding.score(profile_for("embedding.mmd"), cur, cfg)
     b = embedding.score(profile_for("embedding.mmd"), cur, cfg, device="cpu")
     assert a.p_value == b.p_value and a.statistic == pytest.approx(b.statistic, rel=1e-4)
+
+
+def test_score_all_forwards_the_device_to_the_embedding_test() -> None:
+    settings_ = DetectorSettings()
+    profiles = registry.fit_all(batch(1500, seed=1), settings_, "m")
+    cur = batch(600, seed=2, embedding_shift=0.2)
+    plain = registry.score_all(profiles, cur, settings_, "m")
+    torch_cpu = registry.score_all(profiles, cur, settings_, "m", device="cpu")
+    for a, b in zip(plain, torch_cpu, strict=True):
+        assert (a.family, a.drifted, a.p_value) == (b.family, b.drifted, b.p_value)
+
+
+def test_repeated_rows_count_once_in_the_embedding_test() -> None:
+    """A window resampled with replacement scores like its distinct rows (no "clumpy" alarm)."""
+    profile = profile_for("embedding.mmd")
+    pool = batch(300, seed=21)
+    repeated = pool.take(np.random.default_rng(0).integers(0, 300, size=3000))
+    distinct = repeated.take(np.unique(repeated.embeddings, axis=0, return_index=True)[1])
+    a, b = score("embedding.mmd", profile, repeated), score("embedding.mmd", profile, distinct)
+    assert (a.p_value, a.statistic) == (b.p_value, pytest.approx(b.statistic))
+    assert not a.drifted
+

@@ -110,6 +110,7 @@ def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
 def create_app(settings: Settings, engine: Engine | None = None,
                check_broker: bool = True) -> FastAPI:
     """The FastAPI application over ``settings.database`` (or ``engine``)."""
+    from monitor.api.retrain_routes import router as retrain_router
     from monitor.api.routes import router
 
     engine = engine or make_engine(settings.database)
@@ -175,4 +176,5 @@ def create_app(settings: Settings, engine: Engine | None = None,
         return HTMLResponse(status_html(session, settings, model))
 
     app.include_router(router, prefix="/api/v1")
+    app.include_router(retrain_router, prefix="/api/v1")
     return app

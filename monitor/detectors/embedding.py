@@ -12,9 +12,9 @@ kernel bandwidth from the median heuristic, and a PCA fitted on the sample):
   in reference standard deviations of the component.
 
 Per-component KS results are reported as features by both kinds (where the embedding moved).
-The window's rows are subsampled by a hash of their content, not their position, so a
-window's result does not depend on the order of its rows. Pass ``device`` to run the MMD with
-torch (CPU or CUDA); the default is numpy.
+The window's distinct rows are subsampled by a hash of their content, not their position, so a
+window's result does not depend on the order of its rows; repeated rows count once. Pass
+``device`` to run the MMD with torch (CPU or CUDA); the default is numpy.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ MAX_ROWS = 500
 N_FEATURES = 128
 N_PERMUTATIONS = 200
 N_COMPONENTS = 16
-#: Columns hashed first by :func:`content_order`.
+#: Columns hashed first by :func:`distinct_rows`.
 HASH_COLUMNS = 16
 #: Window rows used by ``embedding.pca_ks`` (a content-hashed sample beyond that).
 PCA_ROWS = 5000
@@ -80,10 +80,13 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
         raise ValueError(f"unknown embedding method {kind!r}; known: {KINDS}")
     emb = _embeddings(ref, "reference")
     sample = emb[reservoir(len(emb), REF_ROWS, seed)].astype(np.float32)
+    sample = sample[np.sort(distinct_rows(sample, seed))]
     # The projection is fitted on rows the KS tests never see: components fitted on the test's
     # own reference rows overfit its variance, and windows then look "narrower" (false alarms).
     held = np.setdiff1d(np.arange(len(emb)), reservoir(len(emb), REF_ROWS, seed))
-    if len(held) >= min(len(sample), 2 * N_COMPONENTS):
+    if len(sample) < 4:  # too few distinct rows to split: nothing to overfit either
+        pca_rows, ks_rows = sample, sample
+    elif len(held) >= min(len(sample), 2 * N_COMPONENTS):
         pca_rows = emb[held[reservoir(len(held), REF_ROWS, seed + 1)]]
         ks_rows = sample
     else:
@@ -104,36 +107,42 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
     )
 
 
-def content_order(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A row order that depends on the rows' values only (a seeded hash of their bytes).
+def distinct_rows(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Indices of the distinct rows of ``x``, in an order that depends on their values only.
 
-    Taking the first ``k`` rows of this order is a pseudo-random sample that the order of
-    the rows cannot change.
+    Rows are ordered by a seeded hash of their bytes, so the first ``k`` indices are a
+    pseudo-random sample that the order of the rows cannot change. Repeated rows are kept once:
+    a repeated input carries no new information about the input distribution, and repeats break
+    the exchangeability the permutation test relies on (a window resampled with replacement
+    from a small pool would otherwise look "clumpier" than the reference and raise alarms).
 
     >>> x = np.arange(12, dtype=np.float32).reshape(6, 2)
-    >>> bool((x[content_order(x)] == x[::-1][content_order(x[::-1])]).all())
-    True
+    >>> same = x[distinct_rows(x)] == x[::-1][distinct_rows(x[::-1])]
+    >>> bool(same.all()), len(distinct_rows(np.vstack([x, x[:2]])))
+    (True, 6)
     """
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    # Hash a few columns first (cheap); if that leaves two different rows with one key, hash all.
+    # Hash a few columns first (cheap); if different rows share a key there, hash them all.
     for cols in (bits[:, :HASH_COLUMNS], bits):
         wide = cols.astype(np.uint64)
         mult = np.random.default_rng(seed).integers(1, 2**32, size=wide.shape[1], dtype=np.uint64)
         # Multiply-add hash modulo 2**64 (numpy integer arithmetic wraps around).
         key = (wide * (mult | np.uint64(1))).sum(axis=1) * np.uint64(0x9E3779B97F4A7C15)
         order = np.argsort(key, kind="stable")
-        same = key[order][1:] == key[order][:-1]
-        if not same.any():
+        same = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if same.size == 0:
             return order
         rows = bits[order]
-        if not (rows[1:][same] != rows[:-1][same]).any():
-            return _canonical(order, key, bits)
-    return _canonical(order, key, bits)
-
-
-def _canonical(order: np.ndarray, key: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Break ties of equal keys by the rows' bits, so equal rows keep a fixed relative order."""
-    return np.lexsort((*bits.T[::-1], key)) if len(order) else order
+        equal = (rows[same + 1] == rows[same]).all(axis=1)
+        if equal.all():
+            keep = np.ones(len(order), dtype=bool)
+            keep[same + 1] = False
+            return order[keep]
+    # Different rows with one 64-bit key over every column: order by the bits themselves.
+    order = np.lexsort(bits.T[::-1])
+    rows = bits[order]
+    repeat = (rows[1:] == rows[:-1]).all(axis=1)
+    return order[np.r_[True, ~repeat]]
 
 
 def score(
@@ -153,7 +162,7 @@ def score(
     dim = profile.sample.shape[1]
     if emb.shape[1] != dim:
         raise MissingInputError(f"window embeddings have {emb.shape[1]} dimensions, profile {dim}")
-    order = content_order(emb, profile.seed)
+    order = distinct_rows(emb, profile.seed)
     if profile.kind == "embedding.pca_ks":
         return _score_pca_ks(profile, emb[order[:PCA_ROWS]], len(emb), cfg)
     picked = emb[order[:MAX_ROWS]]
@@ -192,8 +201,9 @@ def _component_features(
     tests = ks_columns(profile.projected, proj, ref_sorted=True)
     adjusted = adjust_pvalues(tests.p_value, "holm")
     effect = tests.wasserstein / profile.scale
-    ref_mean = profile.projected.mean(axis=0)
-    cur_mean = proj.mean(axis=0) if len(proj) else np.zeros_like(ref_mean)
+    # Component means in reference standard deviations (the reference mean is about 0).
+    ref_mean = profile.projected.mean(axis=0) / profile.scale
+    cur_mean = proj.mean(axis=0) / profile.scale if len(proj) else np.zeros_like(ref_mean)
     return tuple(
         FeatureDrift(
             name=f"pc{j + 1}",

@@ -83,7 +83,7 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
     (True, 'brightness −18%')
     >>> score(prof, synthetic_batch(1000, seed=3), cfg).drifted
     False
-    """  # noqa: RUF002
+    """
     if cur.pixel is None:
         raise MissingInputError("the window's logs carry no pixel statistics")
     where = {name: i for i, name in enumerate(cur.pixel_names)}

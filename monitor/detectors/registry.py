@@ -76,11 +76,14 @@ def score_all(
     cur: LogBatch,
     detector_settings: DetectorSettings,
     model: str,
+    *,
+    device: str | None = None,
 ) -> list[DriftResult]:
     """Score a window against every enabled family's profile, in family order.
 
     Families without a profile, disabled ones and those whose inputs the window lacks are
-    skipped.
+    skipped. ``device`` (``"cpu"``, ``"cuda"``) runs the embedding test with torch; the other
+    families are numpy only.
 
     Examples
     --------
@@ -99,7 +102,8 @@ def score_all(
         if profile is None or not cfg.enabled:
             continue
         try:
-            results.append(FAMILIES[name].score(profile, cur, cfg))
+            options = {"device": device} if device is not None and name == "embedding" else {}
+            results.append(FAMILIES[name].score(profile, cur, cfg, **options))
         except MissingInputError:
             continue
     return results

@@ -1,0 +1,198 @@
+"""API routes of the retrain side: jobs, gate reports, model versions, rollouts, rollback.
+
+Thin over :mod:`retrain.jobs`, :mod:`retrain.registry` and :mod:`retrain.rollout` (all light:
+no torch is imported here; a manual job only queues, the scheduler's retrain job runs it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.api.app import ApiError, require_read, require_write, session_dep
+from monitor.errors import NotFound
+from monitor.schemas import NAME_PATTERN
+from monitor.settings import Settings
+from monitor.store.retrain_tables import CanaryReport, ModelVersion, RetrainJob, Rollout
+
+router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(require_read)])
+DB = Annotated[Session, Depends(session_dep)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")]
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat()
+
+
+def _job(j: RetrainJob) -> dict[str, Any]:
+    return {"id": j.id, "model": j.model, "source": j.source, "trigger_key": j.trigger_key,
+            "reason": j.reason, "state": j.state, "params": j.params, "error": j.error,
+            "candidate_version": j.candidate_version, "history": j.history,
+            "created_at": _iso(j.created_at), "updated_at": _iso(j.updated_at)}
+
+
+def _version(mv: ModelVersion) -> dict[str, Any]:
+    return {"model": mv.model, "version": mv.version, "state": mv.state,
+            "parent_version": mv.parent_version, "job_id": mv.job_id, "recipe": mv.recipe,
+            "params": mv.params, "metrics": mv.metrics,
+            "artifacts": {k: {"sha256": v.get("sha256"), "bytes": v.get("bytes")}
+                          for k, v in mv.artifacts.items()},
+            "created_at": _iso(mv.created_at), "updated_at": _iso(mv.updated_at)}
+
+
+def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
+    from retrain.rollout import steps
+
+    return {"id": ro.id, "model": ro.model, "stable_version": ro.stable_version,
+            "candidate_version": ro.candidate_version, "plan": ro.plan,
+            "weight": ro.plan[ro.step_index] if ro.plan else None, "state": ro.state,
+            "reason": ro.reason, "started_at": _iso(ro.started_at),
+            "finished_at": _iso(ro.finished_at),
+            "steps": [{"step": st.step_index, "weight": st.weight, "outcome": st.outcome,
+                       "reason": st.reason, "stable_accuracy": st.stable_accuracy,
+                       "canary_accuracy": st.canary_accuracy, "evidence": st.evidence,
+                       "at": _iso(st.ts)} for st in steps(session, ro.id)]}
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@router.get("/jobs", summary="Retraining jobs, newest first.")
+def list_jobs(session: DB, model: str | None = None, limit: Limit = 50) -> list[dict[str, Any]]:
+    from retrain.jobs import list_jobs as listed
+
+    return [_job(j) for j in listed(session, model, limit)]
+
+
+@router.get("/jobs/{job_id}", summary="One job with its state history.")
+def get_job(session: DB, job_id: int) -> dict[str, Any]:
+    from retrain.jobs import get_job as got
+
+    return _job(got(session, job_id))
+
+
+class JobRequest(BaseModel):
+    model: str = Field(pattern=NAME_PATTERN, max_length=128)
+    key: str | None = Field(None, min_length=1, max_length=128,
+                            description="Idempotency key (default: the current time).")
+    reason: str = Field("manual", max_length=1000)
+    since: datetime | None = Field(None, description="Train on labels from here on.")
+    until: datetime | None = None
+
+
+@router.post("/jobs", status_code=201, dependencies=[Depends(require_write)],
+             summary="Queue a manual retraining job (the scheduler's retrain job runs it); "
+                     "the same key returns the existing job.")
+def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
+    from retrain.jobs import enqueue_job
+
+    for ts in (body.since, body.until):
+        if ts is not None and ts.tzinfo is None:
+            raise ApiError(422, "since and until need a time zone, e.g. 2026-11-22T00:00:00Z")
+    if body.since and body.until and body.since >= body.until:
+        raise ApiError(422, "since is not before until")
+    params = {k: v.isoformat() for k, v in (("since", body.since), ("until", body.until)) if v}
+    job, created = enqueue_job(session, body.model, body.key or datetime.now(UTC).isoformat(),
+                               source="manual", reason=body.reason, params=params)
+    return {**_job(job), "created": created}
+
+
+@router.get("/jobs/{job_id}/gate", summary="The offline gate report of the job's candidate.")
+def job_gate(session: DB, job_id: int) -> dict[str, Any]:
+    from retrain.jobs import get_job as got
+
+    job = got(session, job_id)
+    if job.candidate_version is None:
+        raise NotFound(f"job {job_id} ({job.state}) has no candidate version yet")
+    return _gate(session, job.model, job.candidate_version)
+
+
+# ---------------------------------------------------------------- versions and gate reports
+
+
+@router.get("/versions", summary="Registered model versions with their figures, newest first.")
+def list_versions(session: DB, model: str | None = None) -> list[dict[str, Any]]:
+    from retrain.registry import list_versions as listed
+
+    return [_version(mv) for mv in listed(session, model)[:1000]]
+
+
+@router.get("/versions/{model}/{version}", summary="One registered version.")
+def get_version(session: DB, model: str, version: str) -> dict[str, Any]:
+    from retrain.registry import get_version as got
+
+    return _version(got(session, model, version))
+
+
+def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
+    from retrain.demo_stage import gate_report
+
+    row = session.scalar(select(CanaryReport).where(
+        CanaryReport.model == model, CanaryReport.candidate_version == version)
+        .order_by(CanaryReport.id.desc()).limit(1))
+    if row is None:
+        raise NotFound(f"no gate report for {model} {version}")
+    return {"model": model, "candidate_version": version,
+            "current_version": row.current_version, "job_id": row.job_id,
+            "passed": row.passed, "reasons": row.reasons, "report": row.report,
+            "summary": gate_report(session, model, version),
+            "created_at": _iso(row.created_at)}
+
+
+@router.get("/versions/{model}/{version}/gate",
+            summary="The stored offline gate report (candidate vs current) of a version.")
+def version_gate(session: DB, model: str, version: str) -> dict[str, Any]:
+    return _gate(session, model, version)
+
+
+# ---------------------------------------------------------------- rollouts
+
+
+@router.get("/rollouts", summary="Canary rollouts, newest first, with every step's evidence.")
+def list_rollouts(session: DB, model: str | None = None,
+                  state: Literal["running", "promoted", "rolled_back"] | None = None,
+                  limit: Limit = 50) -> list[dict[str, Any]]:
+    query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(Rollout.model == model)
+    if state is not None:
+        query = query.where(Rollout.state == state)
+    return [_rollout(session, ro) for ro in session.scalars(query)]
+
+
+def _get_rollout(session: Session, rollout_id: int) -> Rollout:
+    ro = session.get(Rollout, rollout_id)
+    if ro is None:
+        raise NotFound(f"rollout {rollout_id} does not exist")
+    return ro
+
+
+@router.get("/rollouts/{rollout_id}", summary="One rollout with its steps.")
+def get_rollout(session: DB, rollout_id: int) -> dict[str, Any]:
+    return _rollout(session, _get_rollout(session, rollout_id))
+
+
+class Rollback(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000, description="Why (audit trail).")
+
+
+@router.post("/rollouts/{rollout_id}/rollback", dependencies=[Depends(require_write)],
+             summary="Roll a running rollout back now: serve only its stable version.",
+             responses={409: {"description": "the rollout is not running"}})
+def rollback(request: Request, session: DB, rollout_id: int, body: Rollback) -> dict[str, Any]:
+    from retrain.deploy import target_from_settings
+    from retrain.registry import ArtifactStore
+    from retrain.rollout import finish
+
+    settings: Settings = request.app.state.settings
+    ro = _get_rollout(session, rollout_id)
+    if ro.state != "running":
+        raise ApiError(409, f"rollout {rollout_id} is already {ro.state}")
+    finish(session, ArtifactStore(settings.retrain.registry_dir),
+           target_from_settings(settings.retrain), ro, False, f"manual: {body.reason}")
+    return _rollout(session, ro)

@@ -1,0 +1,178 @@
+"""The demo's last act (``driftwatch demo``): close the loop after the drift alert.
+
+:func:`close_loop` is an ``after_alert`` stage of :func:`monitor.demo.run_demo`: it runs engineer
+C's :func:`retrain.demo_stage.close_the_loop` on the demo's camera (blur + brightness) with the
+job the policy queued for the page (fresh labelled traffic -> retrain -> ONNX INT8 -> offline
+gate -> staged canary 5 -> 25 -> 50 -> 100% -> promotion), evaluating windows as traffic flows.
+The promoted version then gets its own reference profile, fitted on the images it was trained
+on (passed through itself), so its windows on the still-changed camera are judged against what
+it was built for; when they are clean, the old version's alert resolves
+(:mod:`monitor.alerts.supersede`). :func:`print_loop` adds the figures to the final timeline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from monitor.demo import Demo
+    from monitor.schemas import PredictionLog
+
+MODEL = "digits"
+SHIFT = "camera"  # retrain.digits.SHIFTS["camera"]: the demo's camera change
+AFTER_WINDOWS = 4  # windows served by the promoted version, at most, for the alert to resolve
+
+
+def _phase_now(demo: Demo) -> str:
+    from sqlalchemy import select
+
+    from monitor.store.retrain_tables import Rollout
+
+    with demo.factory() as s:
+        ro = s.scalars(select(Rollout).order_by(Rollout.id.desc()).limit(1)).first()
+    if ro is None:
+        return "fresh labels"
+    return f"canary {ro.plan[ro.step_index]}%" if ro.state == "running" else f"{ro.state}"
+
+
+def _emitter(demo: Demo) -> Any:
+    """Store the served logs (as the ingest worker would) and evaluate the windows they close."""
+    from monitor.demo import Phase, _evaluate
+    from retrain.demo_stage import store_emitter
+
+    store = store_emitter(demo.factory)
+
+    def emit(logs: list[PredictionLog]) -> None:
+        store(logs)
+        _evaluate(demo, Phase(_phase_now(demo), 0))
+
+    return emit
+
+
+def _policy_trigger(demo: Demo) -> str:
+    """The trigger key of the job the policy queued for the page (so no second job is made)."""
+    from sqlalchemy import select
+
+    from monitor.store.retrain_tables import RetrainJob
+
+    with demo.factory() as s:
+        job = s.scalars(select(RetrainJob).where(RetrainJob.model == MODEL,
+                                                 RetrainJob.source == "policy")
+                        .order_by(RetrainJob.id).limit(1)).first()
+    return "demo-drift" if job is None else job.trigger_key.split(":", 2)[2]
+
+
+def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
+    """Fit and activate ``version``'s reference on the labelled images its job trained on,
+    as served by ``version`` itself; returns how many logs it was fitted on."""
+    from datetime import datetime
+
+    from monitor.evaluate import reopen_windows
+    from monitor.logs_repo import _logs_to_batch
+    from monitor.profiles import fit_profile_from_batch
+    from monitor.store.db import unit_of_work
+    from retrain.data import load_labelled
+    from retrain.jobs import get_job
+    from retrain.recipes import digits_input
+    from retrain.server import ModelServer
+
+    assert demo.settings is not None
+    with demo.factory() as s:
+        job = get_job(s, job_id)
+        began = datetime.fromisoformat(next(h["ts"] for h in job.history
+                                            if h["state"] == "running"))
+        data = load_labelled(s, MODEL, until=began)
+    server = ModelServer(demo.settings.retrain.deployment_spec_path, digits_input)
+    if server.reload().stable.version != version:
+        raise click.ClickException(f"{version} is not the deployed stable version")
+    logs = server.predict(data.images, [f"ref-{i}" for i in data.ids], data.labels.tolist())
+    batch = _logs_to_batch(logs, f"{version} training images")
+    with unit_of_work(demo.factory) as s:
+        fit_profile_from_batch(s, demo.settings, MODEL, version, batch, "trained-on",
+                               {"job_id": job_id, "images": len(logs)}, activate=True)
+        reopen_windows(s, MODEL, version)
+    return len(logs)
+
+
+def _incident_open(demo: Demo) -> bool:
+    from sqlalchemy import select
+
+    from monitor.store.alerting_tables import AlertRow
+
+    with demo.factory() as s:
+        return s.scalars(select(AlertRow.id).where(AlertRow.status == "firing")).first() \
+            is not None
+
+
+def close_loop(demo: Demo) -> None:
+    """Retrain -> INT8 -> gate -> canary -> promotion, then the promoted version's windows."""
+    import torch
+
+    from monitor.demo import WINDOW, Phase, _evaluate
+    from retrain.demo_stage import close_the_loop as run_loop
+    from retrain.demo_stage import serve_labelled
+
+    assert demo.settings is not None
+    torch.set_num_threads(2)
+    trigger = _policy_trigger(demo)
+    demo.say(f"--- closing the loop: retrain job for '{trigger}' on fresh labels of the "
+             "changed camera")
+    emit = _emitter(demo)
+    out = run_loop(demo.settings, demo.factory, MODEL, shift=SHIFT, trigger=trigger,
+                   baseline=demo.net, n_fresh=600, emit=emit,
+                   log=lambda line: demo.say("  " + line), seed=1)
+    demo.loop = dict(out)
+    demo.fix_camera = False  # the new model copes with the changed camera: leave it changed
+    if out["state"] != "promoted":
+        demo.say(f"the candidate was not promoted ({out['state']}): the alert stays open")
+        return
+    version = str(out["version"])
+    n_ref = fit_own_reference(demo, version, int(out["job"]))
+    demo.say(f"reference of {version} fitted on the {n_ref} labelled images it was trained on "
+             "(served by itself) and activated")
+    phase = Phase(f"{version} promoted", AFTER_WINDOWS, 0.25, 1.0)
+    demo.say(f"--- {phase.name}: camera still changed ({phase.camera})")
+    _evaluate(demo, phase)
+    for i in range(AFTER_WINDOWS):
+        if not _incident_open(demo):
+            break
+        serve_labelled(demo.settings, demo.factory, MODEL, WINDOW, shift=SHIFT, seed=100 + i,
+                       prefix=f"after-{i}")
+        _evaluate(demo, phase)
+    demo.loop["resolved"] = not _incident_open(demo)
+
+
+def print_loop(demo: Demo) -> None:
+    """The retrain loop's figures, step by step, under the timeline."""
+    from monitor.store.db import unit_of_work
+    from retrain.demo_stage import gate_report
+
+    loop = demo.loop
+    click.echo("\nRetrain loop")
+    click.echo("-" * 78)
+    if "figures" not in loop:
+        click.echo(f"job {loop.get('job')} {loop.get('state')}: {loop.get('error')}")
+        return
+    f = loop["figures"]
+    a, size, lat = f["accuracy"], f["size_bytes"], f["latency"]
+    click.echo(f"1. drift alert -> retrain job {loop['job']} on fresh labelled camera traffic")
+    click.echo(f"2. candidate {loop['version']}: held-out accuracy FP32 {a['fp32']:.1%}, "
+               f"INT8 {a['int8']:.1%} (n={a['n']})")
+    click.echo(f"3. INT8: size {size['fp32'] / 1024:.0f} -> {size['int8'] / 1024:.0f} KiB; "
+               f"latency p50 batch 1 {lat['fp32_b1']['p50_ms']:.2f} -> "
+               f"{lat['int8_b1']['p50_ms']:.2f} ms, batch 32 {lat['fp32_b32']['p50_ms']:.2f} -> "
+               f"{lat['int8_b32']['p50_ms']:.2f} ms")
+    with unit_of_work(demo.factory) as s:
+        report = gate_report(s, MODEL, str(loop["version"]))
+    click.echo("4. offline gate: " + report.replace("\n", "\n   "))
+    click.echo("5. canary rollout (arm accuracy on live labelled traffic):")
+    for st in loop["steps"]:
+        acc = ("" if st["canary_accuracy"] is None or st["stable_accuracy"] is None else
+               f"stable {st['stable_accuracy']:.1%} vs canary {st['canary_accuracy']:.1%}; ")
+        click.echo(f"   {st['weight']:>3}%: {st['outcome']:<8} {acc}{st['reason']}")
+    click.echo(f"6. {loop['state']}: accuracy on the changed camera {loop['accuracy_before']:.1%}"
+               f" -> {loop['accuracy_after']:.1%} ({loop['seconds']:.0f} s for steps 1-5)")
+    click.echo("7. drift " + ("resolved: the promoted version's windows are clean against its "
+                              "own reference" if loop.get("resolved") else "NOT resolved"))
