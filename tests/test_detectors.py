@@ -328,4 +328,3 @@ def test_repeated_rows_count_once_in_the_embedding_test() -> None:
     a, b = score("embedding.mmd", profile, repeated), score("embedding.mmd", profile, distinct)
     assert (a.p_value, a.statistic) == (b.p_value, pytest.approx(b.statistic))
     assert not a.drifted
-

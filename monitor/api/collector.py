@@ -2,13 +2,19 @@
 
 Every API replica reads the same rows, so they all expose the same values, and a restarted
 process shows the current state at once instead of empty gauges until the next evaluation.
+
+The canary-arm gauges (``driftwatch_arm_*``) summarise the latest evaluated window of each
+model, version and arm. A scrape reads only four small columns of at most ``max_arm_windows``
+windows (no probability or embedding bytes), so its cost is bounded by the window size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
@@ -18,7 +24,12 @@ from monitor.metrics_spec import BY_NAME
 from monitor.policy import STATE_CODES
 from monitor.settings import Settings
 from monitor.store.alerting_tables import AlertRow, PolicyStateRow
-from monitor.store.tables import DriftResultRow, Window
+from monitor.store.tables import DriftResultRow, Prediction, Window
+
+#: Upper edges of the ``driftwatch_arm_confidence_bucket`` gauge (``le`` label, one decimal).
+CONFIDENCE_LE: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 11))
+#: Quantiles of ``driftwatch_arm_latency_seconds``.
+LATENCY_QUANTILES: tuple[float, ...] = (0.5, 0.99)
 
 
 def _gauge(name: str) -> GaugeMetricFamily:
@@ -31,18 +42,59 @@ def _counter(name: str) -> CounterMetricFamily:
     return CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
 
 
+@dataclass(frozen=True)
+class ArmFigures:
+    """What the arm gauges show for one window."""
+
+    accuracy: float | None
+    latency_s: dict[float, float]
+    low_confidence_rate: float
+    confidence_le: dict[float, float]
+    class_share: list[float]
+
+
+def arm_figures(
+    predicted: Sequence[int], confidence: Sequence[float], latency_ms: Sequence[float | None],
+    labels: Sequence[int | None], n_classes: int, low_cut: float,
+) -> ArmFigures:
+    """Accuracy on the labelled logs, latency quantiles, low-confidence rate (``< low_cut``),
+    cumulative confidence shares (``<= le``) and class shares of one window's logs.
+
+    >>> f = arm_figures([0, 1, 1, 2], [0.9, 0.4, 0.6, 0.95], [10.0, 20.0, None, 30.0],
+    ...                 [0, 0, None, 2], 3, 0.5)
+    >>> f.accuracy, f.latency_s[0.5], f.low_confidence_rate, f.confidence_le[0.5], f.class_share
+    (0.6666666666666666, 0.02, 0.25, 0.25, [0.25, 0.5, 0.25])
+    """
+    pred = np.asarray(predicted, dtype=np.int64)
+    conf = np.asarray(confidence, dtype=np.float64)
+    lat = np.array([np.nan if v is None else v for v in latency_ms], dtype=np.float64)
+    lab = np.array([-1 if v is None else v for v in labels], dtype=np.int64)
+    known = lab >= 0
+    lat = lat[np.isfinite(lat)]
+    return ArmFigures(
+        accuracy=float((lab[known] == pred[known]).mean()) if known.any() else None,
+        latency_s={q: float(np.quantile(lat, q)) / 1000 for q in LATENCY_QUANTILES}
+        if lat.size else {},
+        low_confidence_rate=float((conf < low_cut).mean()),
+        confidence_le={le: float((conf <= le).mean()) for le in CONFIDENCE_LE},
+        class_share=(np.bincount(pred, minlength=n_classes) / len(pred)).tolist(),
+    )
+
+
 class StoreCollector(Collector):
-    """Drift, policy and alert gauges from the SQL store."""
+    """Drift, policy, alert and canary-arm gauges from the SQL store."""
 
     def __init__(self, factory: sessionmaker[Session], settings: Settings,
-                 max_features: int = 5) -> None:
+                 max_features: int = 5, max_arm_windows: int = 32) -> None:
         self.factory, self.settings, self.max_features = factory, settings, max_features
+        self.max_arm_windows = max_arm_windows
 
     def collect(self) -> Iterator[Any]:
         with self.factory() as session:
             yield from self._drift(session)
             yield from self._policy(session)
             yield from self._windows(session)
+            yield from self._arms(session)
 
     def _drift(self, session: Session) -> Iterator[Any]:
         latest = (
@@ -108,3 +160,41 @@ class StoreCollector(Collector):
                 last_end.add_metric([model, version, arm], ts)
             evaluated.add_metric([model, version, arm], float(n))
         yield from (last_end, evaluated)
+
+    def _arms(self, session: Session) -> Iterator[Any]:
+        from monitor.detectors.confidence import LOW_CONFIDENCE
+        from monitor.logs_repo import NO_ARM
+
+        done = Window.state == "evaluated"
+        latest = (select(func.max(Window.id).label("id")).where(done)
+                  .group_by(Window.model, Window.model_version, Window.arm).subquery())
+        windows = session.scalars(
+            select(Window).join(latest, Window.id == latest.c.id)
+            .order_by(Window.end_ts.desc()).limit(self.max_arm_windows)).all()
+        accuracy, latency = _gauge("driftwatch_arm_accuracy"), _gauge(
+            "driftwatch_arm_latency_seconds")
+        low, bucket = _gauge("driftwatch_arm_low_confidence_rate"), _gauge(
+            "driftwatch_arm_confidence_bucket")
+        share = _gauge("driftwatch_arm_class_share")
+        for w in windows:
+            arm = Prediction.arm.is_(None) if w.arm == NO_ARM else Prediction.arm == w.arm
+            rows = session.execute(
+                select(Prediction.predicted_class, Prediction.confidence, Prediction.latency_ms,
+                       Prediction.label, Prediction.n_classes)
+                .where(Prediction.model == w.model, Prediction.model_version == w.model_version,
+                       Prediction.id.between(w.first_id, w.last_id), arm)).all()
+            if not rows:  # retention removed the window's logs
+                continue
+            pred, conf, lat, labels, n_classes = zip(*rows, strict=True)
+            f = arm_figures(pred, conf, lat, labels, max(n_classes), LOW_CONFIDENCE)
+            key = [w.model, w.model_version, w.arm]
+            if f.accuracy is not None:
+                accuracy.add_metric(key, f.accuracy)
+            for q, seconds in f.latency_s.items():
+                latency.add_metric([*key, f"{q:g}"], seconds)
+            low.add_metric(key, f.low_confidence_rate)
+            for le, value in f.confidence_le.items():
+                bucket.add_metric([*key, f"{le:.1f}"], value)
+            for cls, value in enumerate(f.class_share):
+                share.add_metric([*key, str(cls)], value)
+        yield from (accuracy, latency, low, bucket, share)
