@@ -6,6 +6,10 @@ image arrays, so raw images never travel) and put the bytes on a bounded in-memo
 background thread hands them to a kafka-python producer that batches and compresses. When Kafka
 is slow or down the queue fills and new logs are dropped and counted, with a warning.
 
+With ``send_thumbnails=True`` each image also travels as a PNG thumbnail (what retraining and
+the status page look at), halved in size until it fits ``max_thumbnail_bytes`` (the ingest
+worker's limit) or left out when even 8 pixels a side does not fit; both are counted.
+
 >>> import numpy as np
 >>> raw = encode_prediction("digits", "v1", "req-1", np.array([0.25, 0.75]),
 ...                         embedding=np.zeros(4, np.float32), timestamp=0.0)
@@ -16,6 +20,7 @@ is slow or down the queue fills and new logs are dropped and counted, with a war
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -28,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.imagestats import STAT_NAMES, batch_stats
+from monitor.imagestats import STAT_NAMES, batch_stats, encode_png
 from monitor.schemas import SCHEMA_VERSION, Arm, EmbeddingDtype, encode_array
 from monitor.settings import KafkaSettings
 
@@ -47,6 +52,32 @@ def _iso(timestamp: datetime | float | str | None) -> str:
     return datetime.fromtimestamp(float(timestamp), UTC).isoformat()
 
 
+def thumbnail_png(image: np.ndarray, max_bytes: int) -> tuple[bytes | None, int]:
+    """PNG bytes of ``image`` (uint8, (H, W) or (H, W, 3)) no larger than ``max_bytes``, and
+    how many times it was halved to fit; ``(None, halvings)`` when it cannot fit.
+
+    >>> img = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    >>> png, halved = thumbnail_png(img, 1_000)
+    >>> len(png) <= 1_000, halved
+    (True, 2)
+    >>> thumbnail_png(img, 10)[0] is None
+    True
+    """
+    from PIL import Image
+
+    arr = np.asarray(image, dtype=np.uint8)
+    halved = 0
+    while True:
+        png = encode_png(arr)
+        if len(png) <= max_bytes:
+            return png, halved
+        h, w = arr.shape[:2]
+        if min(h, w) // 2 < 8:
+            return None, halved
+        img = Image.fromarray(arr).resize((w // 2, h // 2), Image.Resampling.BOX)
+        arr, halved = np.asarray(img), halved + 1
+
+
 def encode_prediction(
     model: str,
     model_version: str,
@@ -61,8 +92,10 @@ def encode_prediction(
     arm: Arm | None = None,
     label: int | None = None,
     timestamp: datetime | float | str | None = None,
+    thumbnail: bytes | None = None,
 ) -> bytes:
-    """The JSON bytes of one :class:`~monitor.schemas.PredictionLog` (compact embedding)."""
+    """The JSON bytes of one :class:`~monitor.schemas.PredictionLog` (compact embedding;
+    ``thumbnail`` is PNG or JPEG bytes, sent as base64)."""
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
     msg: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -83,6 +116,8 @@ def encode_prediction(
         msg["arm"] = arm
     if label is not None:
         msg["label"] = int(label)
+    if thumbnail is not None:
+        msg["thumbnail"] = base64.b64encode(thumbnail).decode()
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
@@ -117,6 +152,12 @@ class PredictionLogger:
         Producer compression (``"gzip"`` is built in; ``"lz4"``/``"zstd"`` need their package).
     producer_config
         Extra kafka-python producer settings.
+    send_thumbnails
+        Also send each image given to ``log``/``log_batch`` as a PNG thumbnail.
+    max_thumbnail_bytes
+        The ingest worker's ``IngestSettings.max_thumbnail_bytes``: larger thumbnails are
+        halved until they fit (counted in ``thumbnails_downscaled``) or left out (counted in
+        ``thumbnails_skipped``; the log itself is still sent).
 
     Every public method catches its own errors: a model server is never slowed or broken by
     monitoring. ``sent``, ``dropped`` and ``failed`` count what happened.
@@ -132,8 +173,13 @@ class PredictionLogger:
         max_queue: int = 100_000,
         compression: str | None = "gzip",
         producer_config: Mapping[str, Any] | None = None,
+        send_thumbnails: bool = False,
+        max_thumbnail_bytes: int = 65_536,
     ) -> None:
         self.kafka = kafka
+        self.send_thumbnails, self.max_thumbnail_bytes = send_thumbnails, max_thumbnail_bytes
+        self.thumbnails_downscaled = 0
+        self.thumbnails_skipped = 0
         self.model = model
         self.model_version = model_version
         self.embedding_dtype: EmbeddingDtype = embedding_dtype
@@ -177,6 +223,7 @@ class PredictionLogger:
                 row = batch_stats(np.asarray(image)[None])[0]
                 pixel_stats = dict(zip(STAT_NAMES, row.tolist(), strict=True))
             request_id = request_id or uuid.uuid4().hex
+            thumb = self._thumbnail(image)
             raw = encode_prediction(
                 self.model,
                 self.model_version,
@@ -190,6 +237,7 @@ class PredictionLogger:
                 arm=arm,
                 label=label,
                 timestamp=timestamp,
+                thumbnail=thumb,
             )
         except Exception as exc:
             self._drop(f"could not encode a prediction log: {exc!r}")
@@ -238,6 +286,7 @@ class PredictionLogger:
                     arm=arm,
                     label=None if labels is None else int(labels[i]),
                     timestamp=ts,
+                    thumbnail=None if images is None else self._thumbnail(images[i]),
                 )
                 for i in range(n)
             ]
@@ -286,6 +335,15 @@ class PredictionLogger:
         self.close()
 
     # ------------------------------------------------------------------ internals
+
+    def _thumbnail(self, image: np.ndarray | None) -> bytes | None:
+        if not self.send_thumbnails or image is None:
+            return None
+        png, halved = thumbnail_png(image, self.max_thumbnail_bytes)
+        with self._lock:
+            self.thumbnails_downscaled += png is not None and halved > 0
+            self.thumbnails_skipped += png is None
+        return png
 
     def _offer(self, topic: str, key: str, raw: bytes) -> bool:
         try:

@@ -4,15 +4,17 @@
 C's :func:`retrain.demo_stage.close_the_loop` on the demo's camera (blur + brightness) with the
 job the policy queued for the page (fresh labelled traffic -> retrain -> ONNX INT8 -> offline
 gate -> staged canary 5 -> 25 -> 50 -> 100% -> promotion), evaluating windows as traffic flows.
-The promoted version then gets its own reference profile, fitted on the images it was trained
-on (passed through itself), so its windows on the still-changed camera are judged against what
-it was built for; when they are clean, the old version's alert resolves
-(:mod:`monitor.alerts.supersede`). :func:`print_loop` adds the figures to the final timeline.
+Its labelled traffic goes through the SDK -> broker -> ingest worker path like the rest of the
+demo (thumbnails included, which retraining reads back). The promoted version then gets its own
+reference profile, fitted on the images it was trained on (passed through itself), so its windows
+on the still-changed camera are judged against what it was built for; when they are clean, the
+old version's alert resolves (:mod:`monitor.alerts.supersede`). :func:`print_loop` adds the
+figures to the final timeline.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -37,18 +39,28 @@ def _phase_now(demo: Demo) -> str:
     return f"canary {ro.plan[ro.step_index]}%" if ro.state == "running" else f"{ro.state}"
 
 
-def _emitter(demo: Demo) -> Any:
-    """Store the served logs (as the ingest worker would) and evaluate the windows they close."""
-    from monitor.demo import Phase, _evaluate
-    from retrain.demo_stage import store_emitter
+class _Emitter:
+    """Send the served logs through the SDK -> broker -> ingest worker path, like the rest of
+    the demo, wait until they are stored, and evaluate the windows they close."""
 
-    store = store_emitter(demo.factory)
+    def __init__(self, demo: Demo) -> None:
+        from retrain.demo_stage import SdkEmitter
 
-    def emit(logs: list[PredictionLog]) -> None:
-        store(logs)
-        _evaluate(demo, Phase(_phase_now(demo), 0))
+        assert demo.settings is not None
+        self.demo = demo
+        self.sdk = SdkEmitter(demo.settings, self._stored)
 
-    return emit
+    def _stored(self, n: int) -> None:
+        from monitor.demo import _wait_stored
+
+        self.demo.logged += n
+        _wait_stored(self.demo, self.demo.logged)
+
+    def __call__(self, logs: list[PredictionLog]) -> None:
+        from monitor.demo import Phase, _evaluate
+
+        self.sdk(logs)
+        _evaluate(self.demo, Phase(_phase_now(self.demo), 0))
 
 
 def _policy_trigger(demo: Demo) -> str:
@@ -108,6 +120,17 @@ def _incident_open(demo: Demo) -> bool:
 
 def close_loop(demo: Demo) -> None:
     """Retrain -> INT8 -> gate -> canary -> promotion, then the promoted version's windows."""
+    trigger = _policy_trigger(demo)
+    demo.say(f"--- closing the loop: retrain job for '{trigger}' on fresh labels of the "
+             "changed camera")
+    emit = _Emitter(demo)
+    try:
+        _close_loop(demo, trigger, emit)
+    finally:
+        emit.sdk.close()
+
+
+def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
     import torch
 
     from monitor.demo import WINDOW, Phase, _evaluate
@@ -116,10 +139,6 @@ def close_loop(demo: Demo) -> None:
 
     assert demo.settings is not None
     torch.set_num_threads(2)
-    trigger = _policy_trigger(demo)
-    demo.say(f"--- closing the loop: retrain job for '{trigger}' on fresh labels of the "
-             "changed camera")
-    emit = _emitter(demo)
     out = run_loop(demo.settings, demo.factory, MODEL, shift=SHIFT, trigger=trigger,
                    baseline=demo.net, n_fresh=600, emit=emit,
                    log=lambda line: demo.say("  " + line), seed=1)
@@ -139,7 +158,7 @@ def close_loop(demo: Demo) -> None:
         if not _incident_open(demo):
             break
         serve_labelled(demo.settings, demo.factory, MODEL, WINDOW, shift=SHIFT, seed=100 + i,
-                       prefix=f"after-{i}")
+                       prefix=f"after-{i}", emit=emit.sdk)
         _evaluate(demo, phase)
     demo.loop["resolved"] = not _incident_open(demo)
 

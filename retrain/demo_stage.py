@@ -57,6 +57,47 @@ def store_emitter(sessions: sessionmaker[Session]) -> Emit:
     return emit
 
 
+class SdkEmitter:
+    """Send served logs through the producer SDK (one logger per version, PNG thumbnails on)
+    to the broker, then call ``stored(n)`` to wait until the ingest worker has stored them.
+
+    The logs' images are their lossless PNG thumbnails, decoded and handed to the SDK as a
+    model server would hand its inputs; call :meth:`close` when done.
+    """
+
+    def __init__(self, settings: Settings, stored: Callable[[int], None]) -> None:
+        self.settings, self.stored = settings, stored
+        self.loggers: dict[str, Any] = {}
+
+    def __call__(self, logs: list[PredictionLog]) -> None:
+        import base64
+
+        from ingest.sdk import PredictionLogger
+        from monitor.imagestats import decode_image
+
+        for lg in logs:
+            logger = self.loggers.get(lg.model_version)
+            if logger is None:
+                logger = self.loggers[lg.model_version] = PredictionLogger(
+                    self.settings.kafka, lg.model, lg.model_version, embedding_dtype="float32",
+                    send_thumbnails=True,
+                    max_thumbnail_bytes=self.settings.ingest.max_thumbnail_bytes)
+            image = None if lg.thumbnail is None else decode_image(base64.b64decode(lg.thumbnail))
+            logger.log(lg.probability_vector(), embedding=lg.embedding_vector(), image=image,
+                       pixel_stats=lg.pixel_stats, request_id=lg.request_id,
+                       predicted_class=lg.predicted_class, latency_ms=lg.latency_ms, arm=lg.arm,
+                       label=lg.label, timestamp=lg.timestamp)
+        for logger in self.loggers.values():
+            if not logger.flush() or logger.dropped or logger.failed:
+                raise DriftwatchError(f"the SDK lost logs: {logger.dropped} dropped, "
+                                      f"{logger.failed} failed")
+        self.stored(len(logs))
+
+    def close(self) -> None:
+        for logger in self.loggers.values():
+            logger.close()
+
+
 def shifted_stream(shift: str, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """``draw(n)``: n shifted digits (images, labels), sampled with replacement."""
     from retrain.digits import SHIFTS, load_digits_images

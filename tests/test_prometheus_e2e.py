@@ -13,10 +13,12 @@ as Grafana does and run through Prometheus's ``/api/v1/query``; every SQL panel 
 annotation is expanded with Grafana's macros and run on the PostgreSQL store. A query that
 errors or returns nothing fails the test, naming the panel.
 
-Stand-in, until its owners' code lands: the canary-arm, rollout and model-registry gauges
-(``driftwatch_arm_*``, ``driftwatch_canary_*``, ``driftwatch_rollout_events_total``,
-``driftwatch_retrain_jobs_total``, ``driftwatch_model_*``) and the rollout rows are published by
-:func:`_publish_rollout` below; the arm gauges are computed from the run's real arm windows.
+The canary-arm gauges (``driftwatch_arm_*``) come from the API's store collector (the latest
+evaluated window of each arm); the retraining, registry, gate and rollout metrics come from
+:mod:`retrain.observe`, fed by the real code in :func:`_roll_out`: the policy's queued job, two
+small DigitsNets registered with real ONNX FP32/INT8 artifacts and figures, the offline gate,
+and a staged rollout judged by the canary controller on fresh arm logs (stored directly; the
+rest of the run went through the broker) until it promotes v2.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, text
 
 from dashboards.boards import build_dashboards
 from dashboards.expand import expand_prom, expand_sql, panel_queries
@@ -52,6 +54,7 @@ from monitor.settings import (
     AlertSettings,
     DatabaseSettings,
     KafkaSettings,
+    RetrainSettings,
     Settings,
     WebhookChannel,
     WindowSettings,
@@ -199,68 +202,88 @@ def _produce(kafka: KafkaSettings, t0: datetime) -> int:
     return len(logs) + 2
 
 
-def _publish_rollout(engine: Engine, prom: str) -> None:
-    """Stand-in for the canary controller and registry metrics (see the module docstring)."""
-    from monitor.logs_repo import load_window
-    from monitor.status_page import CONF_EDGES, distribution
-    from monitor.store.retrain_tables import RetrainJob, Rollout, RolloutStep
-    from monitor.store.tables import Window
+def _arm_logs(version: str, arm: str, n: int, seed: int, accuracy: float,
+              latency_ms: float) -> list[Any]:
+    """``n`` labelled logs of one arm, stamped now (a rollout step reads logs since it began)."""
+    from monitor.detectors.simulate import synthetic_batch
+    from monitor.imagestats import STAT_NAMES
+    from monitor.schemas import PredictionLog, encode_array
 
+    rng = np.random.default_rng(seed)
+    b = synthetic_batch(n, seed=seed, dim=32, brightness=-0.3,
+                        temperature=0.8 if arm == "canary" else 1.0)
+    assert b.embeddings is not None and b.pixel is not None
+    now = datetime.now(UTC)
+    return [PredictionLog.model_validate({
+        "model": MODEL, "model_version": version, "request_id": f"{arm}-{seed}-{i}",
+        "timestamp": now, "predicted_class": int(b.predicted[i]),
+        "probabilities": (b.probs[i] / b.probs[i].sum()).tolist(),
+        "embedding": encode_array(b.embeddings[i], "float16"),
+        "pixel_stats": dict(zip(STAT_NAMES, map(float, b.pixel[i]), strict=True)),
+        "latency_ms": float(rng.gamma(4.0, latency_ms / 4.0)), "arm": arm,
+        "label": int(b.predicted[i]) if rng.uniform() < accuracy
+        else (int(b.predicted[i]) + 1) % b.n_classes,
+    }) for i in range(n)]
+
+
+def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
+    """The real registry, offline gate and canary controller feed the rollout and model metrics
+    (:mod:`retrain.observe`): v1 and a retrained v2 (small DigitsNets with real ONNX FP32/INT8
+    artifacts and measured figures), the gate's agreement, then a staged rollout 5 -> 25 -> 50
+    -> 100% judged by :func:`retrain.rollout.tick` on fresh logs of both arms each step."""
+    import torch
+
+    from monitor.store.ingest_repo import insert_predictions
+    from monitor.store.retrain_tables import Rollout
+    from retrain import registry, rollout
+    from retrain.demo_stage import train_baseline
+    from retrain.deploy import target_from_settings
+    from retrain.digits import train_holdout
+    from retrain.export import session as ort_session
+    from retrain.gate import evaluate
+    from retrain.observe import gate_agreement
+    from retrain.pipeline import publish_version, register_baseline
+    from retrain.recipes import digits_input
+
+    torch.set_num_threads(2)
     sessions = session_factory(engine)
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    target = target_from_settings(settings.retrain)
+    _, hold = train_holdout(seed=0)
+    x = digits_input(hold.images)
+    register_baseline(settings, sessions, MODEL, "v1", train_baseline(epochs=1, seed=0),
+                      hold.images, hold.labels)
     with unit_of_work(sessions) as s:
-        for arm in ("stable", "canary"):
-            window = s.scalars(select(Window).where(Window.arm == arm)).one()
-            batch = load_window(s, window)
-            d = distribution(batch, window.model_version)
-            labels = {"model": MODEL, "version": window.model_version, "arm": arm}
-            metric("driftwatch_arm_accuracy").labels(**labels).set(d.accuracy)
-            assert batch.latency_ms is not None
-            for q in (0.5, 0.99):
-                metric("driftwatch_arm_latency_seconds").labels(**labels, quantile=str(q)).set(
-                    float(np.quantile(batch.latency_ms, q)) / 1000)
-            metric("driftwatch_arm_low_confidence_rate").labels(**labels).set(
-                float((batch.confidence < 0.3).mean()))
-            for le in CONF_EDGES[1:]:
-                metric("driftwatch_arm_confidence_bucket").labels(**labels, le=f"{le:.1f}").set(
-                    float((batch.confidence <= le).mean()))
-            for cls, share in enumerate(d.class_shares):
-                metric("driftwatch_arm_class_share").labels(**labels, **{"class": str(cls)}).set(
-                    share)
-        jobs = s.scalars(select(RetrainJob).where(RetrainJob.model == MODEL)).all()
-        assert jobs, "the policy queued no retraining job"
-        for job in jobs:
-            metric("driftwatch_retrain_jobs_total").labels(model=MODEL, state=job.state).inc()
-        metric("driftwatch_retrain_jobs_total").labels(model=MODEL, state="succeeded").inc()
-        for version, fp32, int8 in (("v1", 0.81, 0.80), ("v2", 0.94, 0.935)):
-            for fmt, acc, size, lat in (("fp32", fp32, 412_000, 0.0021),
-                                        ("int8", int8, 118_000, 0.0012)):
-                mv = {"model": MODEL, "version": version, "format": fmt}
-                metric("driftwatch_model_accuracy").labels(**mv, dataset="recent").set(acc)
-                metric("driftwatch_model_size_bytes").labels(**mv).set(size)
-                for batch_size, factor in (("1", 1.0), ("32", 9.0)):
-                    metric("driftwatch_model_latency_seconds").labels(**mv, batch=batch_size).set(
-                        lat * factor)
-        metric("driftwatch_canary_agreement").labels(model=MODEL).set(0.96)
-        rollout = Rollout(model=MODEL, stable_version="v1", candidate_version="v2",
-                          plan=[5, 25, 50, 100], state="running")
-        s.add(rollout)
-        s.flush()
-        rollout_id = rollout.id
+        v2 = publish_version(s, store, MODEL, "v2", train_baseline(epochs=2, seed=0), x, x,
+                             hold.labels, settings, state="candidate", parent_version="v1")
+        v1 = registry.get_version(s, MODEL, "v1")
+        paths = {k: store.path(mv, "onnx_int8") for k, mv in (("candidate", v2), ("current", v1))}
+    report = evaluate(ort_session(paths["candidate"]), ort_session(paths["current"]),
+                      (x, hold.labels), (x, hold.labels),
+                      {k: p.stat().st_size for k, p in paths.items()}, settings.retrain)
+    gate_agreement(MODEL, report.agreement_recent)
+
     events = metric("driftwatch_rollout_events_total")
     for event in ("started", "step", "promoted", "rolled_back"):
         events.labels(model=MODEL, event=event)  # exported at 0 so increase() sees the first
     _wait_for(prom, 'driftwatch_rollout_events_total{event="promoted"}')
-    events.labels(model=MODEL, event="started").inc()
-    for step, weight in enumerate([5, 25, 50, 100]):
-        metric("driftwatch_canary_step").labels(model=MODEL, version="v2").set(step)
-        metric("driftwatch_canary_weight").labels(model=MODEL, version="v2").set(weight)
-        outcome = "promote" if weight == 100 else "advance"
+    with unit_of_work(sessions) as s:
+        rollout_id = rollout.start(s, settings, store, target,
+                                   registry.get_version(s, MODEL, "v2")).id
+    outcomes: list[str] = []
+    while not outcomes or outcomes[-1] == "advance":
+        time.sleep(SCRAPE_S * 1.2)  # Prometheus sees every step
+        n = settings.retrain.step_min_logs
         with unit_of_work(sessions) as s:
-            s.add(RolloutStep(rollout_id=rollout_id, step_index=step, weight=weight,
-                              outcome=outcome, reason=f"canary accuracy ok at {weight}%",
-                              stable_accuracy=0.8, canary_accuracy=0.93))
-        events.labels(model=MODEL, event="promoted" if weight == 100 else "step").inc()
-        time.sleep(SCRAPE_S * 1.2)
+            insert_predictions(s, _arm_logs("v1", "stable", n, 20 + len(outcomes), 0.80, 21.0)
+                               + _arm_logs("v2", "canary", n, 40 + len(outcomes), 0.93, 12.0))
+        with unit_of_work(sessions) as s:
+            ro = s.get(Rollout, rollout_id)
+            assert ro is not None
+            outcomes.append(rollout.tick(s, settings, store, target, ro, datetime.now(UTC)))
+    assert outcomes == ["advance", "advance", "advance", "promote"], outcomes
+    with sessions() as s:
+        assert registry.current(s, MODEL).version == "v2"  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +308,8 @@ def run(broker: LocalBroker, pg_server_url: str, pg_template: str,
         windows=WindowSettings(max_count=PER_WINDOW, max_seconds=3600),
         alerts=AlertSettings(channels=[WebhookChannel(
             url=f"http://127.0.0.1:{hook.server_address[1]}/hook")]),
+        retrain=RetrainSettings(registry_dir=workdir / "registry", step_min_logs=100,
+                                deployment_spec_path=workdir / "deployment.json"),
     )
     engine = make_engine(settings.database)
     metric("driftwatch_evaluation_seconds")  # exported from start-up, as a service does
@@ -299,7 +324,7 @@ def run(broker: LocalBroker, pg_server_url: str, pg_template: str,
         report = run_monitor(engine, settings, t0, per_window=PER_WINDOW)
         assert any(d.transition.to_state == "alert" for d in report.decisions)
         assert report.deliveries.get("delivered", 0) >= 1 and bodies
-        _publish_rollout(engine, prom)
+        _roll_out(engine, settings, prom)
         _wait_for(prom, "driftwatch_canary_step == 3")
         time.sleep(SCRAPE_S * 2)
         yield Run(prom, f"http://127.0.0.1:{api_port}", engine, settings, bodies)

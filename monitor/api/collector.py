@@ -3,8 +3,9 @@
 Every API replica reads the same rows, so they all expose the same values, and a restarted
 process shows the current state at once instead of empty gauges until the next evaluation.
 
-The canary-arm gauges (``driftwatch_arm_*``) summarise the latest evaluated window of each
-model, version and arm. A scrape reads only four small columns of at most ``max_arm_windows``
+The canary-arm gauges (``driftwatch_arm_*``) summarise the latest window the evaluator has
+processed (evaluated, or found without a reference profile, as a new canary version often is) of
+each model, version and arm. A scrape reads only four small columns of at most ``max_arm_windows``
 windows (no probability or embedding bytes), so its cost is bounded by the window size.
 """
 
@@ -165,7 +166,8 @@ class StoreCollector(Collector):
         from monitor.detectors.confidence import LOW_CONFIDENCE
         from monitor.logs_repo import NO_ARM
 
-        done = Window.state == "evaluated"
+        # a canary version often has no reference yet: its windows still have arm figures
+        done = Window.state.in_(("evaluated", "no_profile"))
         latest = (select(func.max(Window.id).label("id")).where(done)
                   .group_by(Window.model, Window.model_version, Window.arm).subquery())
         windows = session.scalars(

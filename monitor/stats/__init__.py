@@ -10,6 +10,8 @@ from monitor.stats.categorical import (
     chi2_homogeneity,
     cohens_h,
     cohens_w,
+    cohens_w_adjusted,
+    proportion_test,
     two_proportion_test,
 )
 from monitor.stats.histograms import (
@@ -44,6 +46,7 @@ __all__ = [
     "chi2_homogeneity",
     "cohens_h",
     "cohens_w",
+    "cohens_w_adjusted",
     "evidently_bins",
     "fill_zeros",
     "fit_pca",
@@ -54,6 +57,7 @@ __all__ = [
     "median_gamma",
     "mmd2_unbiased",
     "mmd_test",
+    "proportion_test",
     "psi",
     "quantile_edges",
     "rbf_kernel",

@@ -2,8 +2,9 @@
 
 Counts are aligned arrays indexed by category; a category absent on one side has count 0.
 
-References: Pearson (1900) for the chi-square test; Cohen (1988), *Statistical Power Analysis*,
-for the effect sizes w and h.
+References: Pearson (1900) for the chi-square test; Fisher (1922) for the exact 2 x 2 test;
+Cohen (1988), *Statistical Power Analysis*, for the effect sizes w and h; Bergsma (2013), "A
+bias-correction for Cramér's V and Tschuprow's T", for the bias-corrected w.
 """
 
 from __future__ import annotations
@@ -93,6 +94,32 @@ def cohens_w(ref_shares: np.ndarray, cur_shares: np.ndarray) -> np.ndarray:
     return np.asarray(np.sqrt(np.clip(terms.sum(axis=-1), 0.0, 1.0)))
 
 
+def cohens_w_adjusted(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Cohen's w of two count vectors, corrected for the upward bias of sampling noise.
+
+    Two samples of one distribution over ``K`` categories differ by chance: the plug-in
+    :func:`cohens_w` has ``E[w^2] ~ (K - 1) (1/n + 1/m) / 4``, so a floor on w alone alarms on a
+    large enough clean window whenever the reference is small. This subtracts that expectation
+    (Bergsma 2013): ``sqrt(max(0, w^2 - (K - 1) (1/n + 1/m) / 4))`` over the categories present
+    on either side; with equal sizes it is ``sqrt(max(0, chi2 - df) / N)``. 0 with fewer than two
+    categories or an empty side.
+
+    >>> round(cohens_w_adjusted(np.array([100, 100]), np.array([60, 140])), 4)
+    0.1979
+    >>> cohens_w_adjusted(np.array([100, 100]), np.array([98, 102]))
+    0.0
+    """
+    a, b = align_counts(ref, cur)
+    keep = (a + b) > 0
+    a, b = a[keep], b[keep]
+    n, m = float(a.sum()), float(b.sum())
+    if a.size < 2 or n == 0 or m == 0:
+        return 0.0
+    w2 = float(cohens_w(a / n, b / m)) ** 2
+    bias = (a.size - 1) * (1.0 / n + 1.0 / m) / 4.0
+    return float(np.sqrt(max(0.0, w2 - bias)))
+
+
 def cohens_h(ref_rate: np.ndarray, cur_rate: np.ndarray) -> np.ndarray:
     """Cohen's h between proportions: ``|2 asin sqrt(c) - 2 asin sqrt(r)|``, in [0, pi].
 
@@ -127,3 +154,40 @@ def two_proportion_test(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(var > 0, (b / n_cur - a / n_ref) / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
     return z, 2.0 * norm.sf(np.abs(z))
+
+
+#: Below this expected count in any cell of a 2 x 2 table the z-test's normal approximation is
+#: not trusted and :func:`proportion_test` uses Fisher's exact test (Cochran's rule).
+MIN_EXPECTED = 5.0
+
+
+def proportion_test(
+    ref_hits: np.ndarray, n_ref: float, cur_hits: np.ndarray, n_cur: float,
+    min_expected: float = MIN_EXPECTED,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-proportion test that is valid for small counts; returns ``(z, two-sided p)``.
+
+    Each comparison uses :func:`two_proportion_test` when every expected cell count of its
+    2 x 2 table is at least ``min_expected``, and Fisher's exact test
+    (``scipy.stats.fisher_exact``) otherwise: 0 of 360 against 1 of 10 is p = 6e-9 by the
+    z-test but 0.027 exactly. ``z`` is always the pooled z statistic (0 where undefined).
+
+    >>> z, p = proportion_test(np.array([0, 30]), 360, np.array([1, 8]), 10)
+    >>> np.round(p, 4).tolist()
+    [0.027, 0.0]
+    """
+    from scipy.stats import fisher_exact
+
+    a = np.asarray(ref_hits, dtype=np.float64)
+    b = np.asarray(cur_hits, dtype=np.float64)
+    z, p = two_proportion_test(a, n_ref, b, n_cur)
+    if n_ref <= 0 or n_cur <= 0:
+        return z, p
+    hits = a + b
+    total = n_ref + n_cur
+    small = np.minimum(hits, total - hits) * min(n_ref, n_cur) / total < min_expected
+    p = np.array(p, dtype=np.float64)
+    for j in np.flatnonzero(small & (hits > 0) & (hits < total)):
+        table = [[int(a[j]), int(n_ref - a[j])], [int(b[j]), int(n_cur - b[j])]]
+        p.flat[j] = float(fisher_exact(table).pvalue)
+    return z, p
