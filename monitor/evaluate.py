@@ -103,12 +103,16 @@ def evaluate_window(session: Session, settings: Settings, window: Window,
         return WindowEvaluation(window)
     batch = load_window(session, window)
     results = score_all(load_profiles(session, profile.id), batch, settings.detectors, window.model)
-    for result in results:
-        try:
-            with session.begin_nested():
-                session.add(result_row(window, profile.id, result))
-        except IntegrityError:
-            log.info("result %s of window %d already stored", result.family, window.id)
+    try:  # one savepoint for all families; one per family only if some were stored already
+        with session.begin_nested():
+            session.add_all([result_row(window, profile.id, result) for result in results])
+    except IntegrityError:
+        for result in results:
+            try:
+                with session.begin_nested():
+                    session.add(result_row(window, profile.id, result))
+            except IntegrityError:
+                log.info("result %s of window %d already stored", result.family, window.id)
     window.state, window.evaluated_at = EVALUATED, now
     session.flush()
     return WindowEvaluation(window, list(results), profile.id)

@@ -3,7 +3,8 @@
 Store rows carry arrays as little-endian bytes (``probs`` float32, ``embedding`` float16 or
 float32 as ``embedding_dtype`` says); they are decoded for the whole batch at once with
 ``np.frombuffer`` over the joined bytes, never one row at a time. Pixel statistics (a JSON
-mapping) become the columns of :data:`~monitor.imagestats.STAT_NAMES`, NaN where missing.
+mapping) are read as JSON text and decoded for the whole batch in one ``msgspec`` call; they
+become the columns of :data:`~monitor.imagestats.STAT_NAMES`, NaN where missing.
 Unknown labels are ``-1``, unknown latencies NaN, missing embeddings rows of NaN.
 
 Reference files (:func:`read_reference_file`) may be Parquet, NPZ or JSONL of prediction logs.
@@ -26,8 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
@@ -50,7 +52,7 @@ class _Row(NamedTuple):
     probs: bytes
     embedding: bytes | None
     embedding_dtype: str | None
-    pixel_stats: dict[str, float] | None
+    pixel_stats: dict[str, float] | str | None  # a mapping, or its JSON text
     latency_ms: float | None
     label: int | None
 
@@ -62,10 +64,13 @@ _COLUMNS = (
     Prediction.probs,
     Prediction.embedding,
     Prediction.embedding_dtype,
-    Prediction.pixel_stats,
+    # JSON text, not the driver's per-row json.loads: the batch is decoded in one call
+    cast(Prediction.pixel_stats, Text).label("pixel_stats"),
     Prediction.latency_ms,
     Prediction.label,
 )
+_STATS_LIST = msgspec.json.Decoder(list[dict[str, float] | None])
+_NO_STATS = (None,) * len(STAT_NAMES)
 
 
 def _decode_embeddings(
@@ -91,13 +96,22 @@ def _decode_embeddings(
     return out
 
 
-def _pixel_columns(stats: Sequence[dict[str, float] | None]) -> np.ndarray | None:
+def _pixel_columns(stats: Sequence[dict[str, float] | str | None]) -> np.ndarray | None:
+    """(N, len(STAT_NAMES)) float64 of mappings or their JSON text; NaN where missing."""
     if all(s is None for s in stats):
         return None
-    import pandas as pd
-
-    frame = pd.DataFrame.from_records([s or {} for s in stats], columns=list(STAT_NAMES))
-    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    if any(isinstance(s, str) for s in stats):
+        try:
+            parsed = _STATS_LIST.decode(
+                "[" + ",".join("null" if s is None else s if isinstance(s, str)
+                               else msgspec.json.encode(s).decode() for s in stats) + "]"
+            )
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            raise DriftwatchError(f"stored pixel statistics are not a JSON mapping: {exc}") from exc
+    else:
+        parsed = list(stats)  # type: ignore[arg-type]  # no str left
+    values = [_NO_STATS if s is None else tuple(map(s.get, STAT_NAMES)) for s in parsed]
+    return np.array(values, dtype=np.float64)  # None -> NaN
 
 
 def _floats(values: Sequence[float | int | None]) -> np.ndarray:
@@ -145,7 +159,8 @@ def load_window(session: Session, window: Window) -> LogBatch:
         )
         .order_by(Prediction.id)
     )
-    rows = session.execute(stmt).all()
+    session.flush()  # what the ORM's autoflush would do; Core rows skip per-row ORM loading
+    rows = session.connection().execute(stmt).all()
     if not rows:
         raise DriftwatchError(f"window {window.id} has no logs left in the store (retention?)")
     return rows_to_batch(rows, {"model": window.model, "model_version": window.model_version,
@@ -176,7 +191,8 @@ def load_range(
     stmt = stmt.order_by(Prediction.id.desc())
     if limit is not None:
         stmt = stmt.limit(limit)
-    rows = session.execute(stmt).all()[::-1]
+    session.flush()
+    rows = session.connection().execute(stmt).all()[::-1]
     if not rows:
         raise DriftwatchError(
             f"no logs of {model} {version} between {start} and {end}"

@@ -7,7 +7,13 @@ stored row explains itself months later. Detectors make these; the policy reads 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: How a feature's ``ref_value``/``cur_value`` read: ``relative`` (a level whose change is
+#: ``cur/ref - 1``, e.g. brightness), ``share`` (a proportion in [0, 1], e.g. a class's share),
+#: ``sd`` (a location in reference standard deviations, e.g. a principal component's mean) or
+#: ``value`` (any other number, compared by ``cur - ref``).
+Unit = Literal["relative", "share", "sd", "value"]
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -16,8 +22,18 @@ RESULT_SCHEMA_VERSION = 1
 class FeatureDrift:
     """How one feature (a pixel statistic, a class, a component) moved.
 
-    ``ref_value``/``cur_value`` are the summary compared (a mean, a frequency, a rate);
-    ``change`` is relative (``cur/ref - 1``) when ``relative`` else absolute (``cur - ref``).
+    ``ref_value``/``cur_value`` are the summary compared (a mean, a frequency, a rate) in
+    ``unit`` (:data:`Unit`); ``change`` is relative (``cur/ref - 1``) when ``relative`` else
+    absolute (``cur - ref``). ``unit`` defaults from ``relative`` (``relative`` or ``share``),
+    so results stored before it existed read as before.
+
+    >>> FeatureDrift("brightness", 0.3, 0.001, 0.4, 100.0, 82.0, True).describe()
+    'brightness −18%'
+    >>> FeatureDrift("class 7", 0.2, 0.001, 0.2, 0.09, 0.02, True, relative=False).describe()
+    'class 7: 9.0% → 2.0%'
+    >>> FeatureDrift("pc1", 0.4, 0.001, 0.5, 0.01, 1.26, True, relative=False,
+    ...              unit="sd").describe()
+    'pc1: +0.01 → +1.26 sd'
     """
 
     name: str
@@ -28,6 +44,14 @@ class FeatureDrift:
     cur_value: float
     drifted: bool
     relative: bool = True
+    unit: Unit | None = None
+
+    @property
+    def unit_of(self) -> Unit:
+        """``unit``, or the one implied by ``relative`` when it was not given."""
+        if self.unit is not None:
+            return self.unit
+        return "relative" if self.relative else "share"
 
     @property
     def change(self) -> float:
@@ -36,8 +60,14 @@ class FeatureDrift:
         return self.cur_value - self.ref_value
 
     def describe(self) -> str:
-        """A short human line: ``brightness −18%`` or ``class 7: 9.0% → 2.0%``."""
-        if self.relative:
+        """A short line: ``brightness −18%``, ``class 7: 9.0% → 2.0%``, ``pc1: +0.01 → +1.26 sd``.
+        """
+        unit = self.unit_of
+        if unit == "sd":
+            return f"{self.name}: {self.ref_value:+.2f} → {self.cur_value:+.2f} sd"
+        if unit == "value":
+            return f"{self.name}: {self.ref_value:.3g} → {self.cur_value:.3g}"
+        if unit == "relative":
             change = self.change
             if change == float("inf"):
                 return f"{self.name} new (0 → {self.cur_value:.3g})"

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,17 +112,23 @@ def _close_stream(
 ) -> list[Window]:
     closed: list[Window] = []
     arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
+    if settled_before is None:
+        fresh = literal(False)
+    else:  # compared in SQL: a flag per row instead of decoding every ingested_at in Python
+        fresh = Prediction.ingested_at > settled_before
+    query = (
+        select(Prediction.id, Prediction.ts, fresh.label("fresh"))
+        .where(Prediction.model == model, Prediction.model_version == version, arm_filter,
+               Prediction.id > bindparam("after_id"))
+        .order_by(Prediction.id)
+        .limit(cfg.max_count)
+    )
     while True:
-        rows = session.execute(
-            select(Prediction.id, Prediction.ts, Prediction.ingested_at)
-            .where(Prediction.model == model, Prediction.model_version == version,
-                   arm_filter, Prediction.id > after_id)
-            .order_by(Prediction.id)
-            .limit(cfg.max_count)
-        ).all()
-        if settled_before is not None:
-            cut = next((i for i, r in enumerate(rows) if r.ingested_at > settled_before), None)
-            rows = rows if cut is None else rows[:cut]
+        session.flush()
+        # Core rows (no ORM loading per row) of at most max_count pending logs
+        rows = session.connection().execute(query, {"after_id": after_id}).all()
+        cut = next((i for i, r in enumerate(rows) if r.fresh), None)
+        rows = rows if cut is None else rows[:cut]
         plan = plan_window([r.ts for r in rows], cfg, now)
         if plan is None:
             return closed

@@ -247,13 +247,49 @@ def test_registry_respects_disabled_families_and_model_overrides() -> None:
     assert "pixel" in registry.fit_all(batch(500, seed=1), settings_, "other")
 
 
-def test_small_reference_raises_the_class_floor_to_its_own_noise() -> None:
+def test_class_effect_is_corrected_for_a_small_references_noise() -> None:
+    """A clean window against a reference of 360: the plug-in w is near the 0.1 floor by chance
+    alone (about 0.09); the corrected effect is far below it and the floor is the configured one."""
+    from monitor.stats import cohens_w
+
     cfg = cfg_for("classes.chi2")
     module = registry.FAMILIES["classes"]
-    small, large = module.fit(batch(360, seed=1), cfg), module.fit(batch(20_000, seed=1), cfg)
-    cur = batch(1000, seed=2)
-    assert module.score(small, cur, cfg).threshold == pytest.approx(2 * np.sqrt(9 / 1440))
-    assert module.score(large, cur, cfg).threshold == cfg.effect_floor
+    small = module.fit(batch(360, seed=1), cfg)
+    raw, adjusted = [], []
+    for seed in range(2, 42):
+        cur = batch(1000, seed=seed)
+        res = module.score(small, cur, cfg)
+        assert res.threshold == cfg.effect_floor
+        counts = module.counts_of(cur, 10)
+        raw.append(float(cohens_w(small.counts / 360, counts / 1000)))
+        adjusted.append(res.effect_size)
+    assert np.mean(raw) > 0.07 and np.mean(adjusted) < 0.04
+    rare = module.score(small, batch(1000, seed=99, class_weights=RARE7), cfg)
+    assert rare.drifted and rare.effect_size > cfg.effect_floor
+
+
+def test_low_confidence_rate_uses_an_exact_test_for_small_windows() -> None:
+    """0 of 360 reference predictions under 0.5, 1 of 10 in the window: z says p ~ 6e-9,
+    Fisher's exact test says 0.027; the rate feature reports the exact one (Holm over 3)."""
+    conf = np.full(360, 0.9)
+    probs = np.column_stack([conf, 1 - conf])
+    ref = LogBatch(probs=probs, predicted=np.zeros(360, dtype=np.int64))
+    cur_probs = np.array([[0.9, 0.1]] * 9 + [[0.45, 0.55]])
+    cur = LogBatch(probs=cur_probs, predicted=cur_probs.argmax(axis=1))
+    cfg = cfg_for("confidence.ks")
+    module = registry.FAMILIES["confidence"]
+    res = module.score(module.fit(ref, cfg), cur, cfg)
+    rate = next(f for f in res.features if f.name.startswith("low confidence"))
+    assert rate.p_value is not None and 0.027 <= rate.p_value <= 3 * 0.0271
+    assert rate.describe() == "low confidence (<0.5): 0.0% → 10.0%"
+
+
+def test_principal_components_describe_in_standard_deviations() -> None:
+    profile = profile_for("embedding.pca_ks")
+    res = score("embedding.pca_ks", profile, batch(1000, seed=7, embedding_shift=1.0))
+    top = res.top_features(1)[0]
+    assert top.unit == "sd" and top.describe().startswith(f"{top.name}: ")
+    assert top.describe().endswith(" sd") and "%" not in top.describe()
 
 
 def test_pixel_columns_are_matched_by_name() -> None:

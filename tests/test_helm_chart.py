@@ -247,12 +247,14 @@ def test_commands_are_driftwatch_subcommands() -> None:
     with click.Context(cli) as ctx:
         db = cli.get_command(ctx, "db")
         ingest = cli.get_command(ctx, "ingest")
+        evaluate = cli.get_command(ctx, "evaluate")
     assert isinstance(db, click.Group) and "upgrade" in db.commands
     # every option the chart passes exists on the command
-    assert ingest is not None
-    args = workload(docs, "ingest")["spec"]["template"]["spec"]["containers"][0]["args"]
-    options = {opt for param in ingest.params for opt in param.opts}
-    assert {a for a in args if a.startswith("--")} <= options
+    for component, command in (("ingest", ingest), ("evaluator", evaluate)):
+        assert command is not None
+        args = workload(docs, component)["spec"]["template"]["spec"]["containers"][0]["args"]
+        options = {opt for param in command.params for opt in param.opts}
+        assert {a for a in args if a.startswith("--")} <= options, component
 
 
 def test_ingest_replicas_scale_out_in_one_consumer_group(
@@ -353,19 +355,56 @@ def test_service_monitor_scrapes_the_api_service() -> None:
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert "authorization" not in endpoint
-    (pods,) = of_kind(docs, "PodMonitor")
-    ingest = workload(docs, "ingest")["spec"]["template"]
-    assert pods["spec"]["selector"]["matchLabels"].items() <= ingest["metadata"]["labels"].items()
-    (pod_endpoint,) = pods["spec"]["podMetricsEndpoints"]
-    assert ingest["spec"]["containers"][0]["ports"] == [
-        {"name": pod_endpoint["port"], "containerPort": 9102, "protocol": "TCP"}]
-    off = render({"serviceMonitor": {"enabled": True}, "ingest": {"metricsPort": None}})
-    assert of_kind(off, "PodMonitor") == []
-    assert "args" not in workload(off, "ingest")["spec"]["template"]["spec"]["containers"][0]
     protected = render({"serviceMonitor": {"enabled": True},
                         "config": {"api": {"protect_reads": True}}})
     auth = of_kind(protected, "ServiceMonitor")[0]["spec"]["endpoints"][0]["authorization"]
     assert auth["credentials"] == {"name": "dw-driftwatch", "key": "api-token"}
+
+
+def pod_monitor_targets(docs: list[dict[str, Any]], monitor: dict[str, Any]) -> dict[str, int]:
+    """Workloads whose pods ``monitor`` selects, each with the container port it scrapes."""
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    targets = {}
+    for component in COMPONENTS:
+        template = workload(docs, component)["spec"]["template"]
+        if selector <= template["metadata"]["labels"].items():
+            (container,) = template["spec"]["containers"]
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            targets[component] = ports[endpoint["port"]]
+    return targets
+
+
+@pytest.mark.parametrize(("component", "port"), [("ingest", 9102), ("evaluator", 9103)])
+def test_pod_monitor_scrapes_exactly_one_workloads_metrics_port(
+    component: str, port: int
+) -> None:
+    docs = render({"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}})
+    monitors = {d["metadata"]["name"]: d for d in of_kind(docs, "PodMonitor")}
+    assert monitors.keys() == {"dw-driftwatch-ingest", "dw-driftwatch-evaluator"}
+    monitor = monitors[f"dw-driftwatch-{component}"]
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["mon"]}
+    assert pod_monitor_targets(docs, monitor) == {component: port}
+    (container,) = workload(docs, component)["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["--metrics-port", str(port)]
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+
+    moved = render({"serviceMonitor": {"enabled": True}, component: {"metricsPort": 9200,
+                                                                     "extraArgs": ["-v"]}})
+    (container,) = workload(moved, component)["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["--metrics-port", "9200", "-v"]
+    assert pod_monitor_targets(moved, named(moved, "PodMonitor", monitor["metadata"]["name"])) == {
+        component: 9200}
+
+    off = render({"serviceMonitor": {"enabled": True}, component: {"metricsPort": None}})
+    assert [d["metadata"]["name"] for d in of_kind(off, "PodMonitor")] == [
+        name for name in monitors if name != monitor["metadata"]["name"]]
+    (container,) = workload(off, component)["spec"]["template"]["spec"]["containers"]
+    assert "args" not in container and "ports" not in container
+    # monitoring off: the port is still served (a Prometheus without the operator can scrape it)
+    assert of_kind(render(), "PodMonitor") == []
 
 
 def test_rules_file_is_what_driftwatch_dashboards_rules_generates(

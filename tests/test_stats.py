@@ -14,6 +14,7 @@ from monitor.stats import (
     chi2_goodness_of_fit,
     chi2_homogeneity,
     cohens_w,
+    cohens_w_adjusted,
     fit_pca,
     fourier_features,
     js_distance,
@@ -22,6 +23,7 @@ from monitor.stats import (
     median_gamma,
     mmd2_unbiased,
     mmd_test,
+    proportion_test,
     psi,
     rbf_kernel,
     shares,
@@ -218,3 +220,65 @@ def test_fit_pca_recovers_the_main_axis() -> None:
     _, comps, ratio = fit_pca(x, 2)
     assert abs(comps[0] @ axis) > 0.999
     assert ratio[0] > 0.99
+
+
+def test_cohens_w_adjusted_equals_the_bias_corrected_contingency_effect() -> None:
+    """Equal sizes: sqrt(max(0, chi2 - df) / N) from scipy's contingency chi-square."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        k = int(rng.integers(2, 12))
+        ref, cur = rng.multinomial(600, rng.dirichlet(np.ones(k))), rng.multinomial(
+            600, rng.dirichlet(np.ones(k)))
+        table = np.vstack([ref, cur])[:, (ref + cur) > 0]
+        res = sps.chi2_contingency(table, correction=False)
+        expect = np.sqrt(max(0.0, res.statistic - res.dof) / 1200)
+        assert cohens_w_adjusted(ref, cur) == pytest.approx(expect)
+
+
+def test_cohens_w_adjusted_removes_the_noise_of_a_small_reference() -> None:
+    """Clean samples (10 equal classes): plug-in w sits near sqrt(9 (1/n + 1/m) / 4), above a
+    0.1 floor for n = 360; the corrected w is centred near 0 and under the floor."""
+    rng = np.random.default_rng(4)
+    p = np.full(10, 0.1)
+    raw, adj = [], []
+    for _ in range(400):
+        ref, cur = rng.multinomial(360, p), rng.multinomial(1000, p)
+        raw.append(float(cohens_w(ref / 360, cur / 1000)))
+        adj.append(cohens_w_adjusted(ref, cur))
+    assert np.mean(raw) == pytest.approx(np.sqrt(9 * (1 / 360 + 1 / 1000) / 4), rel=0.1)
+    assert np.mean(np.square(adj)) < 0.002 and np.quantile(adj, 0.95) < 0.1
+    # a real change is kept: shares 10% -> 0.5% for one class of ten
+    q = p.copy()
+    q[3] = 0.005
+    q /= q.sum()
+    ws = [cohens_w_adjusted(rng.multinomial(360, p), rng.multinomial(1000, q)) for _ in range(50)]
+    assert np.median(ws) == pytest.approx(float(cohens_w(p, q)), abs=0.03)
+
+
+def test_proportion_test_is_fisher_exact_for_small_counts_and_z_otherwise() -> None:
+    cases = [(0, 360, 1, 10), (2, 360, 3, 10), (1, 50, 0, 50), (30, 400, 55, 500), (0, 5, 5, 5)]
+    for a, n, b, m in cases:
+        _, p = proportion_test(np.array([a]), n, np.array([b]), m)
+        expected = min(a + b, n + m - a - b) * min(n, m) / (n + m)
+        if expected < 5:
+            ref = sps.fisher_exact([[a, n - a], [b, m - b]]).pvalue
+        else:
+            ref = sps.chi2_contingency([[a, n - a], [b, m - b]], correction=False).pvalue
+        assert p[0] == pytest.approx(ref), (a, n, b, m)
+    # the case the z-test gets wrong: 0 of 360 against 1 of 10
+    _, p_z = two_proportion_test(np.array([0]), 360, np.array([1]), 10)
+    _, p_x = proportion_test(np.array([0]), 360, np.array([1]), 10)
+    assert p_z[0] < 1e-8 and p_x[0] == pytest.approx(1 / 37)
+
+
+def test_proportion_test_is_calibrated_where_the_z_test_is_not() -> None:
+    """Rate 1% in both, reference 360, windows of 10: the z-test rejects far above alpha."""
+    rng = np.random.default_rng(5)
+    alpha, trials = 0.05, 2000
+    a = rng.binomial(360, 0.01, trials)
+    b = rng.binomial(10, 0.01, trials)
+    _, p_x = proportion_test(a, 360, b, 10)
+    _, p_z = two_proportion_test(a, 360, b, 10)
+    limit = alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+    assert np.mean(p_x < alpha) <= limit
+    assert np.mean(p_z < alpha) > limit

@@ -13,9 +13,11 @@ from monitor.stats import (
     chi2_homogeneity,
     cohens_h,
     cohens_w,
+    cohens_w_adjusted,
     js_distance,
     ks_columns,
     mmd_test,
+    proportion_test,
     psi,
     shares,
 )
@@ -139,3 +141,25 @@ def test_mmd_is_seeded_finite_and_bounded(seed: int, n: int, m: int) -> None:
     assert 0 < a.p_value <= 1 and np.isfinite(a.statistic)
     const = mmd_test(np.ones((n, 5)), np.ones((m, 5)), n_permutations=50)
     assert const.p_value == 1.0 and np.isfinite(const.statistic)
+
+
+@FAST
+@given(counts)
+def test_cohens_w_adjusted_symmetric_bounded_below_plug_in(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    r, c = pair
+    w = cohens_w_adjusted(r, c)
+    assert np.isfinite(w) and 0.0 <= w <= 1.0
+    assert w == cohens_w_adjusted(c, r)
+    if r.sum() and c.sum():
+        assert w <= float(cohens_w(r / r.sum(), c / c.sum())) + 1e-12
+
+
+@FAST
+@given(st.integers(0, 40), st.integers(1, 40), st.integers(0, 40), st.integers(1, 40))
+def test_proportion_test_symmetric_and_valid(a: int, n: int, b: int, m: int) -> None:
+    a, b = min(a, n), min(b, m)
+    z, p = proportion_test(np.array([a]), n, np.array([b]), m)
+    z2, p2 = proportion_test(np.array([b]), m, np.array([a]), n)
+    assert np.isfinite(z).all() and 0.0 <= p[0] <= 1.0 + 1e-12
+    assert p[0] == np.float64(p2[0]) or abs(p[0] - p2[0]) < 1e-9
+    assert z[0] == -z2[0]

@@ -3,11 +3,14 @@
 The omnibus test is Pearson's chi-square test of homogeneity on the 2 x K table of counts
 (a two-sample test, so it stays honest when the reference is not much larger than the window);
 classes empty on both sides are dropped, and classes never seen in the reference are valid
-categories. The effect size depends on the kind: Cohen's w (``classes.chi2``), PSI
-(``classes.psi``) or Jensen-Shannon distance (``classes.js``) over smoothed shares; for Cohen's
-w the floor is raised to twice the w a small reference's own sampling noise would produce. Each
-class is reported with its share before and after, a Holm-adjusted two-proportion p-value and
-Cohen's h.
+categories. The effect size depends on the kind: Cohen's w corrected for the bias of sampling
+noise (``classes.chi2``, :func:`monitor.stats.cohens_w_adjusted`), PSI (``classes.psi``) or
+Jensen-Shannon distance (``classes.js``) over smoothed shares. The plug-in w of two samples of
+one distribution is about ``sqrt((K - 1) (1/n + 1/m) / 4)`` (0.08 for 10 classes and a
+reference of 360), so with a small reference a large clean window would reach a 0.1 floor by
+chance; the corrected w estimates the true effect whatever the sample sizes. Each class is
+reported with its share before and after, a Holm-adjusted two-proportion p-value (Fisher's
+exact test where counts are small) and Cohen's h.
 """
 
 from __future__ import annotations
@@ -25,20 +28,16 @@ from monitor.stats import (
     align_counts,
     chi2_homogeneity,
     cohens_h,
-    cohens_w,
+    cohens_w_adjusted,
     js_distance,
+    proportion_test,
     psi,
     shares,
-    two_proportion_test,
 )
 
 FAMILY = "classes"
 KINDS = ("classes.chi2", "classes.psi", "classes.js")
 PSEUDO_COUNT = 0.5
-#: The Cohen's w floor is at least this many times the w that the reference's own sampling
-#: noise produces, ``sqrt((K - 1) / (4 n_ref))``: a small reference cannot vouch for a small
-#: effect (10 classes: 0.079 at n_ref = 360, 0.016 at 10,000).
-REFERENCE_NOISE_MULTIPLE = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,13 +94,9 @@ def score(profile: ClassesProfile, cur: LogBatch, cfg: FamilySettings) -> DriftR
     elif profile.kind == "classes.js":
         effect = float(js_distance(rs, cs))
     else:
-        effect = float(cohens_w(ref_counts / max(n, 1.0), cur_counts / max(m, 1.0)))
+        effect = cohens_w_adjusted(ref_counts, cur_counts)
     present = np.flatnonzero((ref_counts + cur_counts) > 0)
-    if profile.kind == "classes.chi2" and n > 0:
-        noise = np.sqrt(max(len(present) - 1, 0) / (4.0 * n))
-        floor = max(cfg.effect_floor, REFERENCE_NOISE_MULTIPLE * float(noise))
-        cfg = cfg.model_copy(update={"effect_floor": floor})
-    _, p_cls = two_proportion_test(ref_counts[present], n, cur_counts[present], m)
+    _, p_cls = proportion_test(ref_counts[present], n, cur_counts[present], m)
     adj = adjust_pvalues(p_cls, "holm")
     ref_share = ref_counts[present] / max(n, 1.0)
     cur_share = cur_counts[present] / max(m, 1.0)

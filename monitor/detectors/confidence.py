@@ -2,10 +2,13 @@
 
 Three features: max softmax probability, predictive entropy (nats) and the share of predictions
 below :data:`LOW_CONFIDENCE` (an early warning of inputs the model has not seen). Their
-p-values (KS for the two distributions, a two-proportion z-test for the rate) are Holm-adjusted
-together. The effect size depends on the kind: PSI (``confidence.psi``), Jensen-Shannon
-distance (``confidence.js``), both over ten reference-quantile bins (two bins for the rate),
-or the KS statistic itself (``confidence.ks``).
+p-values (KS for the two distributions; for the rate a two-proportion z-test, or Fisher's exact
+test when an expected count is below 5, :func:`monitor.stats.proportion_test`) are Holm-adjusted
+together. The z-test alone is invalid for small counts: 0 low-confidence predictions of 360 in
+the reference against 1 of 10 in a window gives p = 6e-9, Fisher's exact test p = 0.027. The
+effect size depends on the kind: PSI (``confidence.psi``), Jensen-Shannon distance
+(``confidence.js``), both over ten reference-quantile bins (two bins for the rate), or the KS
+statistic itself (``confidence.ks``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from monitor.stats import (
     bin_counts,
     js_distance,
     ks_columns,
+    proportion_test,
     psi,
     quantile_edges,
     shares,
-    two_proportion_test,
 )
 
 FAMILY = "confidence"
@@ -115,7 +118,7 @@ def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> Dri
     n, m = profile.n_ref, len(cur)
     tests = ks_columns(profile.sample, x, ref_sorted=True)
     low_cur = int(np.sum(x[:, 0] < LOW_CONFIDENCE))
-    z, p_low = two_proportion_test(np.array([profile.low_count]), n, np.array([low_cur]), m)
+    z, p_low = proportion_test(np.array([profile.low_count]), n, np.array([low_cur]), m)
     adjusted = adjust_pvalues(np.concatenate([tests.p_value, p_low]), "holm")
     rate_ref = profile.low_count / n if n else 0.0
     rate_cur = low_cur / m if m else 0.0

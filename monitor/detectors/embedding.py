@@ -214,6 +214,7 @@ def _component_features(
             cur_value=float(cur_mean[j]),
             drifted=bool(adjusted[j] < cfg.alpha),
             relative=False,
+            unit="sd",
         )
         for j in range(len(effect))
     )
@@ -232,6 +233,7 @@ def _score_pca_ks(
             ref_value=f.ref_value,
             cur_value=f.cur_value,
             relative=False,
+            unit="sd",
             drifted=decide(f.p_value, f.effect_size, cfg),
         )
         for f in features
