@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
-
 import click
 
-from monitor.cli import settings_of
+from monitor.cli import settings_of, stop_on_signals
 
 
 @click.command()
@@ -37,14 +33,7 @@ def ingest(
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        click.echo(f"signal {signum}: finishing the current batch", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("finishing the current batch")
     stats = IngestWorker(settings).run(stop, max_messages=max_messages, idle_timeout=idle_timeout)
     click.echo(
         f"consumed={stats.consumed} stored={stats.stored} duplicates={stats.duplicates} "

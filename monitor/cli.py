@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -74,6 +77,19 @@ def settings_of(ctx: click.Context) -> Settings:
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)
     return settings
+
+
+def stop_on_signals(what: str) -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for loops that finish ``what`` before exiting."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        click.echo(f"signal {signum}: {what}", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
 
 
 def main() -> None:

@@ -8,28 +8,18 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from types import FrameType
 
 import click
 
-from monitor.cli import settings_of
+from monitor.cli import settings_of, stop_on_signals
 from monitor.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        click.echo(f"signal {signum}: shutting down", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+    return stop_on_signals("shutting down")
 
 
 def _start_scheduler(settings: Settings) -> object:

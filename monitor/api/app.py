@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.api.collector import StoreCollector
 from monitor.errors import DriftwatchError, NotFound
 from monitor.settings import Settings
-from monitor.store.db import make_engine, session_factory
+from monitor.store.db import make_engine, session_factory, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,8 @@ async def require_read(request: Request) -> None:
 def session_dep(request: Request) -> Iterator[Session]:
     """A session per request; committed when the route returns without error."""
     factory: sessionmaker[Session] = request.app.state.factory
-    session = factory()
-    try:
+    with unit_of_work(factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
