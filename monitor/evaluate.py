@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -88,34 +89,51 @@ def stored_results(session: Session, window_id: int) -> list[DriftResult]:
     ]
 
 
+#: (model, version) -> (active profile id or None, its fitted per-family profiles).
+ProfileCache = dict[tuple[str, str], tuple[int | None, dict[Any, Any]]]
+
+
+def _profiles(session: Session, window: Window, cache: ProfileCache) -> tuple[int | None, Any]:
+    key = (window.model, window.model_version)
+    if key not in cache:
+        profile = active_profile(session, *key)
+        cache[key] = (None, {}) if profile is None else (
+            profile.id, load_profiles(session, profile.id))
+    return cache[key]
+
+
 def evaluate_window(session: Session, settings: Settings, window: Window,
-                    now: datetime | None = None) -> WindowEvaluation:
-    """Score one window against its model version's active profile and store the results."""
+                    now: datetime | None = None, *,
+                    profiles: ProfileCache | None = None) -> WindowEvaluation:
+    """Score one window against its model version's active profile and store the results.
+
+    ``profiles`` caches the fitted profiles across the windows of one transaction.
+    """
     from monitor.detectors.registry import score_all
 
     now = now or datetime.now(UTC)
-    profile = active_profile(session, window.model, window.model_version)
-    if profile is None:
+    profile_id, fitted = _profiles(session, window, {} if profiles is None else profiles)
+    if profile_id is None:
         window.state, window.evaluated_at = NO_PROFILE, now
         session.flush()
         log.warning("no active profile for %s %s: window %d not evaluated",
                     window.model, window.model_version, window.id)
         return WindowEvaluation(window)
     batch = load_window(session, window)
-    results = score_all(load_profiles(session, profile.id), batch, settings.detectors, window.model)
+    results = score_all(fitted, batch, settings.detectors, window.model)
     try:  # one savepoint for all families; one per family only if some were stored already
         with session.begin_nested():
-            session.add_all([result_row(window, profile.id, result) for result in results])
+            session.add_all([result_row(window, profile_id, result) for result in results])
     except IntegrityError:
         for result in results:
             try:
                 with session.begin_nested():
-                    session.add(result_row(window, profile.id, result))
+                    session.add(result_row(window, profile_id, result))
             except IntegrityError:
                 log.info("result %s of window %d already stored", result.family, window.id)
     window.state, window.evaluated_at = EVALUATED, now
     session.flush()
-    return WindowEvaluation(window, list(results), profile.id)
+    return WindowEvaluation(window, list(results), profile_id)
 
 
 def evaluate_pending(
@@ -132,10 +150,12 @@ def evaluate_pending(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     evaluations = []
+    profiles: ProfileCache = {}
     for window in session.scalars(stmt).all():
         try:
             with session.begin_nested():
-                evaluations.append(evaluate_window(session, settings, window, now))
+                evaluations.append(evaluate_window(session, settings, window, now,
+                                                   profiles=profiles))
         except (DriftwatchError, ValueError, FloatingPointError) as exc:
             log.error("window %d (%s %s %s) cannot be evaluated: %s", window.id, window.model,
                       window.model_version, window.arm, exc)

@@ -69,8 +69,10 @@ _COLUMNS = (
     Prediction.latency_ms,
     Prediction.label,
 )
-_STATS_LIST = msgspec.json.Decoder(list[dict[str, float] | None])
-_NO_STATS = (None,) * len(STAT_NAMES)
+# One field per canonical statistic (NaN when absent); other names in the mapping are ignored.
+_Stats = msgspec.defstruct("_Stats", [(name, float, float("nan")) for name in STAT_NAMES])
+_STATS_LIST = msgspec.json.Decoder(list[_Stats | None])  # type: ignore[valid-type]
+_NO_STATS = (float("nan"),) * len(STAT_NAMES)
 
 
 def _decode_embeddings(
@@ -100,18 +102,20 @@ def _pixel_columns(stats: Sequence[dict[str, float] | str | None]) -> np.ndarray
     """(N, len(STAT_NAMES)) float64 of mappings or their JSON text; NaN where missing."""
     if all(s is None for s in stats):
         return None
-    if any(isinstance(s, str) for s in stats):
-        try:
-            parsed = _STATS_LIST.decode(
-                "[" + ",".join("null" if s is None else s if isinstance(s, str)
-                               else msgspec.json.encode(s).decode() for s in stats) + "]"
-            )
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-            raise DriftwatchError(f"stored pixel statistics are not a JSON mapping: {exc}") from exc
-    else:
-        parsed = list(stats)  # type: ignore[arg-type]  # no str left
-    values = [_NO_STATS if s is None else tuple(map(s.get, STAT_NAMES)) for s in parsed]
-    return np.array(values, dtype=np.float64)  # None -> NaN
+    if not any(isinstance(s, str) for s in stats):  # mappings
+        return np.array(
+            [_NO_STATS if s is None else tuple(map(s.get, STAT_NAMES)) for s in stats],  # type: ignore[union-attr]
+            dtype=np.float64,  # None -> NaN
+        )
+    text = ",".join("null" if s is None else s if isinstance(s, str)
+                    else msgspec.json.encode(s).decode() for s in stats)
+    try:
+        parsed = _STATS_LIST.decode("[" + text + "]")
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise DriftwatchError(f"stored pixel statistics are not a JSON mapping: {exc}") from exc
+    return np.array(
+        [_NO_STATS if s is None else msgspec.structs.astuple(s) for s in parsed], dtype=np.float64
+    )
 
 
 def _floats(values: Sequence[float | int | None]) -> np.ndarray:

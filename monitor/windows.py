@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, func, literal, select
+from sqlalchemy import ColumnElement, bindparam, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,10 +112,10 @@ def _close_stream(
 ) -> list[Window]:
     closed: list[Window] = []
     arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
-    if settled_before is None:
-        fresh = literal(False)
-    else:  # compared in SQL: a flag per row instead of decoding every ingested_at in Python
-        fresh = Prediction.ingested_at > settled_before
+    # compared in SQL: a flag per row instead of decoding every ingested_at in Python
+    fresh: ColumnElement[bool] = (
+        literal(False) if settled_before is None else Prediction.ingested_at > settled_before
+    )
     query = (
         select(Prediction.id, Prediction.ts, fresh.label("fresh"))
         .where(Prediction.model == model, Prediction.model_version == version, arm_filter,

@@ -145,7 +145,7 @@ def test_mmd_is_seeded_finite_and_bounded(seed: int, n: int, m: int) -> None:
 
 @FAST
 @given(counts)
-def test_cohens_w_adjusted_symmetric_bounded_below_plug_in(pair: tuple[np.ndarray, np.ndarray]) -> None:
+def test_cohens_w_adjusted_symmetric_bounded(pair: tuple[np.ndarray, np.ndarray]) -> None:
     r, c = pair
     w = cohens_w_adjusted(r, c)
     assert np.isfinite(w) and 0.0 <= w <= 1.0

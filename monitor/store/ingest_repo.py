@@ -13,9 +13,10 @@ import base64
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -97,23 +98,6 @@ def prediction_row(log: PredictionLog, *, keep_thumbnail: bool = True) -> dict[s
     }
 
 
-def _known_labels(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Stored labels for ``keys``, one query per model."""
-    by_model: dict[str, list[str]] = {}
-    for model, request_id in keys:
-        by_model.setdefault(model, []).append(request_id)
-    found: dict[tuple[str, str], int] = {}
-    stmt = select(Label.model, Label.request_id, Label.label).where(
-        Label.model == bindparam("model"), Label.request_id.in_(bindparam("ids", expanding=True))
-    )
-    for model, ids in by_model.items():
-        for start in range(0, len(ids), 10_000):
-            chunk = ids[start : start + 10_000]
-            for m, r, label in session.execute(stmt, {"model": model, "ids": chunk}):
-                found[(m, r)] = label
-    return found
-
-
 def upsert_labels(session: Session, labels: Sequence[LabelEvent]) -> tuple[int, int]:
     """Store ``labels`` (the latest event per key wins) and set them on stored predictions.
 
@@ -174,17 +158,25 @@ _COLUMNS = (
     "arm",
     "label",
 )
-assert _COLUMNS[3:5] == ("ts", "ingested_at")
+assert _COLUMNS[3:5] == ("ts", "ingested_at") and _COLUMNS[-1] == "label"
 
 
 def _sqlite_time(value: datetime) -> str:
     # The text SQLAlchemy's SQLite DateTime stores (naive UTC, as UTCDateTime binds it).
+    if value.tzinfo is UTC:  # the common case, no conversion: "YYYY-MM-DD HH:MM:SS.ffffff"
+        return value.isoformat(" ", "microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_HEAD = itemgetter(*_COLUMNS[:3])
+_TAIL = itemgetter(*_COLUMNS[5:])
+_KEY = itemgetter("model", "request_id")
 
 
 def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
     """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` through the driver's executemany,
-    stamped ``ingested_at=now``.
+    stamped ``ingested_at=now``; a row without a label takes the one stored in ``labels`` (the
+    late-label join, done by the database in the same statement: no extra round trip).
 
     The hot path of ingest: SQLAlchemy's per-row parameter processing cost more than the
     database itself, so values are prepared here exactly as the column types would bind them.
@@ -192,21 +184,17 @@ def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime)
     """
     dialect = session.get_bind().dialect.name
     names = ", ".join(_COLUMNS)
+    join = "(SELECT label FROM labels WHERE model = {m} AND request_id = {r})"
     if dialect == "sqlite":
-        marks = ", ".join("?" for _ in _COLUMNS)
+        # numbered parameters: the join reuses ?1 (model) and ?3 (request_id)
+        marks = ", ".join(f"?{i}" for i in range(1, len(_COLUMNS)))
+        marks += f", COALESCE(?{len(_COLUMNS)}, {join.format(m='?1', r='?3')})"
         stamp: Any = _sqlite_time(now)
-        params = [
-            (
-                *(r[c] for c in _COLUMNS[:3]),
-                _sqlite_time(r["ts"]),
-                stamp,
-                *(r[c] for c in _COLUMNS[5:]),
-            )
-            for r in rows
-        ]
+        params = [(*_HEAD(r), _sqlite_time(r["ts"]), stamp, *_TAIL(r)) for r in rows]
     elif dialect == "postgresql":
-        marks = ", ".join("%s::json" if c == "pixel_stats" else "%s" for c in _COLUMNS)
-        params = [(*(r[c] for c in _COLUMNS[:4]), now, *(r[c] for c in _COLUMNS[5:])) for r in rows]
+        marks = ", ".join("%s::json" if c == "pixel_stats" else "%s" for c in _COLUMNS[:-1])
+        marks += f", COALESCE(%s, {join.format(m='%s', r='%s')})"
+        params = [(*_HEAD(r), r["ts"], now, *_TAIL(r), *_KEY(r)) for r in rows]
     else:
         raise NotImplementedError(f"ingest writes SQLite and PostgreSQL, not {dialect}")
     sql = (
@@ -241,10 +229,6 @@ def insert_predictions(
     if not unique:
         return 0, Counter()
     batch = list(unique.values())
-    unlabelled = [key for key, r in unique.items() if r["label"] is None]
-    if unlabelled:
-        for key, label in _known_labels(session, unlabelled).items():
-            unique[key]["label"] = label
     now = utcnow()
     inserted = _execute_insert(session, batch, now)
     if inserted == len(batch):
