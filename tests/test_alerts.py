@@ -51,7 +51,7 @@ def deliver(channel: Any, event: str = "trigger") -> None:
 
 def test_message_says_what_oncall_needs() -> None:
     text = message().text()
-    for needle in ("digits v3", "pixel", "statistic 0.41 vs threshold 0.1", "effect size 0.41",
+    for needle in ("digits v3", "pixel", "effect size 0.41 vs threshold 0.1", "statistic 0.41",
                    "brightness −18%", "sharpness −40%", "2026-11-22T02:55:00+00:00",
                    "http://grafana.local/d/oncall?var-model=digits", "runbook: Image statistics"):
         assert needle in text

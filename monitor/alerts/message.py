@@ -139,9 +139,10 @@ class AlertMessage:
 
     @property
     def statistic_line(self) -> str:
+        # The threshold is an effect-size floor: say so, and give the test's own figures after.
         p = f", p={self.p_value:.2g}" if self.p_value is not None else ""
-        return (f"{self.method}: statistic {self.statistic:.4g} vs threshold "
-                f"{self.threshold:.4g}{p}; effect size {self.effect_size:.3g}")
+        return (f"{self.method}: effect size {self.effect_size:.3g} vs threshold "
+                f"{self.threshold:.4g} (statistic {self.statistic:.4g}{p})")
 
     @property
     def window_line(self) -> str:
