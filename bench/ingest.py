@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 
 from ingest.broker import LocalBroker
 from ingest.sdk import encode_prediction
-from ingest.worker import IngestWorker
+from ingest.worker import FETCH_MAX_WAIT_MS, IngestWorker
 from monitor.imagestats import STAT_NAMES
 from monitor.settings import DatabaseSettings, IngestSettings, KafkaSettings, Settings
 from monitor.store import migrate
@@ -80,6 +80,7 @@ def raw_consume(kafka: KafkaSettings, n: int) -> float:
         fetch_max_bytes=kafka.fetch_max_bytes,
         max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
         receive_message_max_bytes=kafka.fetch_max_bytes + 1_048_576,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     tp = TopicPartition(kafka.predictions_topic, 0)
     consumer.assign([tp])

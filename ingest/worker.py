@@ -27,6 +27,9 @@ from monitor.store.ingest_repo import WriteCounts, write_batch
 
 log = logging.getLogger(__name__)
 
+#: How long the broker may hold a fetch open waiting for data (kafka-python's default is 500).
+FETCH_MAX_WAIT_MS = 20
+
 
 @dataclass
 class IngestStats:
@@ -243,6 +246,9 @@ class IngestWorker:
                 max_partition_fetch_bytes=self.kafka.max_partition_fetch_bytes,
                 # a fetch response is one network frame: let it be as large as we asked for
                 receive_message_max_bytes=self.kafka.fetch_max_bytes + 1_048_576,
+                # kafka-python keeps one fetch in flight per broker: a long poll of an idle
+                # partition (labels) would hold back the next fetch of a busy one
+                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
                 session_timeout_ms=self.kafka.session_timeout_ms,
                 heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             )
