@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001  (the minus sign is what FeatureDrift.describe prints)
+
 """Alert channels against local HTTP receivers that check each service's documented payload,
 and the delivery outbox: retries with backoff, no duplicates, a dead channel blocks nobody."""
 

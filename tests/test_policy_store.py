@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001  (the minus sign is what FeatureDrift.describe prints)
+
 """The policy applied to stored windows: flapping never pages twice, the retrain budget holds,
 and every transition is stored with its evidence (SQLite and PostgreSQL)."""
 

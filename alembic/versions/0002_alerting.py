@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """policy states, transitions, alerts and deliveries (owned by the alerting work)
 
 Revision ID: 0002

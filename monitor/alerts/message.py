@@ -1,4 +1,4 @@
-# ruff: noqa: RUF002  (the minus sign is what FeatureDrift.describe prints)
+
 """What an alert says, independent of the channel that carries it.
 
 An on-call engineer woken at 3 a.m. needs: which model and version, which family, how far the
