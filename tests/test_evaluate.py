@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.batch import LogBatch
 from monitor.detectors.simulate import synthetic_batch
 from monitor.evaluate import (
     compare_arms,
@@ -18,35 +18,19 @@ from monitor.evaluate import (
     reopen_windows,
     stored_results,
 )
-from monitor.imagestats import STAT_NAMES
 from monitor.profiles import activate_profile, fit_profile_from_batch
-from monitor.schemas import PredictionLog, encode_array
 from monitor.settings import FAMILIES, DetectorSettings, Settings, WindowSettings
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
 from monitor.store.tables import DriftResultRow, Prediction, Window
 from monitor.windows import close_windows
+from tests.test_profiles import batch_logs as profile_batch_logs
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def batch_logs(
-    batch: LogBatch, start: datetime, prefix: str, **fields: object
-) -> list[PredictionLog]:
-    """PredictionLogs carrying exactly the arrays of ``batch`` (one per second)."""
-    assert batch.embeddings is not None and batch.pixel is not None
-    return [
-        PredictionLog.model_validate({
-            "model": "digits", "model_version": "v1", "request_id": f"{prefix}-{i}",
-            "timestamp": start + timedelta(seconds=i),
-            "predicted_class": int(batch.predicted[i]),
-            "probabilities": (batch.probs[i] / batch.probs[i].sum()).tolist(),
-            "embedding": encode_array(batch.embeddings[i], "float16"),
-            "pixel_stats": dict(zip(STAT_NAMES, map(float, batch.pixel[i]), strict=True)),
-            **fields,
-        })
-        for i in range(len(batch))
-    ]
+#: The stored logs of these tests carry float16 embeddings, as the SDK sends them.
+batch_logs = partial(profile_batch_logs, dtype="float16")
 
 
 def _settings(settings_for: Callable[..., Settings], db_url: str) -> Settings:

@@ -31,7 +31,7 @@ from monitor.profiles import (
     profile_parts,
     reference_batch,
 )
-from monitor.schemas import PredictionLog, encode_array
+from monitor.schemas import EmbeddingDtype, PredictionLog, encode_array
 from monitor.settings import FAMILIES, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
@@ -40,8 +40,8 @@ from monitor.store.tables import ProfilePart
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def batch_logs(batch: LogBatch, start: datetime = T0, prefix: str = "r",
-               **fields: object) -> list[PredictionLog]:
+def batch_logs(batch: LogBatch, start: datetime = T0, prefix: str = "r", *,
+               dtype: EmbeddingDtype = "float32", **fields: object) -> list[PredictionLog]:
     """PredictionLogs carrying exactly the arrays of ``batch`` (one per second)."""
     assert batch.embeddings is not None and batch.pixel is not None
     return [
@@ -50,7 +50,7 @@ def batch_logs(batch: LogBatch, start: datetime = T0, prefix: str = "r",
             "timestamp": start + timedelta(seconds=i),
             "predicted_class": int(batch.predicted[i]),
             "probabilities": (batch.probs[i] / batch.probs[i].sum()).tolist(),
-            "embedding": encode_array(batch.embeddings[i], "float32"),
+            "embedding": encode_array(batch.embeddings[i], dtype),
             "pixel_stats": dict(zip(STAT_NAMES, map(float, batch.pixel[i]), strict=True)),
             **fields,
         })
