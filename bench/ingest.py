@@ -141,17 +141,7 @@ def main() -> None:
         with LocalBroker() as broker:
 
             def topic_with(n: int) -> KafkaSettings:
-                tag = uuid.uuid4().hex[:8]
-                kafka = KafkaSettings(
-                    bootstrap_servers=[broker.bootstrap],
-                    predictions_topic=f"p-{tag}",
-                    labels_topic=f"l-{tag}",
-                    dead_letter_topic=f"d-{tag}",
-                    group_id=f"g-{tag}",
-                )
-                broker.create_topics(
-                    [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic]
-                )
+                kafka = broker.fresh_topics()
                 t0 = time.perf_counter()
                 size = 0
                 for start in range(0, n, 50_000):  # in chunks, so the bench's own RSS stays small

@@ -10,11 +10,13 @@ import contextlib
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.errors import BrokerUnavailable
+from monitor.settings import KafkaSettings
 
 
 def free_port() -> int:
@@ -98,6 +100,21 @@ class LocalBroker:
     def create_topics(self, names: Iterable[str], partitions: int = 1) -> None:
         """Create ``names`` with ``partitions`` each (existing topics are left alone)."""
         create_topics(self.bootstrap, names, partitions)
+
+    def fresh_topics(self, partitions: int = 1) -> KafkaSettings:
+        """Kafka settings with new predictions/labels/dead-letter topics and consumer group."""
+        tag = uuid.uuid4().hex[:10]
+        kafka = KafkaSettings(
+            bootstrap_servers=[self.bootstrap],
+            predictions_topic=f"predictions-{tag}",
+            labels_topic=f"labels-{tag}",
+            dead_letter_topic=f"dead-letter-{tag}",
+            group_id=f"group-{tag}",
+        )
+        self.create_topics(
+            [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic], partitions
+        )
+        return kafka
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

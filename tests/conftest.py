@@ -47,18 +47,7 @@ def make_topics(broker: LocalBroker) -> Callable[..., KafkaSettings]:
     """Fresh predictions/labels/dead-letter topics and consumer group for one test."""
 
     def factory(partitions: int = 1) -> KafkaSettings:
-        tag = uuid.uuid4().hex[:10]
-        kafka = KafkaSettings(
-            bootstrap_servers=[broker.bootstrap],
-            predictions_topic=f"predictions-{tag}",
-            labels_topic=f"labels-{tag}",
-            dead_letter_topic=f"dead-letter-{tag}",
-            group_id=f"group-{tag}",
-        )
-        broker.create_topics(
-            [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic], partitions
-        )
-        return kafka
+        return broker.fresh_topics(partitions)
 
     return factory
 
