@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from retrain.demo_stage import train_baseline
+from monitor.demo.retrain_stage import train_baseline
 from retrain.digits import train_holdout
 from retrain.export import export_onnx, run, session
 from retrain.quantize import quantize_int8

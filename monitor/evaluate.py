@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError
-from monitor.logs_repo import load_window
 from monitor.profiles import active_profile, load_profiles
 from monitor.results import DriftResult
 from monitor.settings import DetectorSettings, Settings
+from monitor.store.logs import load_window
 from monitor.store.tables import DriftResultRow, Window
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def compare_arms(
 ) -> list[DriftResult]:
     """Score a canary-arm batch against a profile fitted on the stable arm (same detectors).
 
-    Pure: no store access. Use :func:`monitor.logs_repo.load_range` with ``arm=`` to get the
+    Pure: no store access. Use :func:`monitor.store.logs.load_range` with ``arm=`` to get the
     two batches of one period.
     """
     from monitor.detectors.registry import fit_all, score_all

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.errors import NotFound
-from monitor.logs_repo import load_range, read_reference_file
 from monitor.settings import Family, Settings
+from monitor.store.logs import load_range, read_reference_file
 from monitor.store.tables import ProfilePart, ReferenceProfile
 
 if TYPE_CHECKING:

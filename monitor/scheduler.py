@@ -5,8 +5,8 @@ process on SQLite):
 
 1. close due windows (:func:`monitor.windows.close_windows`);
 2. evaluate pending windows in batches (:func:`monitor.evaluate.evaluate_pending`) and run the
-   policy on each (:func:`monitor.alerts.decide.apply_window`), one transaction per batch;
-3. send due alert deliveries (:func:`monitor.alerts.router.deliver_pending`), outside the
+   policy on each (:func:`monitor.policy.apply.apply_window`), one transaction per batch;
+3. send due alert deliveries (:func:`monitor.alerts.outbox.deliver_pending`), outside the
    evaluation transaction, so a slow channel never holds up evaluation.
 
 A fourth job, ``retrain``, hands the retrain side its turn (:func:`retrain.worker.run_once`):
@@ -36,10 +36,10 @@ from typing import Any
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts.decide import Decision, apply_window
-from monitor.alerts.supersede import resolve_superseded
 from monitor.metrics import metric
-from monitor.policy import Transition
+from monitor.policy.apply import Decision, apply_window
+from monitor.policy.rules import Transition
+from monitor.policy.supersede import resolve_superseded
 from monitor.settings import Settings
 from monitor.store.db import session_factory, unit_of_work
 
@@ -137,7 +137,7 @@ class Evaluator:
         return report
 
     def deliver(self, now: datetime | None = None) -> Counter[str]:
-        from monitor.alerts.router import deliver_pending
+        from monitor.alerts.outbox import deliver_pending
 
         return deliver_pending(self.factory, self.settings, now)
 

@@ -32,8 +32,8 @@ from sqlalchemy import ColumnElement, bindparam, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor.logs_repo import NO_ARM
 from monitor.settings import Settings, WindowSettings
+from monitor.store.logs import NO_ARM
 from monitor.store.tables import Prediction, Window
 
 log = logging.getLogger(__name__)

@@ -90,6 +90,6 @@ SHIFTS = {
     "noise": lambda x: gaussian_noise(x, sigma=0.2),
     "blur": lambda x: blur(x, sigma=1.2),
     "rotation": lambda x: rotate(x, 25.0),
-    # the demo's camera change: blurred, then brighter (monitor.demo's "camera changed" phase)
+    # the demo's camera change: blurred, then brighter (monitor.demo.run's "camera changed" phase)
     "camera": lambda x: brightness_contrast(blur(x, 1.0), brightness=0.25),
 }

@@ -210,7 +210,7 @@ def judge(ev: StepEvidence, settings: Settings, last_step: bool) -> tuple[str, s
 def _arm_batch(
     session: Session, model: str, version: str, arm: str, since: datetime, until: datetime
 ) -> LogBatch | None:
-    from monitor.logs_repo import load_range
+    from monitor.store.logs import load_range
 
     try:
         return load_range(session, model, version, since, until, arm=arm)

@@ -14,10 +14,10 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts import router
+from monitor.alerts import outbox as router
+from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
 from monitor.alerts.message import AlertMessage
-from monitor.alerts.receiver import Receiver
-from monitor.alerts.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.demo.receiver import Receiver
 from monitor.settings import (
     AlertmanagerChannel,
     AlertSettings,

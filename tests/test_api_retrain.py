@@ -14,11 +14,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.app import create_app
+from monitor.demo.retrain_stage import train_baseline
 from monitor.settings import ApiSettings, RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport
 from retrain import jobs, registry, rollout
-from retrain.demo_stage import train_baseline
 from retrain.deploy import FileTarget
 from retrain.digits import SHIFTS, train_holdout
 from retrain.export import session as ort_session

@@ -3,7 +3,7 @@
 Logs of a stable (v1) and a canary (v2) arm are stored, closed into windows and evaluated by the
 real code; /metrics is parsed with prometheus_client's parser and every arm gauge is checked
 against figures computed here from the same logs, decoded independently through
-``monitor.logs_repo.load_window`` (probability bytes, not the stored confidence column).
+``monitor.store.logs.load_window`` (probability bytes, not the stored confidence column).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.app import create_app
 from monitor.evaluate import evaluate_pending
-from monitor.logs_repo import load_window
 from monitor.profiles import fit_profile_from_store
 from monitor.schemas import PredictionLog
 from monitor.settings import Settings, WindowSettings
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
+from monitor.store.logs import load_window
 from monitor.store.tables import Window
 from monitor.windows import close_windows
 

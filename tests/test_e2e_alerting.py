@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.sdk import PredictionLogger
 from ingest.worker import IngestWorker
-from monitor.alerts.receiver import Receiver
-from monitor.alerts.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.demo.receiver import Receiver
 from monitor.detectors.simulate import synthetic_batch
 from monitor.profiles import fit_profile_from_batch
 from monitor.scheduler import Evaluator

@@ -1,4 +1,4 @@
-"""Drift resolves after promotion (:mod:`monitor.alerts.supersede`), end to end on SQLite and
+"""Drift resolves after promotion (:mod:`monitor.policy.supersede`), end to end on SQLite and
 PostgreSQL: the real evaluator closes, evaluates and decides stored windows, the real registry
 says which version is promoted, and alerts go to a local webhook receiver.
 
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts.receiver import Receiver
+from monitor.demo.receiver import Receiver
 from monitor.detectors.simulate import synthetic_batch
 from monitor.imagestats import STAT_NAMES
 from monitor.profiles import fit_profile_from_batch

@@ -15,11 +15,11 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.demo.retrain_stage import gate_report, serve_labelled, train_baseline
 from monitor.settings import RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport, Rollout
 from retrain import jobs, registry
-from retrain.demo_stage import gate_report, serve_labelled, train_baseline
 from retrain.deploy import FileTarget
 from retrain.digits import train_holdout
 from retrain.gate import (

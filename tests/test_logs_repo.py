@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.errors import DriftwatchError
 from monitor.imagestats import STAT_NAMES
-from monitor.logs_repo import ReferenceFileError, load_range, load_window, read_reference_file
 from monitor.schemas import PredictionLog, encode_array
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
+from monitor.store.logs import ReferenceFileError, load_range, load_window, read_reference_file
 from monitor.store.tables import Prediction, Window
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.policy import Observation, PolicyState, Transition, retrain_decision, step
+from monitor.policy.rules import Observation, PolicyState, Transition, retrain_decision, step
 from monitor.settings import PolicySettings
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts.decide import apply_window
+from monitor.policy.apply import apply_window
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import AlertSettings, PolicySettings, Settings, WebhookChannel
 from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow

@@ -47,8 +47,8 @@ from dashboards.boards import build_dashboards
 from dashboards.expand import expand_prom, expand_sql, panel_queries
 from dashboards.grafana import POSTGRES_UID, PROMETHEUS_UID
 from dashboards.rules import write_rules
-from dashboards.scenario import MODEL, run_monitor, scenario_logs
 from ingest.broker import LocalBroker
+from monitor.demo.scenario import MODEL, run_monitor, scenario_logs
 from monitor.metrics import metric
 from monitor.settings import (
     AlertSettings,
@@ -233,10 +233,10 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
     -> 100% judged by :func:`retrain.rollout.tick` on fresh logs of both arms each step."""
     import torch
 
+    from monitor.demo.retrain_stage import train_baseline
     from monitor.store.ingest_repo import insert_predictions
     from monitor.store.retrain_tables import Rollout
     from retrain import registry, rollout
-    from retrain.demo_stage import train_baseline
     from retrain.deploy import target_from_settings
     from retrain.digits import train_holdout
     from retrain.export import session as ort_session

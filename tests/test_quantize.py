@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from retrain.demo_stage import train_baseline
+from monitor.demo.retrain_stage import train_baseline
 from retrain.digits import train_holdout
 from retrain.export import ParityError, check_parity, export_onnx, run, session
 from retrain.model import DigitsNet, predict

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.cli import cli
 from monitor.detectors.simulate import synthetic_batch
-from monitor.evidently_report import frames, write_report
 from monitor.profiles import fit_profile_from_store
+from monitor.reports.evidently_report import frames, write_report
 from monitor.schemas import PredictionLog, encode_array
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work

@@ -13,13 +13,13 @@ import pytest
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.demo.retrain_stage import close_the_loop, train_baseline
 from monitor.schemas import PredictionLog
 from monitor.settings import RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
 from monitor.store.retrain_tables import Rollout
 from retrain import registry, rollout
-from retrain.demo_stage import close_the_loop, train_baseline
 from retrain.deploy import FileTarget
 from retrain.digits import train_holdout
 from retrain.pipeline import publish_version, register_baseline
@@ -240,7 +240,7 @@ def test_manual_rollback_from_the_cli_publishes_stable_and_counts(canary: tuple)
     from click.testing import CliRunner
     from prometheus_client import REGISTRY
 
-    from retrain.cli import retrain
+    from monitor.cli.retrain import retrain
 
     settings, _, rollout_id = canary
     sample = {"model": "digits", "event": "rolled_back"}

@@ -11,8 +11,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts.receiver import Receiver
 from monitor.batch import LogBatch
+from monitor.demo.receiver import Receiver
 from monitor.detectors.simulate import synthetic_batch
 from monitor.imagestats import STAT_NAMES
 from monitor.profiles import fit_profile_from_batch

@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from dashboards.scenario import MODEL, run_monitor, scenario_logs
 from monitor.cli import cli
+from monitor.demo.scenario import MODEL, run_monitor, scenario_logs
 from monitor.errors import NotFound
+from monitor.reports.status_page import FamilyHistory, StatusData, gather, render, status_html
 from monitor.settings import Settings, WindowSettings
-from monitor.status_page import FamilyHistory, StatusData, gather, render, status_html
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
 

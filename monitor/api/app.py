@@ -164,7 +164,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
              dependencies=[Depends(require_read)])
     def status_page(model: str,
                     session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
-        from monitor.status_page import status_html
+        from monitor.reports.status_page import status_html
 
         return HTMLResponse(status_html(session, settings, model))
 

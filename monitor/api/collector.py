@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.metrics_spec import BY_NAME
-from monitor.policy import STATE_CODES
+from monitor.policy.rules import STATE_CODES
 from monitor.settings import Settings
 from monitor.store.alerting_tables import AlertRow, PolicyStateRow
 from monitor.store.tables import DriftResultRow, Prediction, Window
@@ -164,7 +164,7 @@ class StoreCollector(Collector):
 
     def _arms(self, session: Session) -> Iterator[Any]:
         from monitor.detectors.confidence import LOW_CONFIDENCE
-        from monitor.logs_repo import NO_ARM
+        from monitor.store.logs import NO_ARM
 
         # a canary version often has no reference yet: its windows still have arm figures
         done = Window.state.in_(("evaluated", "no_profile"))

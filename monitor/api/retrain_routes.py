@@ -130,7 +130,7 @@ def get_version(session: DB, model: str, version: str) -> dict[str, Any]:
 
 
 def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
-    from retrain.demo_stage import gate_report
+    from monitor.demo.retrain_stage import gate_report
 
     row = session.scalar(select(CanaryReport).where(
         CanaryReport.model == model, CanaryReport.candidate_version == version)

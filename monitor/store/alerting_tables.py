@@ -28,7 +28,7 @@ from monitor.store.tables import DriftResultRow
 
 
 class PolicyStateRow(Base):
-    """The remembered :class:`monitor.policy.PolicyState` of one model/version/family."""
+    """The remembered :class:`monitor.policy.rules.PolicyState` of one model/version/family."""
 
     __tablename__ = "policy_states"
 

@@ -3,14 +3,14 @@
 Runs in the evaluator's transaction, right after :func:`monitor.evaluate.evaluate_pending`, so a
 window's results and the decisions they cause commit together (or not at all):
 
-1. Load the remembered :class:`~monitor.policy.PolicyState` of each (model, version, family).
-2. :func:`monitor.policy.step` decides; a transition is stored with its evidence.
+1. Load the remembered :class:`~monitor.policy.rules.PolicyState` of each (model, version, family).
+2. :func:`monitor.policy.rules.step` decides; a transition is stored with its evidence.
 3. A paging ``alert`` opens an alert (or re-opens the last one when flapping) and enqueues one
    delivery per channel; ``resolved`` closes it. One incident pages once: when another family
    of the same model version already has a paged alert firing, the new alert joins it
    (``grouped_into``) instead of paging again, and the resolve goes out when the last alert of
    the model version resolves.
-4. :func:`monitor.policy.retrain_decision` may queue a retraining job (idempotent per alert).
+4. :func:`monitor.policy.rules.retrain_decision` may queue a retraining job (idempotent per alert).
 
 Canary-arm windows are left to the rollout (``retrain/``): the policy watches the model's
 production traffic (arms ``all`` and ``stable``).
@@ -27,9 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.alerts.message import dedup_key, evidence_from_result
-from monitor.alerts.router import enqueue
+from monitor.alerts.outbox import enqueue
 from monitor.metrics import metric
-from monitor.policy import Observation, PolicyState, Transition, retrain_decision, step
+from monitor.policy.rules import Observation, PolicyState, Transition, retrain_decision, step
 from monitor.results import DriftResult
 from monitor.settings import Settings
 from monitor.store.alerting_tables import (

@@ -17,8 +17,8 @@ from typing import cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.alerts.decide import WATCHED_ARMS, _resolve_alert
-from monitor.policy import State, Transition
+from monitor.policy.apply import WATCHED_ARMS, _resolve_alert
+from monitor.policy.rules import State, Transition
 from monitor.results import DriftResult
 from monitor.settings import Settings
 from monitor.store.alerting_tables import PolicyStateRow, PolicyTransitionRow

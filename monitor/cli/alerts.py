@@ -19,7 +19,7 @@ def alerts() -> None:
 @click.pass_context
 def test_cmd(ctx: click.Context) -> None:
     """Send a test alert to every configured channel."""
-    from monitor.alerts.router import send_test
+    from monitor.alerts.outbox import send_test
 
     settings = settings_of(ctx)
     if not settings.alerts.channels:

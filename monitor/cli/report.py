@@ -30,9 +30,9 @@ def evidently(ctx: click.Context, window_id: int, out: Path | None,
               reference_window: int | None, profile_id: int | None, max_reference: int) -> None:
     """Write an Evidently data-drift HTML report of WINDOW against its reference."""
     from monitor.errors import NotFound
-    from monitor.evidently_report import write_report
-    from monitor.logs_repo import load_window
     from monitor.profiles import active_profile, get_profile, reference_batch
+    from monitor.reports.evidently_report import write_report
+    from monitor.store.logs import load_window
     from monitor.store.tables import Window
 
     settings = settings_of(ctx)
@@ -68,7 +68,7 @@ def evidently(ctx: click.Context, window_id: int, out: Path | None,
 def status(ctx: click.Context, model: str, out: Path | None) -> None:
     """Write MODEL's status page (drift over time, distributions, canary arms) as one
     self-contained HTML file with inline SVG plots."""
-    from monitor.status_page import status_html
+    from monitor.reports.status_page import status_html
 
     settings = settings_of(ctx)
     out = out or Path(f"status-{model}.html")

@@ -18,17 +18,17 @@ from monitor.settings import Settings, load_settings
 
 #: name -> "module:attribute" of a click command or group. One line per sub-command.
 COMMANDS: dict[str, str] = {
-    "db": "monitor.store.cli:db",
-    "ingest": "ingest.cli:ingest",
-    "reference": "monitor.profiles_cli:reference",
-    "report": "monitor.report_cli:report",
-    "evaluate": "monitor.service_cli:evaluate",
-    "api": "monitor.service_cli:api",
-    "serve": "monitor.service_cli:serve",
-    "alerts": "monitor.alerts.cli:alerts",
-    "retrain": "retrain.cli:retrain",
-    "dashboards": "dashboards.cli:dashboards",
-    "demo": "monitor.demo:demo",
+    "db": "monitor.cli.db:db",
+    "ingest": "monitor.cli.ingest:ingest",
+    "reference": "monitor.cli.reference:reference",
+    "report": "monitor.cli.report:report",
+    "evaluate": "monitor.cli.service:evaluate",
+    "api": "monitor.cli.service:api",
+    "serve": "monitor.cli.service:serve",
+    "alerts": "monitor.cli.alerts:alerts",
+    "retrain": "monitor.cli.retrain:retrain",
+    "dashboards": "monitor.cli.dashboards:dashboards",
+    "demo": "monitor.demo.run:demo",
 }
 
 

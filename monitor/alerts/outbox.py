@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts import alertmanager, pagerduty, slack, webhook
+from monitor.alerts.channels import alertmanager, pagerduty, slack, webhook
 from monitor.alerts.message import AlertMessage, Event
 from monitor.errors import DriftwatchError
 from monitor.metrics import metric

@@ -61,7 +61,7 @@ def run(
 @click.pass_context
 def status(ctx: click.Context, job_id: int) -> None:
     """A job's state, history and gate report."""
-    from retrain.demo_stage import gate_report
+    from monitor.demo.retrain_stage import gate_report
 
     with unit_of_work(_sessions(ctx)) as s:
         job = jobs.get_job(s, job_id)
@@ -108,7 +108,7 @@ def versions(ctx: click.Context, model: str | None) -> None:
 @click.pass_context
 def report(ctx: click.Context, model: str, version: str) -> None:
     """The stored offline gate report of a candidate."""
-    from retrain.demo_stage import gate_report
+    from monitor.demo.retrain_stage import gate_report
 
     with unit_of_work(_sessions(ctx)) as s:
         click.echo(gate_report(s, model, version))

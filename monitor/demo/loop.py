@@ -1,14 +1,14 @@
 """The demo's last act (``driftwatch demo``): close the loop after the drift alert.
 
-:func:`close_loop` is an ``after_alert`` stage of :func:`monitor.demo.run_demo`: it runs engineer
-C's :func:`retrain.demo_stage.close_the_loop` on the demo's camera (blur + brightness) with the
+:func:`close_loop` is an ``after_alert`` stage of :func:`monitor.demo.run.run_demo`: it runs
+:func:`monitor.demo.retrain_stage.close_the_loop` on the demo's camera (blur + brightness) with the
 job the policy queued for the page (fresh labelled traffic -> retrain -> ONNX INT8 -> offline
 gate -> staged canary 5 -> 25 -> 50 -> 100% -> promotion), evaluating windows as traffic flows.
 Its labelled traffic goes through the SDK -> broker -> ingest worker path like the rest of the
 demo (thumbnails included, which retraining reads back). The promoted version then gets its own
 reference profile, fitted on the images it was trained on (passed through itself), so its windows
 on the still-changed camera are judged against what it was built for; when they are clean, the
-old version's alert resolves (:mod:`monitor.alerts.supersede`). :func:`print_loop` adds the
+old version's alert resolves (:mod:`monitor.policy.supersede`). :func:`print_loop` adds the
 figures to the final timeline.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from monitor.demo import Demo
+    from monitor.demo.run import Demo
     from monitor.schemas import PredictionLog
 
 MODEL = "digits"
@@ -44,20 +44,20 @@ class _Emitter:
     the demo, wait until they are stored, and evaluate the windows they close."""
 
     def __init__(self, demo: Demo) -> None:
-        from retrain.demo_stage import SdkEmitter
+        from monitor.demo.retrain_stage import SdkEmitter
 
         assert demo.settings is not None
         self.demo = demo
         self.sdk = SdkEmitter(demo.settings, self._stored)
 
     def _stored(self, n: int) -> None:
-        from monitor.demo import _wait_stored
+        from monitor.demo.run import _wait_stored
 
         self.demo.logged += n
         _wait_stored(self.demo, self.demo.logged)
 
     def __call__(self, logs: list[PredictionLog]) -> None:
-        from monitor.demo import Phase, _evaluate
+        from monitor.demo.run import Phase, _evaluate
 
         self.sdk(logs)
         _evaluate(self.demo, Phase(_phase_now(self.demo), 0))
@@ -82,9 +82,9 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     from datetime import datetime
 
     from monitor.evaluate import reopen_windows
-    from monitor.logs_repo import _logs_to_batch
     from monitor.profiles import fit_profile_from_batch
     from monitor.store.db import unit_of_work
+    from monitor.store.logs import _logs_to_batch
     from retrain.data import load_labelled
     from retrain.jobs import get_job
     from retrain.recipes import digits_input
@@ -133,9 +133,9 @@ def close_loop(demo: Demo) -> None:
 def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
     import torch
 
-    from monitor.demo import WINDOW, Phase, _evaluate
-    from retrain.demo_stage import close_the_loop as run_loop
-    from retrain.demo_stage import serve_labelled
+    from monitor.demo.retrain_stage import close_the_loop as run_loop
+    from monitor.demo.retrain_stage import serve_labelled
+    from monitor.demo.run import WINDOW, Phase, _evaluate
 
     assert demo.settings is not None
     torch.set_num_threads(2)
@@ -165,8 +165,8 @@ def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
 
 def print_loop(demo: Demo) -> None:
     """The retrain loop's figures, step by step, under the timeline."""
+    from monitor.demo.retrain_stage import gate_report
     from monitor.store.db import unit_of_work
-    from retrain.demo_stage import gate_report
 
     loop = demo.loop
     click.echo("\nRetrain loop")

@@ -7,7 +7,7 @@ changes (brighter and blurred); the evaluator detects it, the policy pages once,
 receiver prints the alert; the camera is fixed, the alert resolves; a timeline closes the run.
 
 The run is a list of stages (functions of one :class:`Demo`), so later work can append its own:
-``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (engineer
+``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (
 C's retrain -> INT8 canary -> rollout -> promotion goes there). Stages run in this order:
 ``start_services, train_model, fit_reference, clean_traffic, camera_change, *after_alert,
 camera_fixed, print_timeline``.
@@ -87,7 +87,7 @@ class Demo:
     clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(
         second=0, microsecond=0) - timedelta(minutes=20))
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
-    #: what :func:`monitor.demo_loop.close_loop` did (figures for the timeline)
+    #: what :func:`monitor.demo.loop.close_loop` did (figures for the timeline)
     loop: dict[str, Any] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
@@ -101,7 +101,7 @@ def start_services(demo: Demo) -> None:
     """Local broker, fresh SQLite database, webhook receiver, ingest worker."""
     from ingest.broker import LocalBroker
     from ingest.worker import IngestWorker
-    from monitor.alerts.receiver import Receiver
+    from monitor.demo.receiver import Receiver
     from monitor.scheduler import Evaluator
     from monitor.store import migrate
     from monitor.store.db import make_engine, session_factory
@@ -300,7 +300,7 @@ def print_timeline(demo: Demo) -> None:
                f"{len(paged)} page(s); deliveries: "
                + ", ".join(f"{d.event} to {d.channel}" for d in sent))
     if demo.loop:
-        from monitor.demo_loop import print_loop
+        from monitor.demo.loop import print_loop
 
         print_loop(demo)
 
@@ -328,7 +328,7 @@ def demo(workdir: Path) -> None:
     """Detect a camera change, page once, retrain, canary, promote, resolve (< 3 min)."""
     import logging
 
-    from monitor.demo_loop import close_loop
+    from monitor.demo.loop import close_loop
 
     if logging.getLogger().level > logging.DEBUG:  # keep the story readable unless -v
         logging.getLogger().setLevel(logging.WARNING)
@@ -341,7 +341,7 @@ def demo(workdir: Path) -> None:
 
 
 def _print_alert(item: Any) -> None:
-    from monitor.alerts.webhook import SIGNATURE_HEADER, verify_signature
+    from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
 
     body = item.json
     ok = verify_signature(item.body, item.headers.get(SIGNATURE_HEADER, ""), SECRET)

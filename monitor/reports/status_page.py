@@ -93,8 +93,8 @@ def distribution(batch: LogBatch, version: str = "") -> Distribution:
 
 def gather(session: Session, settings: Settings, model: str, limit: int = 200) -> StatusData:
     """Read the status of ``model`` from the store (newest ``limit`` results per family)."""
-    from monitor.logs_repo import load_window
     from monitor.profiles import active_profile, reference_batch
+    from monitor.store.logs import load_window
 
     rows = session.scalars(
         select(DriftResultRow).where(DriftResultRow.model == model)

@@ -1,0 +1,1 @@
+"""``make demo``: the whole loop on embedded defaults. Nothing outside this package imports it."""

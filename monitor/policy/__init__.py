@@ -1,0 +1,1 @@
+"""The policy: pure rules (``rules``), applied to stored state (``apply``, ``supersede``)."""

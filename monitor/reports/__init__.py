@@ -1,0 +1,1 @@
+"""Human-readable reports: the status page and the Evidently report."""
