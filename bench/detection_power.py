@@ -66,8 +66,11 @@ def _logs(net: DigitsNet, images: np.ndarray, labels: np.ndarray) -> LogBatch:
 
     probs, emb = predict(net, images)
     return LogBatch(
-        probs=probs.astype(np.float32), predicted=probs.argmax(axis=1).astype(np.int64),
-        embeddings=emb.astype(np.float32), pixel=batch_stats(images), labels=labels,
+        probs=probs.astype(np.float32),
+        predicted=probs.argmax(axis=1).astype(np.int64),
+        embeddings=emb.astype(np.float32),
+        pixel=batch_stats(images),
+        labels=labels,
     )
 
 
@@ -98,9 +101,7 @@ def accuracy(batch: LogBatch, idx: np.ndarray | None = None) -> float:
     return float((pred == lab).mean())
 
 
-def window_rows(
-    pool: np.ndarray, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, bool]:
+def window_rows(pool: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
     """``size`` rows of ``pool``: without replacement when it is large enough."""
     replace = size > len(pool)
     return rng.choice(pool, size=size, replace=replace), replace
@@ -115,8 +116,10 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
     clean = conditions[0].batch
     n_all = len(clean)
     assert clean.labels is not None
-    log(f"model trained, logs computed in {time.perf_counter() - t0:.1f}s; "
-        f"{n_all} held-out images, reference {N_REF}, window pool {n_all - N_REF}")
+    log(
+        f"model trained, logs computed in {time.perf_counter() - t0:.1f}s; "
+        f"{n_all} held-out images, reference {N_REF}, window pool {n_all - N_REF}"
+    )
     detectors = DetectorSettings()
     rng = np.random.default_rng(seed)
     keys = (*FAMILIES, "any")
@@ -161,33 +164,44 @@ def run(n_windows: int, seed: int, log: Callable[[str], None] = print) -> str:
             rates = {k: v / n for k, v in hits[(cond.name, size)].items()}
             cells = " | ".join(f"{rates[k] * 100:.0f}%" for k in keys)
             mark = " †" if size in with_replacement else ""
-            lines.append(f"| {cond.name} | {acc * 100:.1f}% ({-drop * 100:+.1f}) | "
-                         f"{size}{mark} | {cells} |")
+            lines.append(
+                f"| {cond.name} | {acc * 100:.1f}% ({-drop * 100:+.1f}) | {size}{mark} | {cells} |"
+            )
             if size != 500:
                 continue
             if cond.name == "clean":
                 worst = max(rates[k] for k in FAMILIES)
                 ok = rates["any"] <= 0.05
-                verdicts.append(f"- clean windows of 500: false alarms {rates['any'] * 100:.1f}% "
-                                f"(any family; worst single family {worst * 100:.1f}%) — "
-                                f"{'meets' if ok else 'MISSES'} the ≤ 5% target")
+                verdicts.append(
+                    f"- clean windows of 500: false alarms {rates['any'] * 100:.1f}% "
+                    f"(any family; worst single family {worst * 100:.1f}%) — "
+                    f"{'meets' if ok else 'MISSES'} the ≤ 5% target"
+                )
             elif drop >= 0.05:
                 ok = rates["any"] >= 0.9
-                verdicts.append(f"- {cond.name} (accuracy -{drop * 100:.1f} points): caught in "
-                                f"{rates['any'] * 100:.0f}% of windows of 500 — "
-                                f"{'meets' if ok else 'MISSES'} the ≥ 90% target")
+                verdicts.append(
+                    f"- {cond.name} (accuracy -{drop * 100:.1f} points): caught in "
+                    f"{rates['any'] * 100:.0f}% of windows of 500 — "
+                    f"{'meets' if ok else 'MISSES'} the ≥ 90% target"
+                )
             else:
-                verdicts.append(f"- {cond.name} costs {drop * 100:.1f} accuracy points (< 5): "
-                                f"no target; caught in {rates['any'] * 100:.0f}% of windows of 500")
+                verdicts.append(
+                    f"- {cond.name} costs {drop * 100:.1f} accuracy points (< 5): "
+                    f"no target; caught in {rates['any'] * 100:.0f}% of windows of 500"
+                )
     fa = {s: hits[("clean", s)]["any"] / trials[("clean", s)] for s in SIZES}
     honest = {s: r for s, r in fa.items() if s not in with_replacement}
-    line = ("- false alarms on clean windows, any family, windows without repeated images: "
-            + ", ".join(f"{r * 100:.1f}% at {s}" for s, r in honest.items())
-            + f" — {'all within' if max(honest.values()) <= 0.05 else 'NOT all within'} the "
-            "≤ 5% target")
+    line = (
+        "- false alarms on clean windows, any family, windows without repeated images: "
+        + ", ".join(f"{r * 100:.1f}% at {s}" for s, r in honest.items())
+        + f" — {'all within' if max(honest.values()) <= 0.05 else 'NOT all within'} the "
+        "≤ 5% target"
+    )
     for s in sorted(with_replacement):
-        line += (f"; at {s} † {fa[s] * 100:.1f}%, which measures repeated images, not the "
-                 "detectors (see the text)")
+        line += (
+            f"; at {s} † {fa[s] * 100:.1f}%, which measures repeated images, not the "
+            "detectors (see the text)"
+        )
     verdicts.insert(0, line)
     log("\n".join(lines))
     header = (

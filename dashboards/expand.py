@@ -94,8 +94,9 @@ def rate_interval(interval_s: float, scrape_s: float) -> float:
     return max(interval_s + scrape_s, 4 * scrape_s)
 
 
-def expand_prom(expr: str, values: Values, scrape_s: float, interval_s: float = 15,
-                range_s: float = 3600) -> str:
+def expand_prom(
+    expr: str, values: Values, scrape_s: float, interval_s: float = 15, range_s: float = 3600
+) -> str:
     """``expr`` with variables and ``$__interval``/``$__rate_interval``/``$__range`` expanded."""
     builtins = {
         "$__rate_interval": format_interval(rate_interval(interval_s, scrape_s)),
@@ -116,8 +117,9 @@ def _macro_args(sql: str, name: str) -> Iterator[tuple[str, list[str]]]:
         yield m.group(0), [a.strip() for a in m.group(1).split(",") if a.strip()]
 
 
-def expand_sql(sql: str, values: Values, time_from: datetime, time_to: datetime,
-               interval_s: float = 60) -> str:
+def expand_sql(
+    sql: str, values: Values, time_from: datetime, time_to: datetime, interval_s: float = 60
+) -> str:
     """``sql`` as the Grafana PostgreSQL datasource would send it to the server."""
     sql = sql.replace("$__interval_ms", str(int(interval_s * 1000)))
     sql = sql.replace("$__interval", format_interval(interval_s))
@@ -126,8 +128,11 @@ def expand_sql(sql: str, values: Values, time_from: datetime, time_to: datetime,
     for text, args in _macro_args(sql, "timeFilter"):
         sql = sql.replace(text, f"{args[0]} BETWEEN {start} AND {end}")
     for text, args in _macro_args(sql, "unixEpochFilter"):
-        sql = sql.replace(text, f"{args[0]} >= {int(time_from.timestamp())} AND "
-                                f"{args[0]} <= {int(time_to.timestamp())}")
+        sql = sql.replace(
+            text,
+            f"{args[0]} >= {int(time_from.timestamp())} AND "
+            f"{args[0]} <= {int(time_to.timestamp())}",
+        )
     sql = sql.replace("$__timeFrom()", start).replace("$__timeTo()", end)
     for alias in ("timeGroupAlias", "timeGroup"):
         for text, args in _macro_args(sql, alias):

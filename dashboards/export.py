@@ -41,16 +41,25 @@ def export(settings: Settings, out: Path, dashboards_path: str = DASHBOARDS_PATH
             # Grafana expands $VAR from its environment; the secret never lands in a ConfigMap.
             item["secureJsonData"] = {"password": "$DRIFTWATCH_POSTGRES_PASSWORD"}
         sources.append(item)
-    write("provisioning/datasources/driftwatch.yaml", yaml.safe_dump(
-        {"apiVersion": 1, "datasources": sources}, sort_keys=False))
+    write(
+        "provisioning/datasources/driftwatch.yaml",
+        yaml.safe_dump({"apiVersion": 1, "datasources": sources}, sort_keys=False),
+    )
     provider = {
-        "name": "driftwatch", "orgId": 1, "folder": settings.grafana.folder_title,
-        "folderUid": settings.grafana.folder_uid, "type": "file", "disableDeletion": False,
-        "allowUiUpdates": False, "updateIntervalSeconds": 60,
+        "name": "driftwatch",
+        "orgId": 1,
+        "folder": settings.grafana.folder_title,
+        "folderUid": settings.grafana.folder_uid,
+        "type": "file",
+        "disableDeletion": False,
+        "allowUiUpdates": False,
+        "updateIntervalSeconds": 60,
         "options": {"path": dashboards_path, "foldersFromFilesStructure": False},
     }
-    write("provisioning/dashboards/driftwatch.yaml", yaml.safe_dump(
-        {"apiVersion": 1, "providers": [provider]}, sort_keys=False))
+    write(
+        "provisioning/dashboards/driftwatch.yaml",
+        yaml.safe_dump({"apiVersion": 1, "providers": [provider]}, sort_keys=False),
+    )
     for board in build_dashboards(settings):
         write(f"dashboards/{board['uid']}.json", json.dumps(board, indent=2, sort_keys=True) + "\n")
     return written

@@ -51,8 +51,14 @@ def prom_target(expr: str, legend: str = "", ref: str = "A", instant: bool = Fal
 
 
 def sql_target(sql: str, ref: str = "A", fmt: str = "table") -> Json:
-    return {"datasource": POSTGRES, "refId": ref, "rawSql": sql, "format": fmt,
-            "editorMode": "code", "rawQuery": True}
+    return {
+        "datasource": POSTGRES,
+        "refId": ref,
+        "rawSql": sql,
+        "format": fmt,
+        "editorMode": "code",
+        "rawQuery": True,
+    }
 
 
 def panel(
@@ -163,8 +169,12 @@ def dashboard(
 ) -> Json:
     """A complete dashboard model, without ``id`` and ``version`` (Grafana owns those)."""
     builtin = {
-        "builtIn": 1, "name": "Annotations & Alerts", "type": "dashboard", "enable": True,
-        "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+        "builtIn": 1,
+        "name": "Annotations & Alerts",
+        "type": "dashboard",
+        "enable": True,
+        "hide": True,
+        "iconColor": "rgba(0, 211, 255, 1)",
         "datasource": {"type": "grafana", "uid": "-- Grafana --"},
     }
     return {
@@ -180,6 +190,14 @@ def dashboard(
         "templating": {"list": variables},
         "annotations": {"list": [builtin, *(annotations or [])]},
         "panels": layout(panels),
-        "links": [{"type": "dashboards", "tags": ["driftwatch"], "asDropdown": True,
-                   "title": "Driftwatch", "includeVars": True, "keepTime": True}],
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["driftwatch"],
+                "asDropdown": True,
+                "title": "Driftwatch",
+                "includeVars": True,
+                "keepTime": True,
+            }
+        ],
     }

@@ -41,15 +41,31 @@ def datasource_models(settings: Settings) -> list[Json]:
     g = settings.grafana
     password = g.postgres_password.get_secret_value() if g.postgres_password else ""
     return [
-        {"uid": PROMETHEUS_UID, "name": "Driftwatch Prometheus", "type": PROMETHEUS["type"],
-         "access": "proxy", "url": g.prometheus_url, "isDefault": False,
-         "jsonData": {"httpMethod": "POST", "timeInterval": "15s"}},
-        {"uid": POSTGRES_UID, "name": "Driftwatch PostgreSQL", "type": POSTGRES["type"],
-         "access": "proxy", "url": g.postgres_host, "user": g.postgres_user,
-         "isDefault": False,
-         "jsonData": {"database": g.postgres_database, "sslmode": "prefer",
-                      "postgresVersion": 1500, "timescaledb": False},
-         "secureJsonData": {"password": password}},
+        {
+            "uid": PROMETHEUS_UID,
+            "name": "Driftwatch Prometheus",
+            "type": PROMETHEUS["type"],
+            "access": "proxy",
+            "url": g.prometheus_url,
+            "isDefault": False,
+            "jsonData": {"httpMethod": "POST", "timeInterval": "15s"},
+        },
+        {
+            "uid": POSTGRES_UID,
+            "name": "Driftwatch PostgreSQL",
+            "type": POSTGRES["type"],
+            "access": "proxy",
+            "url": g.postgres_host,
+            "user": g.postgres_user,
+            "isDefault": False,
+            "jsonData": {
+                "database": g.postgres_database,
+                "sslmode": "prefer",
+                "postgresVersion": 1500,
+                "timescaledb": False,
+            },
+            "secureJsonData": {"password": password},
+        },
     ]
 
 
@@ -87,9 +103,9 @@ def push(settings: Settings, api: Any = None, force: bool = False) -> PushReport
         if _status(exc) == 412:
             raise GrafanaError(
                 f"dashboard changed in Grafana since it was read (412); rerun with --force "
-                f"to overwrite: {exc}") from exc
-        raise GrafanaError(f"Grafana call failed ({_status(exc) or 'no response'}): {exc}") \
-            from exc
+                f"to overwrite: {exc}"
+            ) from exc
+        raise GrafanaError(f"Grafana call failed ({_status(exc) or 'no response'}): {exc}") from exc
     return report
 
 
@@ -123,8 +139,8 @@ def _datasource(api: Any, wanted: Json) -> str:
     keys = ["name", "type", "url", "access", "user", "jsonData"]
     if _same(current, wanted, keys) and (
         "secureJsonData" not in wanted
-        or bool(current.get("secureJsonFields", {}).get("password")) == bool(
-            wanted["secureJsonData"].get("password"))
+        or bool(current.get("secureJsonFields", {}).get("password"))
+        == bool(wanted["secureJsonData"].get("password"))
     ):
         return "unchanged"
     api.datasource.update_datasource_by_uid(wanted["uid"], wanted)
@@ -140,8 +156,12 @@ def _dashboard(api: Any, board: Json, folder_uid: str, force: bool) -> str:
         if _status(exc) != 404:
             raise
         current = None
-    body: Json = {"dashboard": dict(board), "folderUid": folder_uid, "overwrite": force,
-                  "message": "driftwatch dashboards push"}
+    body: Json = {
+        "dashboard": dict(board),
+        "folderUid": folder_uid,
+        "overwrite": force,
+        "message": "driftwatch dashboards push",
+    }
     if current is None:
         body["dashboard"]["id"] = None
         api.dashboard.update_dashboard(body)

@@ -59,13 +59,22 @@ class WindowEvaluation:
 def result_row(window: Window, profile_id: int | None, result: DriftResult) -> DriftResultRow:
     """The stored form of ``result`` for ``window``."""
     return DriftResultRow(
-        window_id=window.id, profile_id=profile_id, model=window.model,
-        model_version=window.model_version, arm=window.arm, window_end=window.end_ts,
-        family=result.family, kind=result.kind, method=result.method,
+        window_id=window.id,
+        profile_id=profile_id,
+        model=window.model,
+        model_version=window.model_version,
+        arm=window.arm,
+        window_end=window.end_ts,
+        family=result.family,
+        kind=result.kind,
+        method=result.method,
         statistic=float(result.statistic),
         p_value=None if result.p_value is None else float(result.p_value),
-        effect_size=float(result.effect_size), threshold=float(result.threshold),
-        alpha=float(result.alpha), drifted=bool(result.drifted), n_ref=int(result.n_ref),
+        effect_size=float(result.effect_size),
+        threshold=float(result.threshold),
+        alpha=float(result.alpha),
+        drifted=bool(result.drifted),
+        n_ref=int(result.n_ref),
         n_cur=int(result.n_cur),
         details=[dict(f) for f in result.to_dict()["features"]],
         schema_version=result.schema_version,
@@ -75,16 +84,28 @@ def result_row(window: Window, profile_id: int | None, result: DriftResult) -> D
 def stored_results(session: Session, window_id: int) -> list[DriftResult]:
     """The results stored for a window, as :class:`DriftResult` objects."""
     rows = session.scalars(
-        select(DriftResultRow).where(DriftResultRow.window_id == window_id)
+        select(DriftResultRow)
+        .where(DriftResultRow.window_id == window_id)
         .order_by(DriftResultRow.family)
     )
     return [
-        DriftResult.from_dict({
-            "family": r.family, "kind": r.kind, "method": r.method, "statistic": r.statistic,
-            "p_value": r.p_value, "effect_size": r.effect_size, "threshold": r.threshold,
-            "alpha": r.alpha, "drifted": r.drifted, "n_ref": r.n_ref, "n_cur": r.n_cur,
-            "features": r.details, "schema_version": r.schema_version,
-        })
+        DriftResult.from_dict(
+            {
+                "family": r.family,
+                "kind": r.kind,
+                "method": r.method,
+                "statistic": r.statistic,
+                "p_value": r.p_value,
+                "effect_size": r.effect_size,
+                "threshold": r.threshold,
+                "alpha": r.alpha,
+                "drifted": r.drifted,
+                "n_ref": r.n_ref,
+                "n_cur": r.n_cur,
+                "features": r.details,
+                "schema_version": r.schema_version,
+            }
+        )
         for r in rows
     ]
 
@@ -97,14 +118,20 @@ def _profiles(session: Session, window: Window, cache: ProfileCache) -> tuple[in
     key = (window.model, window.model_version)
     if key not in cache:
         profile = active_profile(session, *key)
-        cache[key] = (None, {}) if profile is None else (
-            profile.id, load_profiles(session, profile.id))
+        cache[key] = (
+            (None, {}) if profile is None else (profile.id, load_profiles(session, profile.id))
+        )
     return cache[key]
 
 
-def evaluate_window(session: Session, settings: Settings, window: Window,
-                    now: datetime | None = None, *,
-                    profiles: ProfileCache | None = None) -> WindowEvaluation:
+def evaluate_window(
+    session: Session,
+    settings: Settings,
+    window: Window,
+    now: datetime | None = None,
+    *,
+    profiles: ProfileCache | None = None,
+) -> WindowEvaluation:
     """Score one window against its model version's active profile and store the results.
 
     ``profiles`` caches the fitted profiles across the windows of one transaction.
@@ -116,8 +143,12 @@ def evaluate_window(session: Session, settings: Settings, window: Window,
     if profile_id is None:
         window.state, window.evaluated_at = NO_PROFILE, now
         session.flush()
-        log.warning("no active profile for %s %s: window %d not evaluated",
-                    window.model, window.model_version, window.id)
+        log.warning(
+            "no active profile for %s %s: window %d not evaluated",
+            window.model,
+            window.model_version,
+            window.id,
+        )
         return WindowEvaluation(window)
     batch = load_window(session, window)
     results = score_all(fitted, batch, settings.detectors, window.model)
@@ -154,11 +185,18 @@ def evaluate_pending(
     for window in session.scalars(stmt).all():
         try:
             with session.begin_nested():
-                evaluations.append(evaluate_window(session, settings, window, now,
-                                                   profiles=profiles))
+                evaluations.append(
+                    evaluate_window(session, settings, window, now, profiles=profiles)
+                )
         except (DriftwatchError, ValueError, FloatingPointError) as exc:
-            log.error("window %d (%s %s %s) cannot be evaluated: %s", window.id, window.model,
-                      window.model_version, window.arm, exc)
+            log.error(
+                "window %d (%s %s %s) cannot be evaluated: %s",
+                window.id,
+                window.model,
+                window.model_version,
+                window.arm,
+                exc,
+            )
             window.state, window.evaluated_at = FAILED, now or datetime.now(UTC)
             session.flush()
     return evaluations
@@ -168,8 +206,7 @@ def reopen_windows(session: Session, model: str, version: str) -> int:
     """Put ``no_profile`` windows of a model version back in the queue; returns how many."""
     result = session.execute(
         update(Window)
-        .where(Window.model == model, Window.model_version == version,
-               Window.state == NO_PROFILE)
+        .where(Window.model == model, Window.model_version == version, Window.state == NO_PROFILE)
         .values(state=PENDING, evaluated_at=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)

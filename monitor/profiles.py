@@ -45,16 +45,25 @@ def fit_profile_from_batch(
 
     parts = fit_all(batch, settings.detectors, model, seed=seed)
     row = ReferenceProfile(
-        model=model, model_version=version, name=name, active=False, n_ref=len(batch),
+        model=model,
+        model_version=version,
+        name=name,
+        active=False,
+        n_ref=len(batch),
         source=dict(source or {}),
     )
     session.add(row)
     session.flush()
     for family, profile in parts.items():
-        session.add(ProfilePart(
-            profile_id=row.id, family=family, kind=profile.kind,
-            schema_version=profile.schema_version, payload=profile.to_bytes(),
-        ))
+        session.add(
+            ProfilePart(
+                profile_id=row.id,
+                family=family,
+                kind=profile.kind,
+                schema_version=profile.schema_version,
+                payload=profile.to_bytes(),
+            )
+        )
     session.flush()
     if activate:
         activate_profile(session, row.id)
@@ -120,9 +129,11 @@ def activate_profile(session: Session, profile_id: int) -> ReferenceProfile:
     row = get_profile(session, profile_id)
     session.execute(
         update(ReferenceProfile)
-        .where(ReferenceProfile.model == row.model,
-               ReferenceProfile.model_version == row.model_version,
-               ReferenceProfile.id != row.id)
+        .where(
+            ReferenceProfile.model == row.model,
+            ReferenceProfile.model_version == row.model_version,
+            ReferenceProfile.id != row.id,
+        )
         .values(active=False)
     )
     row.active = True
@@ -134,8 +145,11 @@ def active_profile(session: Session, model: str, version: str) -> ReferenceProfi
     """The active profile of ``model``/``version``, or None."""
     return session.scalars(
         select(ReferenceProfile)
-        .where(ReferenceProfile.model == model, ReferenceProfile.model_version == version,
-               ReferenceProfile.active.is_(True))
+        .where(
+            ReferenceProfile.model == model,
+            ReferenceProfile.model_version == version,
+            ReferenceProfile.active.is_(True),
+        )
         .order_by(ReferenceProfile.id.desc())
         .limit(1)
     ).first()
@@ -155,9 +169,13 @@ def list_profiles(
 
 def profile_parts(session: Session, profile_id: int) -> list[ProfilePart]:
     """The stored family parts of a profile."""
-    return list(session.scalars(
-        select(ProfilePart).where(ProfilePart.profile_id == profile_id).order_by(ProfilePart.family)
-    ))
+    return list(
+        session.scalars(
+            select(ProfilePart)
+            .where(ProfilePart.profile_id == profile_id)
+            .order_by(ProfilePart.family)
+        )
+    )
 
 
 def load_profiles(session: Session, profile_id: int) -> dict[Family, ProfileBase]:
@@ -177,10 +195,13 @@ def reference_batch(session: Session, profile: ReferenceProfile, limit: int = 50
     if source.get("type") == "store":
         start, end = source.get("start"), source.get("end")
         return load_range(
-            session, profile.model, profile.model_version,
+            session,
+            profile.model,
+            profile.model_version,
             None if start is None else datetime.fromisoformat(start),
             None if end is None else datetime.fromisoformat(end),
-            arm=source.get("arm"), limit=limit,
+            arm=source.get("arm"),
+            limit=limit,
         )
     if source.get("type") == "file":
         batch = read_reference_file(source["path"])

@@ -60,8 +60,7 @@ class FeatureDrift:
         return self.cur_value - self.ref_value
 
     def describe(self) -> str:
-        """A short line: ``brightness −18%``, ``class 7: 9.0% → 2.0%``, ``pc1: +0.01 → +1.26 sd``.
-        """
+        """A short line: ``brightness −18%``, ``class 7: 9.0% → 2.0%``, ``pc1: +0.01 → +1.26 sd``."""
         unit = self.unit_of
         if unit == "sd":
             return f"{self.name}: {self.ref_value:+.2f} → {self.cur_value:+.2f} sd"

@@ -48,8 +48,12 @@ log = logging.getLogger(__name__)
 #: The retrain job's advisory lock is ``scheduler.lock_id`` plus this.
 RETRAIN_LOCK_OFFSET = 1
 
-JOB_IDS = ("driftwatch-evaluate", "driftwatch-deliver", "driftwatch-retention",
-           "driftwatch-retrain")
+JOB_IDS = (
+    "driftwatch-evaluate",
+    "driftwatch-deliver",
+    "driftwatch-retention",
+    "driftwatch-retrain",
+)
 
 
 @dataclass
@@ -69,8 +73,13 @@ class TickReport:
 class Evaluator:
     """Runs ticks for one process; on PostgreSQL only one :class:`Evaluator` acts at a time."""
 
-    def __init__(self, engine: Engine, settings: Settings, batch_size: int = 50,
-                 settle_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        batch_size: int = 50,
+        settle_seconds: float | None = None,
+    ) -> None:
         self.engine, self.settings, self.batch_size = engine, settings, batch_size
         #: logs younger than this stay out of windows (None: the windows module's default)
         self.settle_seconds = settle_seconds
@@ -85,8 +94,9 @@ class Evaluator:
             return
         lock_id = self.settings.scheduler.lock_id + offset
         with self.engine.connect() as conn:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id})
-                       .scalar())
+            got = bool(
+                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar()
+            )
             conn.commit()
             try:
                 yield got
@@ -104,27 +114,32 @@ class Evaluator:
         report = TickReport()
         with self.lock() as got:
             if not got:
-                log.debug("another evaluator holds lock %s: skipping",
-                          self.settings.scheduler.lock_id)
+                log.debug(
+                    "another evaluator holds lock %s: skipping", self.settings.scheduler.lock_id
+                )
                 return TickReport(ran=False)
             wall = now or datetime.now(UTC)
             with unit_of_work(self.factory) as session:
-                settle = {} if self.settle_seconds is None else {
-                    "settle_seconds": self.settle_seconds}
-                report.windows_closed = len(close_windows(session, self.settings, wall,
-                                                          **settle))
+                settle = (
+                    {} if self.settle_seconds is None else {"settle_seconds": self.settle_seconds}
+                )
+                report.windows_closed = len(close_windows(session, self.settings, wall, **settle))
             while True:
                 with unit_of_work(self.factory) as session:
-                    evaluations = evaluate_pending(session, self.settings, wall,
-                                                   limit=self.batch_size)
+                    evaluations = evaluate_pending(
+                        session, self.settings, wall, limit=self.batch_size
+                    )
                     for ev in evaluations:
                         w = ev.window
-                        report.decisions += apply_window(session, self.settings, w, ev.results,
-                                                         wall)
-                        report.superseded += resolve_superseded(session, self.settings, w,
-                                                                ev.results, wall)
+                        report.decisions += apply_window(
+                            session, self.settings, w, ev.results, wall
+                        )
+                        report.superseded += resolve_superseded(
+                            session, self.settings, w, ev.results, wall
+                        )
                         metric("driftwatch_windows_evaluated_total").labels(
-                            model=w.model, version=w.model_version, arm=w.arm).inc()
+                            model=w.model, version=w.model_version, arm=w.arm
+                        ).inc()
                 report.windows_evaluated += len(evaluations)
                 if len(evaluations) < self.batch_size:
                     break
@@ -133,7 +148,8 @@ class Evaluator:
         report.seconds = time.perf_counter() - started
         if report.windows_evaluated:
             metric("driftwatch_evaluation_seconds").observe(
-                report.seconds / report.windows_evaluated)
+                report.seconds / report.windows_evaluated
+            )
         return report
 
     def deliver(self, now: datetime | None = None) -> Counter[str]:
@@ -153,8 +169,9 @@ class Evaluator:
                 return None
             from retrain.worker import run_once
 
-            return run_once(self.settings, self.factory,
-                            run_jobs=self.settings.scheduler.run_retrain_jobs)
+            return run_once(
+                self.settings, self.factory, run_jobs=self.settings.scheduler.run_retrain_jobs
+            )
 
     def retention(self, now: datetime | None = None) -> dict[str, int]:
         """Delete logs, windows and resolved alerts older than the retention settings."""
@@ -173,12 +190,15 @@ class Evaluator:
                 predictions, labels = delete_older_than(session, logs_cut)
                 windows = session.execute(delete(Window).where(Window.end_ts < results_cut))
                 transitions = session.execute(
-                    delete(PolicyTransitionRow).where(PolicyTransitionRow.at < results_cut))
-                alerts = session.execute(delete(AlertRow).where(
-                    AlertRow.status == "resolved", AlertRow.resolved_at < results_cut))
+                    delete(PolicyTransitionRow).where(PolicyTransitionRow.at < results_cut)
+                )
+                alerts = session.execute(
+                    delete(AlertRow).where(
+                        AlertRow.status == "resolved", AlertRow.resolved_at < results_cut
+                    )
+                )
         counts = {"predictions": predictions, "labels": labels}
-        for name, res in (("windows", windows), ("transitions", transitions),
-                          ("alerts", alerts)):
+        for name, res in (("windows", windows), ("transitions", transitions), ("alerts", alerts)):
             counts[name] = int(getattr(res, "rowcount", 0) or 0)
         log.info("retention: deleted %s", counts)
         return counts
@@ -217,15 +237,27 @@ def build_scheduler(evaluator: Evaluator, key: str = "default") -> Any:
     _EVALUATORS[key] = evaluator
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=evaluator.engine)},
-        job_defaults={"coalesce": True, "max_instances": 1,
-                      "misfire_grace_time": int(max(3600, 10 * cfg.interval_seconds))},
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": int(max(3600, 10 * cfg.interval_seconds)),
+        },
         timezone=UTC,
     )
-    jobs = (("evaluate", cfg.interval_seconds), ("deliver", max(1.0, cfg.interval_seconds / 3)),
-            ("retention", cfg.retention_interval_seconds),
-            ("retrain", cfg.retrain_interval_seconds))
+    jobs = (
+        ("evaluate", cfg.interval_seconds),
+        ("deliver", max(1.0, cfg.interval_seconds / 3)),
+        ("retention", cfg.retention_interval_seconds),
+        ("retrain", cfg.retrain_interval_seconds),
+    )
     for (name, seconds), job_id in zip(jobs, JOB_IDS, strict=True):
-        scheduler.add_job("monitor.scheduler:run_job", "interval", args=[name, key],
-                          seconds=seconds, id=job_id, replace_existing=True,
-                          next_run_time=datetime.now(UTC))
+        scheduler.add_job(
+            "monitor.scheduler:run_job",
+            "interval",
+            args=[name, key],
+            seconds=seconds,
+            id=job_id,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
     return scheduler

@@ -211,9 +211,11 @@ class SchedulerSettings(_Section):
     retention_interval_seconds: float = Field(3600.0, gt=0)
     lock_id: int = Field(724_071, description="PostgreSQL advisory lock key of the evaluator.")
     retrain_interval_seconds: float = Field(
-        60.0, gt=0, description="How often queued retrain jobs and running rollouts are handled.")
+        60.0, gt=0, description="How often queued retrain jobs and running rollouts are handled."
+    )
     run_retrain_jobs: bool = Field(
-        True, description="Run queued retrain jobs in the evaluator (rollouts are judged anyway).")
+        True, description="Run queued retrain jobs in the evaluator (rollouts are judged anyway)."
+    )
 
 
 class ApiSettings(_Section):

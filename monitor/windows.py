@@ -50,9 +50,7 @@ class WindowPlan:
     closed_by: str  # "count" or "time"
 
 
-def plan_window(
-    ts: Sequence[datetime], cfg: WindowSettings, now: datetime
-) -> WindowPlan | None:
+def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> WindowPlan | None:
     """The next window over pending logs with timestamps ``ts`` (in id order), or None to wait.
 
     >>> from datetime import UTC, datetime, timedelta
@@ -83,15 +81,23 @@ def _streams(session: Session) -> list[tuple[str, str, str | None, int]]:
     """Streams with logs after their last window: (model, version, arm or None, last_id)."""
     arm_key = func.coalesce(Window.arm, NO_ARM)
     last = (
-        select(Window.model, Window.model_version, arm_key.label("arm"),
-               func.max(Window.last_id).label("last_id"))
+        select(
+            Window.model,
+            Window.model_version,
+            arm_key.label("arm"),
+            func.max(Window.last_id).label("last_id"),
+        )
         .group_by(Window.model, Window.model_version, arm_key)
         .subquery()
     )
     p_arm = func.coalesce(Prediction.arm, NO_ARM)
     stmt = (
-        select(Prediction.model, Prediction.model_version, Prediction.arm,
-               func.coalesce(last.c.last_id, 0))
+        select(
+            Prediction.model,
+            Prediction.model_version,
+            Prediction.arm,
+            func.coalesce(last.c.last_id, 0),
+        )
         .join(
             last,
             (last.c.model == Prediction.model)
@@ -107,8 +113,14 @@ def _streams(session: Session) -> list[tuple[str, str, str | None, int]]:
 
 
 def _close_stream(
-    session: Session, cfg: WindowSettings, model: str, version: str, arm: str | None,
-    after_id: int, now: datetime, settled_before: datetime | None = None,
+    session: Session,
+    cfg: WindowSettings,
+    model: str,
+    version: str,
+    arm: str | None,
+    after_id: int,
+    now: datetime,
+    settled_before: datetime | None = None,
 ) -> list[Window]:
     closed: list[Window] = []
     arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
@@ -118,8 +130,12 @@ def _close_stream(
     )
     query = (
         select(Prediction.id, Prediction.ts, fresh.label("fresh"))
-        .where(Prediction.model == model, Prediction.model_version == version, arm_filter,
-               Prediction.id > bindparam("after_id"))
+        .where(
+            Prediction.model == model,
+            Prediction.model_version == version,
+            arm_filter,
+            Prediction.id > bindparam("after_id"),
+        )
         .order_by(Prediction.id)
         .limit(cfg.max_count)
     )
@@ -135,23 +151,39 @@ def _close_stream(
         part = rows[: plan.n]
         ts = [r.ts for r in part]
         window = Window(
-            model=model, model_version=version, arm=arm or NO_ARM,
-            first_id=part[0].id, last_id=part[-1].id, start_ts=min(ts), end_ts=max(ts),
-            n=len(part), closed_by=plan.closed_by, state="closed", closed_at=now,
+            model=model,
+            model_version=version,
+            arm=arm or NO_ARM,
+            first_id=part[0].id,
+            last_id=part[-1].id,
+            start_ts=min(ts),
+            end_ts=max(ts),
+            n=len(part),
+            closed_by=plan.closed_by,
+            state="closed",
+            closed_at=now,
         )
         try:
             with session.begin_nested():
                 session.add(window)
         except IntegrityError:
-            log.info("window %s/%s/%s from id %d already closed by another evaluator",
-                     model, version, arm, part[0].id)
+            log.info(
+                "window %s/%s/%s from id %d already closed by another evaluator",
+                model,
+                version,
+                arm,
+                part[0].id,
+            )
             return closed
         closed.append(window)
         after_id = part[-1].id
 
 
 def close_windows(
-    session: Session, settings: Settings, now: datetime, *,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    *,
     settle_seconds: float = SETTLE_SECONDS,
 ) -> list[Window]:
     """Close every window that is due at ``now``, across all streams; returns the new rows.
@@ -163,6 +195,7 @@ def close_windows(
     settled_before = datetime.now(UTC) - timedelta(seconds=settle_seconds)
     closed: list[Window] = []
     for model, version, arm, after_id in _streams(session):
-        closed += _close_stream(session, settings.windows, model, version, arm, after_id, now,
-                                settled_before)
+        closed += _close_stream(
+            session, settings.windows, model, version, arm, after_id, now, settled_before
+        )
     return closed

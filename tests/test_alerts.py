@@ -1,4 +1,3 @@
-
 """Alert channels against local HTTP receivers that check each service's documented payload,
 and the delivery outbox: retries with backoff, no duplicates, a dead channel blocks nobody."""
 
@@ -31,17 +30,29 @@ from monitor.store.db import unit_of_work
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 EVIDENCE = {
-    "method": "pixel.ks", "statistic": 0.41, "threshold": 0.1, "p_value": 1e-9,
-    "effect_size": 0.41, "top_features": ["brightness −18%", "sharpness −40%"],
-    "window_start": (NOW - timedelta(minutes=5)).isoformat(), "window_end": NOW.isoformat(),
+    "method": "pixel.ks",
+    "statistic": 0.41,
+    "threshold": 0.1,
+    "p_value": 1e-9,
+    "effect_size": 0.41,
+    "top_features": ["brightness −18%", "sharpness −40%"],
+    "window_start": (NOW - timedelta(minutes=5)).isoformat(),
+    "window_end": NOW.isoformat(),
 }
 
 
 def message(event: str = "trigger") -> AlertMessage:
-    return AlertMessage.build(alert_id=42, event=event, model="digits", version="v3",  # type: ignore[arg-type]
-                              family="pixel", severity="critical", evidence=EVIDENCE,
-                              dashboard_url="http://grafana.local/d/oncall",
-                              runbook_url="http://runbooks.local/drift")
+    return AlertMessage.build(
+        alert_id=42,
+        event=event,
+        model="digits",
+        version="v3",  # type: ignore[arg-type]
+        family="pixel",
+        severity="critical",
+        evidence=EVIDENCE,
+        dashboard_url="http://grafana.local/d/oncall",
+        runbook_url="http://runbooks.local/drift",
+    )
 
 
 def deliver(channel: Any, event: str = "trigger") -> None:
@@ -51,9 +62,17 @@ def deliver(channel: Any, event: str = "trigger") -> None:
 
 def test_message_says_what_oncall_needs() -> None:
     text = message().text()
-    for needle in ("digits v3", "pixel", "effect size 0.41 vs threshold 0.1", "statistic 0.41",
-                   "brightness −18%", "sharpness −40%", "2026-11-22T02:55:00+00:00",
-                   "http://grafana.local/d/oncall?var-model=digits", "runbook: Image statistics"):
+    for needle in (
+        "digits v3",
+        "pixel",
+        "effect size 0.41 vs threshold 0.1",
+        "statistic 0.41",
+        "brightness −18%",
+        "sharpness −40%",
+        "2026-11-22T02:55:00+00:00",
+        "http://grafana.local/d/oncall?var-model=digits",
+        "runbook: Image statistics",
+    ):
         assert needle in text
 
 
@@ -88,8 +107,9 @@ def test_slack_incoming_webhook_blocks() -> None:
 
 def test_pagerduty_events_v2_trigger_and_resolve_share_dedup_key() -> None:
     with Receiver(status=202, reply=b'{"status":"success"}') as rx:
-        channel = PagerDutyChannel(routing_key="R0UT1NGKEY00000000000000000000", url=rx.url +
-                                   "/v2/enqueue")
+        channel = PagerDutyChannel(
+            routing_key="R0UT1NGKEY00000000000000000000", url=rx.url + "/v2/enqueue"
+        )
         deliver(channel, "trigger")
         deliver(channel, "resolve")
     trigger, resolve = (r.json for r in rx.received)
@@ -99,11 +119,18 @@ def test_pagerduty_events_v2_trigger_and_resolve_share_dedup_key() -> None:
     payload = trigger["payload"]
     assert {"summary", "source", "severity"} <= set(payload)
     assert len(payload["summary"]) <= 1024 and payload["severity"] in {
-        "critical", "error", "warning", "info"}
+        "critical",
+        "error",
+        "warning",
+        "info",
+    }
     assert payload["source"] == "driftwatch/digits/v3"
     assert datetime.fromisoformat(payload["timestamp"]) == NOW
-    assert resolve == {"routing_key": "R0UT1NGKEY00000000000000000000",
-                       "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    assert resolve == {
+        "routing_key": "R0UT1NGKEY00000000000000000000",
+        "event_action": "resolve",
+        "dedup_key": trigger["dedup_key"],
+    }
 
 
 def test_alertmanager_v2_alert_list() -> None:
@@ -117,7 +144,8 @@ def test_alertmanager_v2_alert_list() -> None:
     assert set(alert) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
     assert alert["labels"]["alertname"] == "DriftwatchDrift"
     assert {"model": "digits", "version": "v3", "family": "pixel"}.items() <= alert[
-        "labels"].items()
+        "labels"
+    ].items()
     assert all(isinstance(v, str) for v in alert["labels"].values())
     assert "summary" in alert["annotations"]
     starts = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00"))
@@ -132,9 +160,19 @@ def test_alertmanager_v2_alert_list() -> None:
 
 def _alert(factory: sessionmaker[Session], cfg: AlertSettings) -> int:
     with unit_of_work(factory) as session:
-        alert = AlertRow(model="digits", model_version="v3", family="pixel", severity="critical",
-                         status="firing", dedup_key="k", opened_at=NOW, summary="s",
-                         evidence=EVIDENCE, reopen_count=0, updated_at=NOW)
+        alert = AlertRow(
+            model="digits",
+            model_version="v3",
+            family="pixel",
+            severity="critical",
+            status="firing",
+            dedup_key="k",
+            opened_at=NOW,
+            summary="s",
+            evidence=EVIDENCE,
+            reopen_count=0,
+            updated_at=NOW,
+        )
         session.add(alert)
         session.flush()
         router.enqueue(session, alert, "trigger", cfg, NOW)
@@ -145,20 +183,26 @@ def test_retries_with_backoff_then_no_duplicate(
     db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings]
 ) -> None:
     with Receiver() as rx:
-        cfg = AlertSettings(channels=[WebhookChannel(url=rx.url, secret="k" * 16)],
-                            max_attempts=5, backoff_initial_seconds=10)
+        cfg = AlertSettings(
+            channels=[WebhookChannel(url=rx.url, secret="k" * 16)],
+            max_attempts=5,
+            backoff_initial_seconds=10,
+        )
         settings = settings_for(db_url, alerts=cfg)
         alert_id = _alert(sessions, cfg)
         rx.fail_next = 2
         assert router.deliver_pending(sessions, settings, NOW)["failed"] == 1
         # not due yet: the backoff holds it back
         assert router.deliver_pending(sessions, settings, NOW + timedelta(seconds=5)) == {}
-        assert router.deliver_pending(sessions, settings, NOW + timedelta(seconds=10))[
-            "failed"] == 1
+        assert (
+            router.deliver_pending(sessions, settings, NOW + timedelta(seconds=10))["failed"] == 1
+        )
         # second backoff doubles to 20 s
         assert router.deliver_pending(sessions, settings, NOW + timedelta(seconds=25)) == {}
-        assert router.deliver_pending(sessions, settings, NOW + timedelta(seconds=30))[
-            "delivered"] == 1
+        assert (
+            router.deliver_pending(sessions, settings, NOW + timedelta(seconds=30))["delivered"]
+            == 1
+        )
         for later in (60, 600, 6000):
             assert router.deliver_pending(sessions, settings, NOW + timedelta(seconds=later)) == {}
     assert len(rx.failed) == 2 and len(rx.received) == 1
@@ -172,13 +216,15 @@ def test_gives_up_after_max_attempts(
     db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings]
 ) -> None:
     with Receiver(status=503) as rx:
-        cfg = AlertSettings(channels=[SlackChannel(url=rx.url)], max_attempts=2,
-                            backoff_initial_seconds=1)
+        cfg = AlertSettings(
+            channels=[SlackChannel(url=rx.url)], max_attempts=2, backoff_initial_seconds=1
+        )
         settings = settings_for(db_url, alerts=cfg)
         _alert(sessions, cfg)
         router.deliver_pending(sessions, settings, NOW)
         assert router.deliver_pending(sessions, settings, NOW + timedelta(hours=1)) == {
-            "gave_up": 1}
+            "gave_up": 1
+        }
     with unit_of_work(sessions) as session:
         row = session.scalars(select(AlertDeliveryRow)).one()
         assert row.status == "gave_up" and "HTTP 503" in (row.last_error or "")
@@ -188,11 +234,14 @@ def test_dead_channel_does_not_block_the_others(
     db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings]
 ) -> None:
     with Receiver() as rx:
-        cfg = AlertSettings(channels=[
-            WebhookChannel(name="dead", url="http://127.0.0.1:9/nothing-listens"),
-            SlackChannel(name="slack", url=rx.url),
-            AlertmanagerChannel(name="am", url=rx.url),
-        ], timeout_seconds=1)
+        cfg = AlertSettings(
+            channels=[
+                WebhookChannel(name="dead", url="http://127.0.0.1:9/nothing-listens"),
+                SlackChannel(name="slack", url=rx.url),
+                AlertmanagerChannel(name="am", url=rx.url),
+            ],
+            timeout_seconds=1,
+        )
         settings = settings_for(db_url, alerts=cfg)
         for _ in range(3):
             _alert(sessions, cfg)
@@ -201,8 +250,11 @@ def test_dead_channel_does_not_block_the_others(
     assert outcomes == {"delivered": 6, "failed": 1}
     assert len(rx.received) == 6
     with unit_of_work(sessions) as session:
-        pending = session.scalar(select(func.count()).select_from(AlertDeliveryRow).where(
-            AlertDeliveryRow.status == "pending", AlertDeliveryRow.channel == "dead"))
+        pending = session.scalar(
+            select(func.count())
+            .select_from(AlertDeliveryRow)
+            .where(AlertDeliveryRow.status == "pending", AlertDeliveryRow.channel == "dead")
+        )
         assert pending == 3
 
 
@@ -223,9 +275,10 @@ def test_silenced_alert_is_not_sent(
 
 def test_send_test_reaches_every_channel() -> None:
     with Receiver() as rx:
-        cfg = AlertSettings(channels=[WebhookChannel(url=rx.url + "/w"),
-                                      SlackChannel(url=rx.url + "/s")],
-                            backoff_initial_seconds=0.01)
+        cfg = AlertSettings(
+            channels=[WebhookChannel(url=rx.url + "/w"), SlackChannel(url=rx.url + "/s")],
+            backoff_initial_seconds=0.01,
+        )
         rx.fail_next = 1
         result = router.send_test(Settings(environment="test", alerts=cfg))
     assert result == {"webhook": "ok", "slack": "ok"}
@@ -234,8 +287,11 @@ def test_send_test_reaches_every_channel() -> None:
 
 
 def test_cli_list_and_ack(
-    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings],
-    tmp_path: Any, monkeypatch: Any,
+    db_url: str,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
+    tmp_path: Any,
+    monkeypatch: Any,
 ) -> None:
     from click.testing import CliRunner
 

@@ -30,35 +30,93 @@ def seed(factory: sessionmaker[Session], n_windows: int = 12) -> None:
     with unit_of_work(factory) as session:
         for i in range(n_windows):
             end = NOW - timedelta(hours=n_windows - i)
-            w = Window(model="digits", model_version="v1", arm="all", first_id=i * 10 + 1,
-                       last_id=i * 10 + 10, start_ts=end - timedelta(minutes=5), end_ts=end,
-                       n=10, closed_by="count", state="evaluated", closed_at=end,
-                       evaluated_at=end)
+            w = Window(
+                model="digits",
+                model_version="v1",
+                arm="all",
+                first_id=i * 10 + 1,
+                last_id=i * 10 + 10,
+                start_ts=end - timedelta(minutes=5),
+                end_ts=end,
+                n=10,
+                closed_by="count",
+                state="evaluated",
+                closed_at=end,
+                evaluated_at=end,
+            )
             session.add(w)
             session.flush()
             drifted = i >= n_windows - 2
-            session.add(DriftResultRow(
-                window_id=w.id, model="digits", model_version="v1", arm="all", window_end=end,
-                family="pixel", kind="pixel.ks", method="ks", statistic=0.4 if drifted else 0.05,
-                p_value=1e-8 if drifted else 0.5, effect_size=0.4 if drifted else 0.02,
-                threshold=0.1, alpha=0.01, drifted=drifted, n_ref=1000, n_cur=10,
-                details=[{"name": "brightness", "statistic": 0.4, "p_value": 1e-8,
-                          "effect_size": 0.4, "ref_value": 100.0, "cur_value": 82.0,
-                          "drifted": True, "relative": True}]))
-        session.add(PolicyStateRow(model="digits", model_version="v1", family="pixel",
-                                   state="alert", drift_streak=2, clean_streak=0))
-        session.add(AlertRow(model="digits", model_version="v1", family="pixel",
-                             severity="critical", status="firing", dedup_key="k",
-                             opened_at=NOW, summary="2 drifted windows", evidence={},
-                             reopen_count=0, updated_at=NOW))
+            session.add(
+                DriftResultRow(
+                    window_id=w.id,
+                    model="digits",
+                    model_version="v1",
+                    arm="all",
+                    window_end=end,
+                    family="pixel",
+                    kind="pixel.ks",
+                    method="ks",
+                    statistic=0.4 if drifted else 0.05,
+                    p_value=1e-8 if drifted else 0.5,
+                    effect_size=0.4 if drifted else 0.02,
+                    threshold=0.1,
+                    alpha=0.01,
+                    drifted=drifted,
+                    n_ref=1000,
+                    n_cur=10,
+                    details=[
+                        {
+                            "name": "brightness",
+                            "statistic": 0.4,
+                            "p_value": 1e-8,
+                            "effect_size": 0.4,
+                            "ref_value": 100.0,
+                            "cur_value": 82.0,
+                            "drifted": True,
+                            "relative": True,
+                        }
+                    ],
+                )
+            )
+        session.add(
+            PolicyStateRow(
+                model="digits",
+                model_version="v1",
+                family="pixel",
+                state="alert",
+                drift_streak=2,
+                clean_streak=0,
+            )
+        )
+        session.add(
+            AlertRow(
+                model="digits",
+                model_version="v1",
+                family="pixel",
+                severity="critical",
+                status="firing",
+                dedup_key="k",
+                opened_at=NOW,
+                summary="2 drifted windows",
+                evidence={},
+                reopen_count=0,
+                updated_at=NOW,
+            )
+        )
 
 
 @pytest.fixture
-def client(db_url: str, engine: Engine, sessions: sessionmaker[Session],
-           settings_for: Callable[..., Settings]) -> Iterator[TestClient]:
+def client(
+    db_url: str,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
+) -> Iterator[TestClient]:
     seed(sessions)
-    settings = settings_for(db_url, api=ApiSettings(token=TOKEN, max_page_size=5,
-                                                    max_upload_bytes=4096))
+    settings = settings_for(
+        db_url, api=ApiSettings(token=TOKEN, max_page_size=5, max_upload_bytes=4096)
+    )
     with TestClient(create_app(settings, engine, check_broker=False)) as c:
         yield c
 
@@ -72,16 +130,21 @@ def test_health_and_ready(client: TestClient) -> None:
 def test_openapi_document_is_valid(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     validate(doc)
-    assert {"/api/v1/models/{model}/drift", "/api/v1/alerts/{alert_id}/ack",
-            "/api/v1/profiles/fit", "/metrics"} <= set(doc["paths"])
+    assert {
+        "/api/v1/models/{model}/drift",
+        "/api/v1/alerts/{alert_id}/ack",
+        "/api/v1/profiles/fit",
+        "/metrics",
+    } <= set(doc["paths"])
 
 
 def test_writes_need_the_bearer_token(client: TestClient) -> None:
     missing = client.post("/api/v1/alerts/1/ack", json={"by": "me"})
     assert missing.status_code == 401 and "bearer token" in missing.json()["detail"]
     assert missing.headers["WWW-Authenticate"] == "Bearer"
-    wrong = client.post("/api/v1/alerts/1/ack", json={"by": "me"},
-                        headers={"Authorization": "Bearer nope"})
+    wrong = client.post(
+        "/api/v1/alerts/1/ack", json={"by": "me"}, headers={"Authorization": "Bearer nope"}
+    )
     assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid bearer token"
     ok = client.post("/api/v1/alerts/1/ack", json={"by": "alice"}, headers=AUTH)
     assert ok.status_code == 200 and ok.json()["acked_by"] == "alice"
@@ -117,20 +180,28 @@ def test_silence_and_clear_4xx(client: TestClient) -> None:
     over = client.get("/api/v1/models/digits/drift", params={"limit": 50})
     assert over.status_code == 422
     assert over.json()["detail"] == "limit 50 is over the maximum page size 5"
-    backwards = client.get("/api/v1/models/digits/drift", params={
-        "start": NOW.isoformat(), "end": (NOW - timedelta(days=1)).isoformat()})
+    backwards = client.get(
+        "/api/v1/models/digits/drift",
+        params={"start": NOW.isoformat(), "end": (NOW - timedelta(days=1)).isoformat()},
+    )
     assert backwards.status_code == 422 and "is not before end" in backwards.json()["detail"]
     bad_family = client.get("/api/v1/models/digits/drift", params={"family": "colour"})
     assert bad_family.status_code == 422
 
 
 def test_drift_history_pages_through_a_time_range(client: TestClient) -> None:
-    params = {"start": (NOW - timedelta(hours=10, minutes=30)).isoformat(),
-              "end": NOW.isoformat(), "limit": 4, "features": True}
+    params = {
+        "start": (NOW - timedelta(hours=10, minutes=30)).isoformat(),
+        "end": NOW.isoformat(),
+        "limit": 4,
+        "features": True,
+    }
     seen, cursor = [], None
     while True:
-        page = client.get("/api/v1/models/digits/drift",
-                          params={**params, **({"cursor": cursor} if cursor else {})}).json()
+        page = client.get(
+            "/api/v1/models/digits/drift",
+            params={**params, **({"cursor": cursor} if cursor else {})},
+        ).json()
         seen += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -152,7 +223,8 @@ def test_metrics_parse_and_carry_drift_gauges(client: TestClient) -> None:
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     stat = families["driftwatch_drift_statistic"].samples
     assert [(s.labels["model"], s.labels["family"], s.value) for s in stat] == [
-        ("digits", "pixel", 0.4)]
+        ("digits", "pixel", 0.4)
+    ]
     assert families["driftwatch_drift_state"].samples[0].value == 2.0
     assert families["driftwatch_drift_detected"].samples[0].value == 1.0
     change = families["driftwatch_feature_change"].samples[0]
@@ -167,16 +239,22 @@ def test_metrics_parse_and_carry_drift_gauges(client: TestClient) -> None:
 def test_profile_upload_fit_and_activate(client: TestClient) -> None:
     batch = synthetic_batch(300, seed=0)
     buf = io.BytesIO()
-    np.savez(buf, probs=batch.probs, predicted=batch.predicted, embeddings=batch.embeddings,
-             pixel=batch.pixel)
+    np.savez(
+        buf,
+        probs=batch.probs,
+        predicted=batch.predicted,
+        embeddings=batch.embeddings,
+        pixel=batch.pixel,
+    )
     data = buf.getvalue()
     params = {"model": "digits", "version": "v2", "name": "upload", "format": "npz"}
     too_big = client.put("/api/v1/profiles/upload", params=params, content=data, headers=AUTH)
     assert too_big.status_code == 413 and "4096-byte limit" in too_big.json()["detail"]
     no_auth = client.put("/api/v1/profiles/upload", params=params, content=b"x")
     assert no_auth.status_code == 401
-    bad_name = client.put("/api/v1/profiles/upload", params={**params, "model": "a b"},
-                          content=b"x", headers=AUTH)
+    bad_name = client.put(
+        "/api/v1/profiles/upload", params={**params, "model": "a b"}, content=b"x", headers=AUTH
+    )
     assert bad_name.status_code == 422
     missing = client.post("/api/v1/profiles/77/activate", headers=AUTH)
     assert missing.status_code == 404 and "77" in missing.json()["detail"]

@@ -32,14 +32,21 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def api(db_url: str, engine: Engine, sessions: sessionmaker[Session],
-        settings_for: Callable[..., Settings], tmp_path: Path
-        ) -> Iterator[tuple[TestClient, Settings, int]]:
+def api(
+    db_url: str,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
+    tmp_path: Path,
+) -> Iterator[tuple[TestClient, Settings, int]]:
     """v1 promoted, v2 gated (real report) and rolled out at 5%; a policy job queued."""
     settings = settings_for(
-        db_url, api=ApiSettings(token=TOKEN),
-        retrain=RetrainSettings(registry_dir=tmp_path / "registry",
-                                deployment_spec_path=tmp_path / "deploy.json"))
+        db_url,
+        api=ApiSettings(token=TOKEN),
+        retrain=RetrainSettings(
+            registry_dir=tmp_path / "registry", deployment_spec_path=tmp_path / "deploy.json"
+        ),
+    )
     _, hold = train_holdout(seed=0)
     net = train_baseline()
     register_baseline(settings, sessions, "digits", "v1", net, hold.images, hold.labels)
@@ -49,18 +56,32 @@ def api(db_url: str, engine: Engine, sessions: sessionmaker[Session],
     with unit_of_work(sessions) as s:
         job, _ = jobs.enqueue_job(s, "digits", "alert-1", reason="pixel alert")
         v1 = registry.get_version(s, "digits", "v1")
-        v2 = publish_version(s, store, "digits", "v2", net, x, x, hold.labels[:300], settings,
-                             parent_version="v1")
-        report = evaluate(ort_session(store.path(v2, "onnx_int8").read_bytes()),
-                          ort_session(store.path(v1, "onnx_int8").read_bytes()),
-                          (shifted, hold.labels[:200]), (x, hold.labels[:300]),
-                          {"candidate": 1, "current": 1}, settings.retrain)
-        s.add(CanaryReport(model="digits", candidate_version="v2", current_version="v1",
-                           job_id=job.id, passed=report.passed, reasons=report.reasons,
-                           report=report.to_dict()))
+        v2 = publish_version(
+            s, store, "digits", "v2", net, x, x, hold.labels[:300], settings, parent_version="v1"
+        )
+        report = evaluate(
+            ort_session(store.path(v2, "onnx_int8").read_bytes()),
+            ort_session(store.path(v1, "onnx_int8").read_bytes()),
+            (shifted, hold.labels[:200]),
+            (x, hold.labels[:300]),
+            {"candidate": 1, "current": 1},
+            settings.retrain,
+        )
+        s.add(
+            CanaryReport(
+                model="digits",
+                candidate_version="v2",
+                current_version="v1",
+                job_id=job.id,
+                passed=report.passed,
+                reasons=report.reasons,
+                report=report.to_dict(),
+            )
+        )
         job.candidate_version = "v2"
-        ro = rollout.start(s, settings, store, FileTarget(settings.retrain.deployment_spec_path),
-                           v2)
+        ro = rollout.start(
+            s, settings, store, FileTarget(settings.retrain.deployment_spec_path), v2
+        )
         rollout_id = ro.id
     with TestClient(create_app(settings, engine, check_broker=False)) as client:
         yield client, settings, rollout_id
@@ -70,11 +91,16 @@ def test_jobs_list_get_and_manual_start(api: tuple[TestClient, Settings, int]) -
     client, _, _ = api
     listed = client.get("/api/v1/retrain/jobs", params={"model": "digits"}).json()
     assert [(j["source"], j["state"], j["reason"]) for j in listed] == [
-        ("policy", "queued", "pixel alert")]
+        ("policy", "queued", "pixel alert")
+    ]
     one = client.get(f"/api/v1/retrain/jobs/{listed[0]['id']}").json()
     assert [h["state"] for h in one["history"]] == ["queued"]
-    body = {"model": "digits", "key": "by-hand-1", "reason": "monthly refresh",
-            "since": "2026-11-01T00:00:00Z"}
+    body = {
+        "model": "digits",
+        "key": "by-hand-1",
+        "reason": "monthly refresh",
+        "since": "2026-11-01T00:00:00Z",
+    }
     made = client.post("/api/v1/retrain/jobs", json=body, headers=AUTH)
     assert made.status_code == 201, made.text
     assert made.json()["created"] is True and made.json()["source"] == "manual"
@@ -93,14 +119,14 @@ def test_gate_report_versions_and_rollouts(api: tuple[TestClient, Settings, int]
     assert gate["summary"].startswith(f"verdict: {'PASS' if gate['passed'] else 'FAIL'}")
     assert set(gate["report"]["recent"]) == {"candidate", "current"}
     versions = client.get("/api/v1/retrain/versions", params={"model": "digits"}).json()
-    assert [(v["version"], v["state"]) for v in versions] == [("v2", "canary"),
-                                                              ("v1", "promoted")]
+    assert [(v["version"], v["state"]) for v in versions] == [("v2", "canary"), ("v1", "promoted")]
     v2 = client.get("/api/v1/retrain/versions/digits/v2").json()
     assert set(v2["artifacts"]) >= {"torch", "onnx_fp32", "onnx_int8"}
     assert len(v2["artifacts"]["onnx_int8"]["sha256"]) == 64
     rollouts = client.get("/api/v1/retrain/rollouts", params={"state": "running"}).json()
     assert [(r["id"], r["weight"], r["plan"], r["steps"]) for r in rollouts] == [
-        (rollout_id, 5, [5, 25, 50, 100], [])]
+        (rollout_id, 5, [5, 25, 50, 100], [])
+    ]
 
 
 def test_manual_rollback_needs_the_token_and_serves_stable(
@@ -125,22 +151,36 @@ def test_manual_rollback_needs_the_token_and_serves_stable(
     assert twice.status_code == 409 and "already rolled_back" in twice.json()["detail"]
 
 
-@pytest.mark.parametrize(("method", "url", "body", "status", "says"), [
-    ("get", "/api/v1/retrain/jobs/999", None, 404, "retrain job 999 does not exist"),
-    ("get", "/api/v1/retrain/versions/digits/v9", None, 404, "has no version v9"),
-    ("get", "/api/v1/retrain/versions/digits/v1/gate", None, 404, "no gate report"),
-    ("get", "/api/v1/retrain/rollouts/999", None, 404, "rollout 999 does not exist"),
-    ("post", "/api/v1/retrain/rollouts/999/rollback", {"reason": "x"}, 404, "does not exist"),
-    ("post", "/api/v1/retrain/rollouts/1/rollback", {"reason": ""}, 422, "reason"),
-    ("post", "/api/v1/retrain/jobs", {"model": "bad name!"}, 422, "model"),
-    ("post", "/api/v1/retrain/jobs", {"model": "digits", "since": "2026-11-02T00:00:00Z",
-                                      "until": "2026-11-01T00:00:00Z"}, 422, "not before"),
-    ("post", "/api/v1/retrain/jobs", {"model": "digits", "since": "2026-11-02T00:00:00"},
-     422, "time zone"),
-    ("get", "/api/v1/retrain/jobs?limit=0", None, 422, "limit"),
-])
-def test_bad_requests_say_why(api: tuple[TestClient, Settings, int], method: str, url: str,
-                              body: Any, status: int, says: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status", "says"),
+    [
+        ("get", "/api/v1/retrain/jobs/999", None, 404, "retrain job 999 does not exist"),
+        ("get", "/api/v1/retrain/versions/digits/v9", None, 404, "has no version v9"),
+        ("get", "/api/v1/retrain/versions/digits/v1/gate", None, 404, "no gate report"),
+        ("get", "/api/v1/retrain/rollouts/999", None, 404, "rollout 999 does not exist"),
+        ("post", "/api/v1/retrain/rollouts/999/rollback", {"reason": "x"}, 404, "does not exist"),
+        ("post", "/api/v1/retrain/rollouts/1/rollback", {"reason": ""}, 422, "reason"),
+        ("post", "/api/v1/retrain/jobs", {"model": "bad name!"}, 422, "model"),
+        (
+            "post",
+            "/api/v1/retrain/jobs",
+            {"model": "digits", "since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
+            422,
+            "not before",
+        ),
+        (
+            "post",
+            "/api/v1/retrain/jobs",
+            {"model": "digits", "since": "2026-11-02T00:00:00"},
+            422,
+            "time zone",
+        ),
+        ("get", "/api/v1/retrain/jobs?limit=0", None, 422, "limit"),
+    ],
+)
+def test_bad_requests_say_why(
+    api: tuple[TestClient, Settings, int], method: str, url: str, body: Any, status: int, says: str
+) -> None:
     client, _, _ = api
     kwargs: dict[str, Any] = {"headers": AUTH}
     if body is not None:

@@ -33,29 +33,40 @@ PER_WINDOW = 60
 ARMS = {"stable": "v1", "canary": "v2"}
 
 
-def _logs(make_log: Callable[..., PredictionLog], arm: str, n: int, t0: datetime,
-          seed: int, sharp: float) -> list[PredictionLog]:
+def _logs(
+    make_log: Callable[..., PredictionLog], arm: str, n: int, t0: datetime, seed: int, sharp: float
+) -> list[PredictionLog]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
         logits = rng.normal(size=10) * sharp
         probs = np.exp(logits) / np.exp(logits).sum()
         pred = int(np.argmax(probs))
-        out.append(make_log(
-            model_version=ARMS[arm], arm=arm, probabilities=probs.tolist(), predicted_class=pred,
-            timestamp=t0 + timedelta(seconds=i), latency_ms=float(rng.gamma(2.0, 3.0)),
-            label=None if i % 4 == 3 else (pred if rng.uniform() < 0.8 else (pred + 1) % 10)))
+        out.append(
+            make_log(
+                model_version=ARMS[arm],
+                arm=arm,
+                probabilities=probs.tolist(),
+                predicted_class=pred,
+                timestamp=t0 + timedelta(seconds=i),
+                latency_ms=float(rng.gamma(2.0, 3.0)),
+                label=None if i % 4 == 3 else (pred if rng.uniform() < 0.8 else (pred + 1) % 10),
+            )
+        )
     return out
 
 
-def _expected(batch_probs: np.ndarray, predicted: np.ndarray, labels: np.ndarray,
-              latency_ms: np.ndarray) -> dict[str, object]:
+def _expected(
+    batch_probs: np.ndarray, predicted: np.ndarray, labels: np.ndarray, latency_ms: np.ndarray
+) -> dict[str, object]:
     conf = batch_probs.max(axis=1)
     known = labels >= 0
     return {
         "accuracy": float(np.mean(predicted[known] == labels[known])),
-        "latency": {"0.5": float(np.median(latency_ms)) / 1000,
-                    "0.99": float(np.percentile(latency_ms, 99)) / 1000},
+        "latency": {
+            "0.5": float(np.median(latency_ms)) / 1000,
+            "0.99": float(np.percentile(latency_ms, 99)) / 1000,
+        },
         "low": float(np.mean(conf < 0.5)),
         "buckets": {f"{le / 10:.1f}": float(np.mean(conf <= le / 10)) for le in range(1, 11)},
         "shares": {str(c): float(np.mean(predicted == c)) for c in range(10)},
@@ -63,9 +74,13 @@ def _expected(batch_probs: np.ndarray, predicted: np.ndarray, labels: np.ndarray
 
 
 @pytest.fixture
-def scraped(db_url: str, engine: Engine, sessions: sessionmaker[Session],
-            settings_for: Callable[..., Settings], make_log: Callable[..., PredictionLog]
-            ) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+def scraped(
+    db_url: str,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
+    make_log: Callable[..., PredictionLog],
+) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
     settings = settings_for(db_url, windows=WindowSettings(max_count=PER_WINDOW, min_count=10))
     t0 = datetime.now(UTC) - timedelta(hours=1)
     with unit_of_work(sessions) as s:
@@ -73,20 +88,23 @@ def scraped(db_url: str, engine: Engine, sessions: sessionmaker[Session],
             insert_predictions(s, _logs(make_log, arm, 2 * PER_WINDOW, t0, k, 1.0 + k))
     with unit_of_work(sessions) as s:
         for arm, version in ARMS.items():
-            fit_profile_from_store(s, settings, "digits", version, None, None, "ref", arm=arm,
-                                   activate=True)
+            fit_profile_from_store(
+                s, settings, "digits", version, None, None, "ref", arm=arm, activate=True
+            )
         assert len(close_windows(s, settings, datetime.now(UTC), settle_seconds=0)) == 4
         assert len(evaluate_pending(s, settings)) == 4
     expected: dict[str, dict[str, object]] = {}
     with unit_of_work(sessions) as s:
         for arm, version in ARMS.items():
-            window = s.scalars(select(Window).where(Window.arm == arm)
-                               .order_by(Window.id.desc()).limit(1)).one()
+            window = s.scalars(
+                select(Window).where(Window.arm == arm).order_by(Window.id.desc()).limit(1)
+            ).one()
             assert window.state == "evaluated" and window.model_version == version
             b = load_window(s, window)
             assert b.labels is not None and b.latency_ms is not None
-            expected[arm] = _expected(b.probs.astype(np.float64), b.predicted, b.labels,
-                                      b.latency_ms)
+            expected[arm] = _expected(
+                b.probs.astype(np.float64), b.predicted, b.labels, b.latency_ms
+            )
     with TestClient(create_app(settings, engine, check_broker=False)) as client:
         response = client.get("/metrics")
     assert response.status_code == 200
@@ -94,8 +112,9 @@ def scraped(db_url: str, engine: Engine, sessions: sessionmaker[Session],
     return families, expected  # type: ignore[return-value]
 
 
-def _by(families: dict[str, object], name: str, arm: str, label: str | None = None
-        ) -> dict[str, float]:
+def _by(
+    families: dict[str, object], name: str, arm: str, label: str | None = None
+) -> dict[str, float]:
     samples = families[name].samples  # type: ignore[attr-defined]
     out = {}
     for s in samples:
@@ -112,14 +131,19 @@ def test_arm_gauges_match_the_latest_window_of_each_arm(
     families, expected = scraped
     for arm, want in expected.items():
         assert _by(families, "driftwatch_arm_accuracy", arm) == {
-            "": pytest.approx(want["accuracy"])}
+            "": pytest.approx(want["accuracy"])
+        }
         assert _by(families, "driftwatch_arm_latency_seconds", arm, "quantile") == pytest.approx(
-            want["latency"])
+            want["latency"]
+        )
         assert _by(families, "driftwatch_arm_low_confidence_rate", arm) == {
-            "": pytest.approx(want["low"])}
+            "": pytest.approx(want["low"])
+        }
         assert _by(families, "driftwatch_arm_confidence_bucket", arm, "le") == pytest.approx(
-            want["buckets"])
+            want["buckets"]
+        )
         assert _by(families, "driftwatch_arm_class_share", arm, "class") == pytest.approx(
-            want["shares"])
+            want["shares"]
+        )
     # the two arms differ (the canary is sharper), so a mixed-up arm would fail above
     assert expected["stable"]["low"] != expected["canary"]["low"]

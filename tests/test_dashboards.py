@@ -33,8 +33,9 @@ def _spec_name(name: str) -> str:
 
 def _all_text(board: dict[str, Any]) -> list[str]:
     texts = [t.get("expr") or t.get("rawSql") or "" for _, t in panel_queries(board)]
-    texts += [a.get("expr") or a.get("target", {}).get("rawSql", "")
-              for a in board["annotations"]["list"]]
+    texts += [
+        a.get("expr") or a.get("target", {}).get("rawSql", "") for a in board["annotations"]["list"]
+    ]
     texts += [v["definition"] for v in board["templating"]["list"]]
     return texts
 
@@ -87,8 +88,11 @@ def test_every_metric_is_declared_in_the_spec() -> None:
 def test_drift_panels_draw_warn_and_alert_thresholds() -> None:
     settings = Settings()
     oncall = BOARDS[0]
-    drift = [p for p, t in panel_queries(oncall)
-             if "driftwatch_drift_effect_size" in t.get("expr", "") and t["refId"] == "A"]
+    drift = [
+        p
+        for p, t in panel_queries(oncall)
+        if "driftwatch_drift_effect_size" in t.get("expr", "") and t["refId"] == "A"
+    ]
     assert {p["title"].split()[0] for p in drift} == set(FAMILIES)
     for panel in drift:
         family = panel["title"].split()[0]
@@ -112,8 +116,9 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     result = CliRunner().invoke(cli, ["dashboards", "rules", str(rules)])
     assert result.exit_code == 0, result.output
-    check = subprocess.run(["promtool", "check", "rules", str(rules)],
-                           capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 8 rules found" in check.stdout
     for group in alerting_rules(Settings())["groups"]:
@@ -124,49 +129,99 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [
-                {"series": 'driftwatch_drift_state{model="digits",version="v1",family="pixel"}',
-                 "values": "0 0 2 2"},
-                # a labelled counter's first sample is already 2: still new dead letters
-                {"series": 'driftwatch_ingest_dead_letter_total{topic="p",reason="schema"}',
-                 "values": "_ _ 2x20"},
-                {"series": 'driftwatch_arm_accuracy{model="digits",version="v2",arm="canary"}',
-                 "values": "0.80x20"},
-                {"series": 'driftwatch_arm_accuracy{model="digits",version="v1",arm="stable"}',
-                 "values": "0.95x20"},
-            ],
-            "alert_rule_test": [
-                {"eval_time": "1m", "alertname": "DriftwatchDriftAlert", "exp_alerts": []},
-                {"eval_time": "3m", "alertname": "DriftwatchDriftAlert", "exp_alerts": [{
-                    "exp_labels": {"severity": "critical", "service": "driftwatch",
-                                   "model": "digits", "version": "v1", "family": "pixel"},
-                    "exp_annotations": _annotations("DriftwatchDriftAlert", {
-                        "summary": "digits v1: pixel drift alert",
-                        "description": "The policy put the pixel family in alert: drift "
-                                       "confirmed over consecutive windows."}),
-                }]},
-                {"eval_time": "1m", "alertname": "DriftwatchDeadLetters", "exp_alerts": []},
-                {"eval_time": "4m", "alertname": "DriftwatchDeadLetters", "exp_alerts": [{
-                    "exp_labels": {"severity": "warning", "service": "driftwatch", "topic": "p",
-                                   "reason": "schema"},
-                    "exp_annotations": _annotations("DriftwatchDeadLetters", {
-                        "summary": "Messages dead-lettered on p (schema)"})}]},
-                {"eval_time": "20m", "alertname": "DriftwatchDeadLetters", "exp_alerts": []},
-                {"eval_time": "15m", "alertname": "DriftwatchCanaryAccuracyRegression",
-                 "exp_alerts": [{"exp_labels": {"severity": "warning", "service": "driftwatch",
-                                                "model": "digits"},
-                                 "exp_annotations": _annotations(
-                                     "DriftwatchCanaryAccuracyRegression",
-                                     {"summary": "digits: canary accuracy below stable"})}]},
-            ],
-        }],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'driftwatch_drift_state{model="digits",version="v1",family="pixel"}',
+                        "values": "0 0 2 2",
+                    },
+                    # a labelled counter's first sample is already 2: still new dead letters
+                    {
+                        "series": 'driftwatch_ingest_dead_letter_total{topic="p",reason="schema"}',
+                        "values": "_ _ 2x20",
+                    },
+                    {
+                        "series": 'driftwatch_arm_accuracy{model="digits",version="v2",arm="canary"}',
+                        "values": "0.80x20",
+                    },
+                    {
+                        "series": 'driftwatch_arm_accuracy{model="digits",version="v1",arm="stable"}',
+                        "values": "0.95x20",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": "DriftwatchDriftAlert", "exp_alerts": []},
+                    {
+                        "eval_time": "3m",
+                        "alertname": "DriftwatchDriftAlert",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "service": "driftwatch",
+                                    "model": "digits",
+                                    "version": "v1",
+                                    "family": "pixel",
+                                },
+                                "exp_annotations": _annotations(
+                                    "DriftwatchDriftAlert",
+                                    {
+                                        "summary": "digits v1: pixel drift alert",
+                                        "description": "The policy put the pixel family in alert: drift "
+                                        "confirmed over consecutive windows.",
+                                    },
+                                ),
+                            }
+                        ],
+                    },
+                    {"eval_time": "1m", "alertname": "DriftwatchDeadLetters", "exp_alerts": []},
+                    {
+                        "eval_time": "4m",
+                        "alertname": "DriftwatchDeadLetters",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "service": "driftwatch",
+                                    "topic": "p",
+                                    "reason": "schema",
+                                },
+                                "exp_annotations": _annotations(
+                                    "DriftwatchDeadLetters",
+                                    {"summary": "Messages dead-lettered on p (schema)"},
+                                ),
+                            }
+                        ],
+                    },
+                    {"eval_time": "20m", "alertname": "DriftwatchDeadLetters", "exp_alerts": []},
+                    {
+                        "eval_time": "15m",
+                        "alertname": "DriftwatchCanaryAccuracyRegression",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "service": "driftwatch",
+                                    "model": "digits",
+                                },
+                                "exp_annotations": _annotations(
+                                    "DriftwatchCanaryAccuracyRegression",
+                                    {"summary": "digits: canary accuracy below stable"},
+                                ),
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
     }
     spec = tmp_path / "rules_test.yaml"
     spec.write_text(yaml.safe_dump(tests))
-    run = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True,
-                         check=False)
+    run = subprocess.run(
+        ["promtool", "test", "rules", str(spec)], capture_output=True, text=True, check=False
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 

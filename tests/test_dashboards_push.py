@@ -60,8 +60,12 @@ class FakeGrafana:
             uid = body.get("uid") or f"f{next(self._ids)}"
             if uid in self.folders:
                 return 409, {"message": "a folder with the same uid already exists"}
-            self.folders[uid] = {"id": next(self._ids), "uid": uid, "title": body["title"],
-                                 "version": 1}
+            self.folders[uid] = {
+                "id": next(self._ids),
+                "uid": uid,
+                "title": body["title"],
+                "version": 1,
+            }
             return 200, self.folders[uid]
         folder = self.folders.get(rest[0]) if rest else None
         if folder is None:
@@ -116,18 +120,30 @@ class FakeGrafana:
             self.bump_before_save = False
         if stored is not None and not body.get("overwrite"):
             if board.get("id") is None:
-                return 412, {"status": "name-exists",
-                             "message": "A dashboard with the same uid already exists"}
+                return 412, {
+                    "status": "name-exists",
+                    "message": "A dashboard with the same uid already exists",
+                }
             if board.get("version") != stored["dashboard"]["version"]:
-                return 412, {"status": "version-mismatch",
-                             "message": "The dashboard has been changed by someone else"}
+                return 412, {
+                    "status": "version-mismatch",
+                    "message": "The dashboard has been changed by someone else",
+                }
         version = stored["dashboard"]["version"] + 1 if stored else 1
         dash_id = stored["dashboard"]["id"] if stored else next(self._ids)
         saved = dict(board, id=dash_id, version=version)
-        self.dashboards[uid] = {"dashboard": saved,
-                                "meta": {"folderUid": folder_uid or "", "version": version}}
-        return 200, {"id": dash_id, "uid": uid, "url": f"/d/{uid}", "status": "success",
-                     "version": version, "slug": uid}
+        self.dashboards[uid] = {
+            "dashboard": saved,
+            "meta": {"folderUid": folder_uid or "", "version": version},
+        }
+        return 200, {
+            "id": dash_id,
+            "uid": uid,
+            "url": f"/d/{uid}",
+            "status": "success",
+            "version": version,
+            "slug": uid,
+        }
 
 
 @pytest.fixture
@@ -142,8 +158,7 @@ def grafana() -> Iterator[tuple[FakeGrafana, str]]:
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            if body is not None and "application/json" not in self.headers.get("Content-Type",
-                                                                                 ""):
+            if body is not None and "application/json" not in self.headers.get("Content-Type", ""):
                 self._reply(415, {"message": "Content-Type must be application/json"})
                 return
             self._reply(*fake.handle(self.command, self.path, body))
@@ -170,8 +185,9 @@ def grafana() -> Iterator[tuple[FakeGrafana, str]]:
 
 
 def _settings(url: str, token: str = TOKEN) -> Settings:
-    return Settings(grafana=GrafanaSettings(url=url, token=SecretStr(token),
-                                            postgres_password=SecretStr("pw")))
+    return Settings(
+        grafana=GrafanaSettings(url=url, token=SecretStr(token), postgres_password=SecretStr("pw"))
+    )
 
 
 def test_push_creates_everything_then_is_idempotent(grafana: tuple[FakeGrafana, str]) -> None:

@@ -44,36 +44,53 @@ def _wait_for(sessions: sessionmaker[Session], n: int, timeout: float = 60.0) ->
 
 
 def test_sustained_shift_alerts_once_and_resolves(
-    db_url: str, sessions: sessionmaker[Session], make_topics: Callable[..., KafkaSettings],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_topics: Callable[..., KafkaSettings],
     settings_for: Callable[..., Settings],
 ) -> None:
     kafka = make_topics()
     with Receiver() as rx:
         settings = settings_for(
-            db_url, kafka,
+            db_url,
+            kafka,
             windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
             policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
             alerts=AlertSettings(channels=[WebhookChannel(url=rx.url, secret=SECRET)]),
         )
         with unit_of_work(sessions) as session:
-            fit_profile_from_batch(session, settings, "digits", "v1",
-                                   synthetic_batch(2000, seed=9, dim=32), "ref", activate=True)
+            fit_profile_from_batch(
+                session,
+                settings,
+                "digits",
+                "v1",
+                synthetic_batch(2000, seed=9, dim=32),
+                "ref",
+                activate=True,
+            )
         stop = threading.Event()
         worker = IngestWorker(settings)
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
         evaluator = Evaluator(sessions.kw["bind"], settings, settle_seconds=0)
         logger = PredictionLogger(kafka, "digits", "v1", embedding_dtype="float32")
-        phases = [("clean", 2, {}), ("shifted", 3, {"brightness": -0.4, "embedding_shift": 3.0}),
-                  ("recovered", 3, {})]
+        phases = [
+            ("clean", 2, {}),
+            ("shifted", 3, {"brightness": -0.4, "embedding_shift": 3.0}),
+            ("recovered", 3, {}),
+        ]
         stored, seed = 0, 0
         try:
             for _name, windows, shift in phases:
                 for _ in range(windows):
                     seed += 1
                     b = synthetic_batch(WINDOW, seed=seed, dim=32, **shift)
-                    logger.log_batch(b.probs, embeddings=b.embeddings, pixel_stats=b.pixel,
-                                     labels=b.labels.tolist())
+                    logger.log_batch(
+                        b.probs,
+                        embeddings=b.embeddings,
+                        pixel_stats=b.pixel,
+                        labels=b.labels.tolist(),
+                    )
                     assert logger.flush()
                     stored += WINDOW
                     _wait_for(sessions, stored)
@@ -85,9 +102,14 @@ def test_sustained_shift_alerts_once_and_resolves(
     assert logger.dropped == 0 and worker.stats.dead_lettered == 0
     with sessions() as session:
         alerts = list(session.scalars(select(AlertRow)))
-        pixel = [t.to_state for t in session.scalars(
-            select(PolicyTransitionRow).where(PolicyTransitionRow.family == "pixel")
-            .order_by(PolicyTransitionRow.id))]
+        pixel = [
+            t.to_state
+            for t in session.scalars(
+                select(PolicyTransitionRow)
+                .where(PolicyTransitionRow.family == "pixel")
+                .order_by(PolicyTransitionRow.id)
+            )
+        ]
     assert pixel == ["warn", "alert", "resolved"]
     # one incident, one page: families drifting together join the first alert
     paged = [a for a in alerts if a.paged]

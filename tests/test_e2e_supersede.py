@@ -45,14 +45,22 @@ class Run:
         b = synthetic_batch(WINDOW, seed=self.seed, dim=DIM, **shift)
         assert b.embeddings is not None and b.pixel is not None
         start = T0 + timedelta(seconds=(self.seed - 100) * WINDOW)
-        logs = [PredictionLog.model_validate({
-            "model": "digits", "model_version": version, "request_id": f"r{self.seed}-{i}",
-            "timestamp": start + timedelta(seconds=i), "predicted_class": int(b.predicted[i]),
-            "probabilities": (b.probs[i] / b.probs[i].sum()).tolist(),
-            "embedding": encode_array(b.embeddings[i], "float32"),
-            "pixel_stats": dict(zip(STAT_NAMES, map(float, b.pixel[i]), strict=True)),
-            **({} if arm is None else {"arm": arm}),
-        }) for i in range(WINDOW)]
+        logs = [
+            PredictionLog.model_validate(
+                {
+                    "model": "digits",
+                    "model_version": version,
+                    "request_id": f"r{self.seed}-{i}",
+                    "timestamp": start + timedelta(seconds=i),
+                    "predicted_class": int(b.predicted[i]),
+                    "probabilities": (b.probs[i] / b.probs[i].sum()).tolist(),
+                    "embedding": encode_array(b.embeddings[i], "float32"),
+                    "pixel_stats": dict(zip(STAT_NAMES, map(float, b.pixel[i]), strict=True)),
+                    **({} if arm is None else {"arm": arm}),
+                }
+            )
+            for i in range(WINDOW)
+        ]
         with unit_of_work(self.sessions) as s:
             insert_predictions(s, logs)
         report = self.evaluator.tick()
@@ -62,8 +70,15 @@ class Run:
     def v1_states(self) -> dict[str, str]:
         """Policy state of each of v1's families."""
         with self.sessions() as s:
-            return dict(s.execute(select(PolicyStateRow.family, PolicyStateRow.state)
-                                  .where(PolicyStateRow.model_version == "v1")).tuples().all())
+            return dict(
+                s.execute(
+                    select(PolicyStateRow.family, PolicyStateRow.state).where(
+                        PolicyStateRow.model_version == "v1"
+                    )
+                )
+                .tuples()
+                .all()
+            )
 
 
 def _set_state(sessions: sessionmaker[Session], version: str, state: str) -> None:
@@ -72,20 +87,36 @@ def _set_state(sessions: sessionmaker[Session], version: str, state: str) -> Non
 
 
 def test_v1_alert_resolves_only_once_promoted_v2_is_clean_against_its_own_reference(
-    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
 ) -> None:
     with Receiver() as rx:
         settings = settings_for(
-            db_url, windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
+            db_url,
+            windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
             policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
             alerts=AlertSettings(channels=[WebhookChannel(url=rx.url)]),
         )
         with unit_of_work(sessions) as s:
-            fit_profile_from_batch(s, settings, "digits", "v1",
-                                   synthetic_batch(2000, seed=1, dim=DIM), "clean", activate=True)
-            fit_profile_from_batch(s, settings, "digits", "v2",
-                                   synthetic_batch(2000, seed=2, dim=DIM, brightness=DARK),
-                                   "dark camera", activate=True)
+            fit_profile_from_batch(
+                s,
+                settings,
+                "digits",
+                "v1",
+                synthetic_batch(2000, seed=1, dim=DIM),
+                "clean",
+                activate=True,
+            )
+            fit_profile_from_batch(
+                s,
+                settings,
+                "digits",
+                "v2",
+                synthetic_batch(2000, seed=2, dim=DIM, brightness=DARK),
+                "dark camera",
+                activate=True,
+            )
             registry.register(s, "digits", "v1", {}, state="promoted")
             registry.register(s, "digits", "v2", {}, parent_version="v1")
         run = Run(sessions, settings)
@@ -123,9 +154,14 @@ def test_v1_alert_resolves_only_once_promoted_v2_is_clean_against_its_own_refere
 
     with sessions() as s:
         alerts = list(s.scalars(select(AlertRow).where(AlertRow.model_version == "v1")))
-        moves = list(s.scalars(select(PolicyTransitionRow).where(
-            PolicyTransitionRow.model_version == "v1", PolicyTransitionRow.to_state ==
-            "resolved")))
+        moves = list(
+            s.scalars(
+                select(PolicyTransitionRow).where(
+                    PolicyTransitionRow.model_version == "v1",
+                    PolicyTransitionRow.to_state == "resolved",
+                )
+            )
+        )
         v2_alerts = list(s.scalars(select(AlertRow).where(AlertRow.model_version == "v2")))
     assert alerts and all(a.status == "resolved" for a in alerts)
     assert moves and all("superseded by v2 (promoted)" in m.reason for m in moves)

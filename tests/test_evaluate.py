@@ -42,14 +42,20 @@ def test_clean_then_shifted_windows(
 ) -> None:
     settings = _settings(settings_for, db_url)
     with unit_of_work(sessions) as s:
-        fit_profile_from_batch(s, settings, "digits", "v1", synthetic_batch(1000, seed=1, dim=32),
-                               "ref", activate=True)
+        fit_profile_from_batch(
+            s, settings, "digits", "v1", synthetic_batch(1000, seed=1, dim=32), "ref", activate=True
+        )
         # seed 3: a clean window no family flags (at alpha 0.01 about one in 100 clean
         # windows is a false alarm, e.g. seed 2's confidence; the calibration tests own that)
         insert_predictions(s, batch_logs(synthetic_batch(300, seed=3, dim=32), T0, "clean"))
-        insert_predictions(s, batch_logs(
-            synthetic_batch(300, seed=4, dim=32, brightness=-0.3), T0 + timedelta(seconds=300),
-            "dark"))
+        insert_predictions(
+            s,
+            batch_logs(
+                synthetic_batch(300, seed=4, dim=32, brightness=-0.3),
+                T0 + timedelta(seconds=300),
+                "dark",
+            ),
+        )
     with unit_of_work(sessions) as s:
         assert len(close_windows(s, settings, T0 + timedelta(seconds=600), settle_seconds=0)) == 2
         evaluations = evaluate_pending(s, settings)
@@ -65,8 +71,11 @@ def test_clean_then_shifted_windows(
         assert all(w.evaluated_at is not None for w in windows)
         again = stored_results(s, windows[1].id)
         assert sorted(again, key=lambda r: r.family) == sorted(dark.results, key=lambda r: r.family)
-        row = s.scalars(select(DriftResultRow).where(
-            DriftResultRow.family == "pixel", DriftResultRow.window_id == windows[1].id)).one()
+        row = s.scalars(
+            select(DriftResultRow).where(
+                DriftResultRow.family == "pixel", DriftResultRow.window_id == windows[1].id
+            )
+        ).one()
         assert row.window_end == windows[1].end_ts and row.arm == "all" and row.drifted
         assert evaluate_pending(s, settings) == []  # nothing left
 
@@ -76,8 +85,9 @@ def test_results_are_stored_once_per_window_and_family(
 ) -> None:
     settings = _settings(settings_for, db_url)
     with unit_of_work(sessions) as s:
-        fit_profile_from_batch(s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16),
-                               "ref", activate=True)
+        fit_profile_from_batch(
+            s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16), "ref", activate=True
+        )
         insert_predictions(s, batch_logs(synthetic_batch(300, seed=2, dim=16), T0, "x"))
         (window,) = close_windows(s, settings, T0 + timedelta(seconds=300), settle_seconds=0)
         evaluate_window(s, settings, window)
@@ -96,8 +106,9 @@ def test_window_without_profile_waits_for_one(
         close_windows(s, settings, T0 + timedelta(seconds=300), settle_seconds=0)
         (evaluation,) = evaluate_pending(s, settings)
         assert evaluation.results == [] and evaluation.window.state == "no_profile"
-        profile = fit_profile_from_batch(s, settings, "digits", "v1",
-                                         synthetic_batch(500, seed=1, dim=16), "ref")
+        profile = fit_profile_from_batch(
+            s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16), "ref"
+        )
         activate_profile(s, profile.id)
         assert reopen_windows(s, "digits", "v1") == 1
         (evaluation,) = evaluate_pending(s, settings, limit=5)
@@ -119,8 +130,9 @@ def test_a_window_that_cannot_be_scored_does_not_block_the_queue(
 ) -> None:
     settings = _settings(settings_for, db_url)
     with unit_of_work(sessions) as s:
-        fit_profile_from_batch(s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16),
-                               "ref", activate=True)
+        fit_profile_from_batch(
+            s, settings, "digits", "v1", synthetic_batch(500, seed=1, dim=16), "ref", activate=True
+        )
         insert_predictions(s, batch_logs(synthetic_batch(600, seed=2, dim=16), T0, "x"))
         first, second = close_windows(s, settings, T0 + timedelta(seconds=700), settle_seconds=0)
         # retention deleted the first window's logs before it was evaluated
@@ -128,5 +140,11 @@ def test_a_window_that_cannot_be_scored_does_not_block_the_queue(
         evaluations = evaluate_pending(s, settings)
         assert [e.window.id for e in evaluations] == [second.id]
         assert first.state == "failed" and second.state == "evaluated"
-        assert s.scalar(select(func.count()).select_from(DriftResultRow)
-                        .where(DriftResultRow.window_id == first.id)) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(DriftResultRow)
+                .where(DriftResultRow.window_id == first.id)
+            )
+            == 0
+        )

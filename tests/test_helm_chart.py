@@ -74,7 +74,8 @@ def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 def workload(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
     kind = "Job" if component == "migrate" else "Deployment"
     (doc,) = [
-        d for d in of_kind(docs, kind)
+        d
+        for d in of_kind(docs, kind)
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
     ]
     return doc
@@ -151,7 +152,12 @@ def test_default_render_has_every_workload_and_no_optional_monitoring() -> None:
     docs = render()
     kinds = sorted({doc["kind"] for doc in docs})
     assert kinds == [
-        "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service",
+        "ConfigMap",
+        "Deployment",
+        "Job",
+        "PodDisruptionBudget",
+        "Secret",
+        "Service",
         "ServiceAccount",
     ]
     for component in (*COMPONENTS, "migrate"):
@@ -208,7 +214,8 @@ def test_existing_secret_replaces_the_charts_secret(
     for name, pod in pod_specs(docs):
         refs = {
             item["valueFrom"]["secretKeyRef"]["name"]
-            for item in pod["containers"][0]["env"] if "valueFrom" in item
+            for item in pod["containers"][0]["env"]
+            if "valueFrom" in item
         }
         assert refs == {"dw-prod"}, name
     mine = {"dw-prod": {"database-url": DB_URL, "api-token": TOKEN}}
@@ -261,8 +268,11 @@ def test_ingest_replicas_scale_out_in_one_consumer_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = render({"ingest": {"replicas": 5}, "config": {"kafka": {"group_id": "dw-prod"}}})
-    consumers = [d for d in of_kind(docs, "Deployment")
-                 if d["spec"]["template"]["spec"]["containers"][0]["command"][1] == "ingest"]
+    consumers = [
+        d
+        for d in of_kind(docs, "Deployment")
+        if d["spec"]["template"]["spec"]["containers"][0]["command"][1] == "ingest"
+    ]
     assert len(consumers) == 1  # one pod template, so one group for every replica
     (ingest,) = consumers
     assert ingest["spec"]["replicas"] == 5
@@ -355,8 +365,9 @@ def test_service_monitor_scrapes_the_api_service() -> None:
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert "authorization" not in endpoint
-    protected = render({"serviceMonitor": {"enabled": True},
-                        "config": {"api": {"protect_reads": True}}})
+    protected = render(
+        {"serviceMonitor": {"enabled": True}, "config": {"api": {"protect_reads": True}}}
+    )
     auth = of_kind(protected, "ServiceMonitor")[0]["spec"]["endpoints"][0]["authorization"]
     assert auth["credentials"] == {"name": "dw-driftwatch", "key": "api-token"}
 
@@ -377,9 +388,7 @@ def pod_monitor_targets(docs: list[dict[str, Any]], monitor: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize(("component", "port"), [("ingest", 9102), ("evaluator", 9103)])
-def test_pod_monitor_scrapes_exactly_one_workloads_metrics_port(
-    component: str, port: int
-) -> None:
+def test_pod_monitor_scrapes_exactly_one_workloads_metrics_port(component: str, port: int) -> None:
     docs = render({"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}})
     monitors = {d["metadata"]["name"]: d for d in of_kind(docs, "PodMonitor")}
     assert monitors.keys() == {"dw-driftwatch-ingest", "dw-driftwatch-evaluator"}
@@ -391,16 +400,19 @@ def test_pod_monitor_scrapes_exactly_one_workloads_metrics_port(
     assert container["args"] == ["--metrics-port", str(port)]
     assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
 
-    moved = render({"serviceMonitor": {"enabled": True}, component: {"metricsPort": 9200,
-                                                                     "extraArgs": ["-v"]}})
+    moved = render(
+        {"serviceMonitor": {"enabled": True}, component: {"metricsPort": 9200, "extraArgs": ["-v"]}}
+    )
     (container,) = workload(moved, component)["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["--metrics-port", "9200", "-v"]
     assert pod_monitor_targets(moved, named(moved, "PodMonitor", monitor["metadata"]["name"])) == {
-        component: 9200}
+        component: 9200
+    }
 
     off = render({"serviceMonitor": {"enabled": True}, component: {"metricsPort": None}})
     assert [d["metadata"]["name"] for d in of_kind(off, "PodMonitor")] == [
-        name for name in monitors if name != monitor["metadata"]["name"]]
+        name for name in monitors if name != monitor["metadata"]["name"]
+    ]
     (container,) = workload(off, component)["spec"]["template"]["spec"]["containers"]
     assert "args" not in container and "ports" not in container
     # monitoring off: the port is still served (a Prometheus without the operator can scrape it)
@@ -425,14 +437,24 @@ def test_prometheus_rules_pass_promtool_and_use_declared_metrics(tmp_path: Path)
     assert of_kind(render(), "PrometheusRule") == []
     extra = {"name": "team", "rules": [{"alert": "TeamRule", "expr": "vector(1) > 2"}]}
     runbook = "https://runbooks.invalid/driftwatch"
-    docs = render({"prometheusRule": {"enabled": True, "additionalGroups": [extra],
-                                      "excludeAlerts": ["DriftwatchDriftWarning"]},
-                   "config": {"alerts": {"runbook_url": runbook}}})
+    docs = render(
+        {
+            "prometheusRule": {
+                "enabled": True,
+                "additionalGroups": [extra],
+                "excludeAlerts": ["DriftwatchDriftWarning"],
+            },
+            "config": {"alerts": {"runbook_url": runbook}},
+        }
+    )
     (rule,) = of_kind(docs, "PrometheusRule")
     groups = rule["spec"]["groups"]
     shipped = yaml.safe_load((CHART / "rules" / "driftwatch-rules.yaml").read_text())["groups"]
     assert [g["name"] for g in groups] == [
-        *(g["name"] for g in shipped), "driftwatch-chart", "team"]
+        *(g["name"] for g in shipped),
+        "driftwatch-chart",
+        "team",
+    ]
     rules = [r for g in groups for r in g["rules"]]
     names = [r["alert"] for r in rules]
     expected = [r["alert"] for g in shipped for r in g["rules"]]
@@ -445,8 +467,9 @@ def test_prometheus_rules_pass_promtool_and_use_declared_metrics(tmp_path: Path)
     path.write_text(yaml.safe_dump({"groups": groups}))
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by tests/services.sh"
-    result = subprocess.run([promtool, "check", "rules", str(path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
@@ -454,13 +477,20 @@ def test_prometheus_rules_pass_promtool_and_use_declared_metrics(tmp_path: Path)
 def test_every_dashboard_json_becomes_a_labelled_config_map(tmp_path: Path) -> None:
     real = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
     docs = render()
-    assert len([d for d in of_kind(docs, "ConfigMap")
-                if d["metadata"]["labels"].get("grafana_dashboard") == "1"]) == len(real)
+    assert len(
+        [
+            d
+            for d in of_kind(docs, "ConfigMap")
+            if d["metadata"]["labels"].get("grafana_dashboard") == "1"
+        ]
+    ) == len(real)
 
     chart = tmp_path / "driftwatch"
     shutil.copytree(CHART, chart)
-    boards = {"On_Call.json": {"uid": "dw-oncall", "panels": [{"id": 1}]},
-              "canary.json": {"uid": "dw-canary", "panels": []}}
+    boards = {
+        "On_Call.json": {"uid": "dw-oncall", "panels": [{"id": 1}]},
+        "canary.json": {"uid": "dw-canary", "panels": []},
+    }
     for name, board in boards.items():
         (chart / "dashboards" / name).write_text(json.dumps(board, indent=2))
     docs = render({"dashboards": {"annotations": {"grafana_folder": "Driftwatch"}}}, chart=chart)
@@ -471,12 +501,14 @@ def test_every_dashboard_json_becomes_a_labelled_config_map(tmp_path: Path) -> N
             assert doc["metadata"]["name"].startswith("dw-driftwatch-dashboard-")
             ((key, text),) = doc["data"].items()
             found[key] = json.loads(text)
-    assert found == {**{name: json.loads(json.dumps(b)) for name, b in boards.items()},
-                     **{name: json.loads((CHART / "dashboards" / name).read_text())
-                        for name in real}}
+    assert found == {
+        **{name: json.loads(json.dumps(b)) for name, b in boards.items()},
+        **{name: json.loads((CHART / "dashboards" / name).read_text()) for name in real},
+    }
     off = render({"dashboards": {"enabled": False}}, chart=chart)
-    assert not [d for d in of_kind(off, "ConfigMap") if "grafana_dashboard" in
-                d["metadata"]["labels"]]
+    assert not [
+        d for d in of_kind(off, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]
+    ]
 
 
 # --- template hygiene (what helm itself does not check) -------------------------------------

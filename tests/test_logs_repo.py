@@ -28,10 +28,18 @@ def _logs(make_log: Callable[..., PredictionLog]) -> list[PredictionLog]:
     emb32 = rng.normal(size=8).astype(np.float32)
     emb16 = rng.normal(size=8).astype(np.float16)
     return [
-        make_log(timestamp=T0, embedding=encode_array(emb32, "float32"),
-                 pixel_stats={"brightness": 0.25, "sharpness": 3.5}, label=4, latency_ms=2.5),
-        make_log(timestamp=T0 + timedelta(seconds=1), embedding=encode_array(emb16, "float16"),
-                 pixel_stats=None),
+        make_log(
+            timestamp=T0,
+            embedding=encode_array(emb32, "float32"),
+            pixel_stats={"brightness": 0.25, "sharpness": 3.5},
+            label=4,
+            latency_ms=2.5,
+        ),
+        make_log(
+            timestamp=T0 + timedelta(seconds=1),
+            embedding=encode_array(emb16, "float16"),
+            pixel_stats=None,
+        ),
         make_log(timestamp=T0 + timedelta(seconds=2), embedding=emb32.tolist(), arm="canary"),
         make_log(timestamp=T0 + timedelta(seconds=3), embedding=None),
     ]
@@ -87,8 +95,17 @@ def test_load_window_reads_only_its_ids_and_arm(
     with unit_of_work(sessions) as s:
         insert_predictions(s, logs)
         ids = list(s.scalars(select(Prediction.id).order_by(Prediction.id)))
-        window = Window(model="digits", model_version="v1", arm="all", first_id=ids[0],
-                        last_id=ids[2], start_ts=T0, end_ts=T0, n=2, closed_by="count")
+        window = Window(
+            model="digits",
+            model_version="v1",
+            arm="all",
+            first_id=ids[0],
+            last_id=ids[2],
+            start_ts=T0,
+            end_ts=T0,
+            n=2,
+            closed_by="count",
+        )
         s.add(window)
         s.flush()
         batch = load_window(s, window)
@@ -108,18 +125,25 @@ def test_jsonl_npz_parquet_readers_agree(
     from_jsonl = read_reference_file(jsonl)
 
     npz = tmp_path / "ref.npz"
-    np.savez(npz, probs=from_jsonl.probs, embeddings=from_jsonl.embeddings,
-             brightness=np.arange(6) / 10, labels=from_jsonl.labels)
+    np.savez(
+        npz,
+        probs=from_jsonl.probs,
+        embeddings=from_jsonl.embeddings,
+        brightness=np.arange(6) / 10,
+        labels=from_jsonl.labels,
+    )
     from_npz = read_reference_file(npz)
 
     pq = tmp_path / "ref.parquet"
-    pd.DataFrame({
-        "probabilities": [g.probability_vector().tolist() for g in logs],
-        "predicted_class": [g.predicted_class for g in logs],
-        "embedding": [g.embedding_vector().tolist() for g in logs],  # type: ignore[union-attr]
-        "pixel_stats": [g.pixel_stats for g in logs],
-        "label": [g.label for g in logs],
-    }).to_parquet(pq)
+    pd.DataFrame(
+        {
+            "probabilities": [g.probability_vector().tolist() for g in logs],
+            "predicted_class": [g.predicted_class for g in logs],
+            "embedding": [g.embedding_vector().tolist() for g in logs],  # type: ignore[union-attr]
+            "pixel_stats": [g.pixel_stats for g in logs],
+            "label": [g.label for g in logs],
+        }
+    ).to_parquet(pq)
     from_parquet = read_reference_file(pq)
 
     for batch in (from_jsonl, from_npz, from_parquet):

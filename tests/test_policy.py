@@ -15,12 +15,21 @@ from monitor.settings import PolicySettings
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 FLOOR = 0.1
 STRONG, WEAK = 0.5, 0.15  # alert level is FLOOR * 2 = 0.2
-RULES = PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=3,
-                       cooldown_seconds=3600, alert_effect_multiple=2.0)
+RULES = PolicySettings(
+    windows_to_warn=1,
+    windows_to_alert=2,
+    windows_to_resolve=3,
+    cooldown_seconds=3600,
+    alert_effect_multiple=2.0,
+)
 
 
-def run(pattern: str, rules: PolicySettings = RULES, minutes: float = 5.0,
-        start: PolicyState | None = None) -> tuple[list[str], list[Transition]]:
+def run(
+    pattern: str,
+    rules: PolicySettings = RULES,
+    minutes: float = 5.0,
+    start: PolicyState | None = None,
+) -> tuple[list[str], list[Transition]]:
     """Feed windows: 'D' strong drift, 'd' weak drift, '.' clean; states and transitions."""
     state, states, transitions = start or PolicyState(), [], []
     for i, ch in enumerate(pattern):
@@ -63,7 +72,10 @@ def test_resolve_notifies_and_carries_evidence() -> None:
     assert alert.evidence["drift_streak"] == 2 and alert.evidence["effect_size"] == STRONG
     assert alert.evidence["window_end"] == (T0 + timedelta(minutes=10)).isoformat()
     assert (resolved.to_state, resolved.notify, resolved.reason) == (
-        "resolved", True, "3 clean windows in a row")
+        "resolved",
+        True,
+        "3 clean windows in a row",
+    )
 
 
 def test_cooldown_flapping_reopens_without_paging() -> None:
@@ -90,18 +102,25 @@ def _alert(at: datetime, severity: str = "critical", notify: bool = True) -> Tra
     return Transition("warn", "alert", at, 1, "", notify, severity, {})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("family", "severity", "notify", "history_hours", "want"), [
-    ("pixel", "critical", True, [], True),
-    ("pixel", "critical", False, [], False),  # a flapping re-open never retrains
-    ("pixel", "critical", True, [2.0], False),  # budget of 1/day spent 2 h ago
-    ("pixel", "critical", True, [25.0], True),  # the earlier one is more than a day old
-    ("embedding", "critical", True, [], False),  # family not listed
-    ("pixel", "warning", True, [], False),  # below the minimum severity
-])
-def test_retrain_rule(family: str, severity: str, notify: bool, history_hours: list[float],
-                      want: bool) -> None:
-    rules = PolicySettings(retrain_families=["pixel", "classes"], retrain_max_per_day=1,
-                           retrain_min_severity="critical")
+@pytest.mark.parametrize(
+    ("family", "severity", "notify", "history_hours", "want"),
+    [
+        ("pixel", "critical", True, [], True),
+        ("pixel", "critical", False, [], False),  # a flapping re-open never retrains
+        ("pixel", "critical", True, [2.0], False),  # budget of 1/day spent 2 h ago
+        ("pixel", "critical", True, [25.0], True),  # the earlier one is more than a day old
+        ("embedding", "critical", True, [], False),  # family not listed
+        ("pixel", "warning", True, [], False),  # below the minimum severity
+    ],
+)
+def test_retrain_rule(
+    family: str, severity: str, notify: bool, history_hours: list[float], want: bool
+) -> None:
+    rules = PolicySettings(
+        retrain_families=["pixel", "classes"],
+        retrain_max_per_day=1,
+        retrain_min_severity="critical",
+    )
     at = T0 + timedelta(days=2)
     history = [at - timedelta(hours=h) for h in history_hours]
     assert retrain_decision(_alert(at, severity, notify), family, history, rules).retrain is want
@@ -112,8 +131,10 @@ def test_retrain_rule(family: str, severity: str, notify: bool, history_hours: l
 patterns = st.text(alphabet="Dd.", max_size=60)
 rule_sets = st.builds(
     PolicySettings,
-    windows_to_warn=st.integers(1, 3), windows_to_alert=st.integers(1, 4),
-    windows_to_resolve=st.integers(1, 4), cooldown_seconds=st.sampled_from([0.0, 600.0, 7200.0]),
+    windows_to_warn=st.integers(1, 3),
+    windows_to_alert=st.integers(1, 4),
+    windows_to_resolve=st.integers(1, 4),
+    cooldown_seconds=st.sampled_from([0.0, 600.0, 7200.0]),
 )
 
 
@@ -127,11 +148,11 @@ def test_alert_needs_consecutive_drift_and_resolve_needs_consecutive_clean(
         i = t.window_id
         if t.to_state == "alert":
             need = rules.windows_to_alert
-            assert i + 1 >= need and set(pattern[i + 1 - need:i + 1]) <= {"D", "d"}
+            assert i + 1 >= need and set(pattern[i + 1 - need : i + 1]) <= {"D", "d"}
             assert pattern[i] == "D"
         if t.to_state in ("resolved", "ok"):
             need = rules.windows_to_resolve
-            assert set(pattern[i + 1 - need:i + 1]) == {"."}
+            assert set(pattern[i + 1 - need : i + 1]) == {"."}
     # no window without drift ever moves a state up
     for i, ch in enumerate(pattern):
         before = states[i - 1] if i else "ok"
@@ -141,8 +162,9 @@ def test_alert_needs_consecutive_drift_and_resolve_needs_consecutive_clean(
 
 @settings(max_examples=300, deadline=None)
 @given(patterns, rule_sets, st.integers(1, 30))
-def test_pages_are_spaced_by_the_cooldown(pattern: str, rules: PolicySettings,
-                                          minutes: int) -> None:
+def test_pages_are_spaced_by_the_cooldown(
+    pattern: str, rules: PolicySettings, minutes: int
+) -> None:
     _, transitions = run(pattern, rules, minutes=minutes)
     pages = [t.at for t in transitions if t.to_state == "alert" and t.notify]
     gaps = [b - a for a, b in itertools.pairwise(pages)]

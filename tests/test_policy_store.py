@@ -1,4 +1,3 @@
-
 """The policy applied to stored windows: flapping never pages twice, the retrain budget holds,
 and every transition is stored with its evidence (SQLite and PostgreSQL)."""
 
@@ -22,20 +21,43 @@ T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
 def result(drifted: bool) -> DriftResult:
     effect = 0.5 if drifted else 0.01
-    return DriftResult("pixel", "pixel.ks", "ks", effect, 1e-9 if drifted else 0.6, effect, 0.1,
-                       0.01, drifted, 1000, 200,
-                       (FeatureDrift("brightness", effect, 1e-9, effect, 100.0,
-                                     82.0 if drifted else 99.0, drifted),))
+    return DriftResult(
+        "pixel",
+        "pixel.ks",
+        "ks",
+        effect,
+        1e-9 if drifted else 0.6,
+        effect,
+        0.1,
+        0.01,
+        drifted,
+        1000,
+        200,
+        (
+            FeatureDrift(
+                "brightness", effect, 1e-9, effect, 100.0, 82.0 if drifted else 99.0, drifted
+            ),
+        ),
+    )
 
 
-def feed(sessions: sessionmaker[Session], settings: Settings, pattern: str,
-         minutes: float) -> None:
+def feed(sessions: sessionmaker[Session], settings: Settings, pattern: str, minutes: float) -> None:
     for i, ch in enumerate(pattern):
         end = T0 + timedelta(minutes=minutes * (i + 1))
         with unit_of_work(sessions) as session:
-            w = Window(model="digits", model_version="v1", arm="all", first_id=i * 10 + 1,
-                       last_id=i * 10 + 10, start_ts=end - timedelta(minutes=minutes),
-                       end_ts=end, n=10, closed_by="time", state="evaluated", closed_at=end)
+            w = Window(
+                model="digits",
+                model_version="v1",
+                arm="all",
+                first_id=i * 10 + 1,
+                last_id=i * 10 + 10,
+                start_ts=end - timedelta(minutes=minutes),
+                end_ts=end,
+                n=10,
+                closed_by="time",
+                state="evaluated",
+                closed_at=end,
+            )
             session.add(w)
             session.flush()
             apply_window(session, settings, w, [result(ch == "D")], now=end)
@@ -44,8 +66,13 @@ def feed(sessions: sessionmaker[Session], settings: Settings, pattern: str,
 def make(db_url: str, settings_for: Callable[..., Settings], **policy: float) -> Settings:
     return settings_for(
         db_url,
-        policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2,
-                              retrain_families=["pixel"], **policy),
+        policy=PolicySettings(
+            windows_to_warn=1,
+            windows_to_alert=2,
+            windows_to_resolve=2,
+            retrain_families=["pixel"],
+            **policy,
+        ),
         alerts=AlertSettings(channels=[WebhookChannel(url="http://127.0.0.1:9/unused")]),
     )
 
@@ -58,12 +85,19 @@ def test_flapping_inside_cooldown_reopens_without_a_second_page(
     with sessions() as session:
         alerts = list(session.scalars(select(AlertRow)))
         keys = sorted(d.event_key for d in session.scalars(select(AlertDeliveryRow)))
-        transitions = list(session.scalars(select(PolicyTransitionRow)
-                                           .order_by(PolicyTransitionRow.id)))
+        transitions = list(
+            session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))
+        )
     assert len(alerts) == 1 and alerts[0].reopen_count == 1 and alerts[0].status == "resolved"
     assert keys == ["resolve:0", "trigger:0"]  # one page, one resolve, nothing for the flap
-    assert [t.to_state for t in transitions] == ["warn", "alert", "resolved", "warn", "alert",
-                                                 "resolved"]
+    assert [t.to_state for t in transitions] == [
+        "warn",
+        "alert",
+        "resolved",
+        "warn",
+        "alert",
+        "resolved",
+    ]
     assert [t.notify for t in transitions if t.to_state == "alert"] == [True, False]
     first = transitions[1]
     assert first.evidence["top_features"] == ["brightness −18%"]
@@ -79,9 +113,11 @@ def test_retrain_budget_across_alerts(
     # three separate alerts within 24 hours (windows of 2 h): only the first retrains
     feed(sessions, settings, "DD..DD..DD", minutes=120)
     with sessions() as session:
-        alerts = [t for t in session.scalars(select(PolicyTransitionRow)
-                                             .order_by(PolicyTransitionRow.id))
-                  if t.to_state == "alert"]
+        alerts = [
+            t
+            for t in session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))
+            if t.to_state == "alert"
+        ]
         jobs = list_jobs(session, "digits")
     assert [t.retrain for t in alerts] == [True, False, False]
     assert "budget spent" in (alerts[1].retrain_reason or "")

@@ -40,20 +40,30 @@ from monitor.store.tables import ProfilePart
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def batch_logs(batch: LogBatch, start: datetime = T0, prefix: str = "r", *,
-               dtype: EmbeddingDtype = "float32", **fields: object) -> list[PredictionLog]:
+def batch_logs(
+    batch: LogBatch,
+    start: datetime = T0,
+    prefix: str = "r",
+    *,
+    dtype: EmbeddingDtype = "float32",
+    **fields: object,
+) -> list[PredictionLog]:
     """PredictionLogs carrying exactly the arrays of ``batch`` (one per second)."""
     assert batch.embeddings is not None and batch.pixel is not None
     return [
-        PredictionLog.model_validate({
-            "model": "digits", "model_version": "v1", "request_id": f"{prefix}-{i}",
-            "timestamp": start + timedelta(seconds=i),
-            "predicted_class": int(batch.predicted[i]),
-            "probabilities": (batch.probs[i] / batch.probs[i].sum()).tolist(),
-            "embedding": encode_array(batch.embeddings[i], dtype),
-            "pixel_stats": dict(zip(STAT_NAMES, map(float, batch.pixel[i]), strict=True)),
-            **fields,
-        })
+        PredictionLog.model_validate(
+            {
+                "model": "digits",
+                "model_version": "v1",
+                "request_id": f"{prefix}-{i}",
+                "timestamp": start + timedelta(seconds=i),
+                "predicted_class": int(batch.predicted[i]),
+                "probabilities": (batch.probs[i] / batch.probs[i].sum()).tolist(),
+                "embedding": encode_array(batch.embeddings[i], dtype),
+                "pixel_stats": dict(zip(STAT_NAMES, map(float, batch.pixel[i]), strict=True)),
+                **fields,
+            }
+        )
         for i in range(len(batch))
     ]
 
@@ -65,11 +75,16 @@ def test_fit_from_store_stores_one_part_per_family(
     with unit_of_work(sessions) as s:
         insert_predictions(s, batch_logs(synthetic_batch(300, seed=1, dim=32)))
     with unit_of_work(sessions) as s:
-        row = fit_profile_from_store(s, settings, "digits", "v1", T0, T0 + timedelta(seconds=200),
-                                     "ref-a")
+        row = fit_profile_from_store(
+            s, settings, "digits", "v1", T0, T0 + timedelta(seconds=200), "ref-a"
+        )
         assert row.n_ref == 200 and not row.active
-        assert row.source == {"type": "store", "start": T0.isoformat(),
-                              "end": (T0 + timedelta(seconds=200)).isoformat(), "arm": None}
+        assert row.source == {
+            "type": "store",
+            "start": T0.isoformat(),
+            "end": (T0 + timedelta(seconds=200)).isoformat(),
+            "arm": None,
+        }
         profile_id = row.id
     with unit_of_work(sessions) as s:
         parts = profile_parts(s, profile_id)
@@ -109,7 +124,9 @@ def test_one_active_profile_per_model_version(
 
 
 def test_fit_from_file_and_cli(
-    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
     ref = synthetic_batch(150, seed=3, dim=16)
@@ -117,8 +134,23 @@ def test_fit_from_file_and_cli(
     path.write_text("\n".join(log.model_dump_json() for log in batch_logs(ref)))
     env = {"DRIFTWATCH_DATABASE__URL": db_url, "DRIFTWATCH_ENVIRONMENT": "test"}
     runner = CliRunner()
-    fitted = runner.invoke(cli, ["reference", "fit", "--model", "digits", "--version", "v1",
-                                 "--file", str(path), "--name", "from-file", "--activate"], env=env)
+    fitted = runner.invoke(
+        cli,
+        [
+            "reference",
+            "fit",
+            "--model",
+            "digits",
+            "--version",
+            "v1",
+            "--file",
+            str(path),
+            "--name",
+            "from-file",
+            "--activate",
+        ],
+        env=env,
+    )
     assert fitted.exit_code == 0, fitted.output
     assert "on 150 logs (active)" in fitted.output
     listed = runner.invoke(cli, ["reference", "list", "--model", "digits"], env=env)
@@ -127,8 +159,9 @@ def test_fit_from_file_and_cli(
         profile_id = active_profile(s, "digits", "v1").id  # type: ignore[union-attr]
         n_parts = len(s.scalars(select(ProfilePart)).all())
         reloaded = reference_batch(s, get_profile(s, profile_id))
-        np.testing.assert_allclose(reloaded.probs, ref.probs / ref.probs.sum(1, keepdims=True),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            reloaded.probs, ref.probs / ref.probs.sum(1, keepdims=True), rtol=1e-5
+        )
     shown = runner.invoke(cli, ["reference", "show", str(profile_id)], env=env)
     doc = json.loads(shown.output)
     assert doc["source"]["type"] == "file" and len(doc["parts"]) == n_parts == len(FAMILIES)
@@ -137,6 +170,20 @@ def test_fit_from_file_and_cli(
         second_id = second.id
     switched = runner.invoke(cli, ["reference", "activate", str(second_id)], env=env)
     assert switched.exit_code == 0 and f"profile {second_id} active" in switched.output
-    bad = runner.invoke(cli, ["reference", "fit", "--model", "digits", "--version", "v1",
-                              "--file", str(path), "--from", "yesterday"], env=env)
+    bad = runner.invoke(
+        cli,
+        [
+            "reference",
+            "fit",
+            "--model",
+            "digits",
+            "--version",
+            "v1",
+            "--file",
+            str(path),
+            "--from",
+            "yesterday",
+        ],
+        env=env,
+    )
     assert bad.exit_code != 0 and "not an ISO 8601 time" in bad.output

@@ -113,8 +113,14 @@ def _serve_api(settings: Settings, engine: Engine) -> tuple[Any, int]:
     from monitor.api.app import create_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine, check_broker=False),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, engine, check_broker=False),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -131,18 +137,36 @@ def _start_prometheus(
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed (run tests/services.sh)"
     config = workdir / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": f"{SCRAPE_S}s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": "driftwatch", "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {
+                    "scrape_interval": f"{SCRAPE_S}s",
+                    "evaluation_interval": f"{SCRAPE_S}s",
+                },
+                "rule_files": [str(rules)],
+                "scrape_configs": [
+                    {
+                        "job_name": "driftwatch",
+                        "metrics_path": "/metrics",
+                        "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
     port = _free_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -183,12 +207,20 @@ def _produce(kafka: KafkaSettings, t0: datetime) -> int:
     logs = scenario_logs(t0, per_window=PER_WINDOW)
     loggers: dict[str, PredictionLogger] = {}
     for log in logs:
-        logger = loggers.setdefault(log.model_version,
-                                    PredictionLogger(kafka, MODEL, log.model_version))
-        logger.log(log.probability_vector(), embedding=log.embedding_vector(),
-                   pixel_stats=log.pixel_stats, request_id=log.request_id,
-                   predicted_class=log.predicted_class, latency_ms=log.latency_ms, arm=log.arm,
-                   label=log.label, timestamp=log.timestamp)
+        logger = loggers.setdefault(
+            log.model_version, PredictionLogger(kafka, MODEL, log.model_version)
+        )
+        logger.log(
+            log.probability_vector(),
+            embedding=log.embedding_vector(),
+            pixel_stats=log.pixel_stats,
+            request_id=log.request_id,
+            predicted_class=log.predicted_class,
+            latency_ms=log.latency_ms,
+            arm=log.arm,
+            label=log.label,
+            timestamp=log.timestamp,
+        )
     for logger in loggers.values():
         assert logger.flush(30) and logger.dropped == 0 and logger.failed == 0
         logger.close()
@@ -202,28 +234,40 @@ def _produce(kafka: KafkaSettings, t0: datetime) -> int:
     return len(logs) + 2
 
 
-def _arm_logs(version: str, arm: str, n: int, seed: int, accuracy: float,
-              latency_ms: float) -> list[Any]:
+def _arm_logs(
+    version: str, arm: str, n: int, seed: int, accuracy: float, latency_ms: float
+) -> list[Any]:
     """``n`` labelled logs of one arm, stamped now (a rollout step reads logs since it began)."""
     from monitor.detectors.simulate import synthetic_batch
     from monitor.imagestats import STAT_NAMES
     from monitor.schemas import PredictionLog, encode_array
 
     rng = np.random.default_rng(seed)
-    b = synthetic_batch(n, seed=seed, dim=32, brightness=-0.3,
-                        temperature=0.8 if arm == "canary" else 1.0)
+    b = synthetic_batch(
+        n, seed=seed, dim=32, brightness=-0.3, temperature=0.8 if arm == "canary" else 1.0
+    )
     assert b.embeddings is not None and b.pixel is not None
     now = datetime.now(UTC)
-    return [PredictionLog.model_validate({
-        "model": MODEL, "model_version": version, "request_id": f"{arm}-{seed}-{i}",
-        "timestamp": now, "predicted_class": int(b.predicted[i]),
-        "probabilities": (b.probs[i] / b.probs[i].sum()).tolist(),
-        "embedding": encode_array(b.embeddings[i], "float16"),
-        "pixel_stats": dict(zip(STAT_NAMES, map(float, b.pixel[i]), strict=True)),
-        "latency_ms": float(rng.gamma(4.0, latency_ms / 4.0)), "arm": arm,
-        "label": int(b.predicted[i]) if rng.uniform() < accuracy
-        else (int(b.predicted[i]) + 1) % b.n_classes,
-    }) for i in range(n)]
+    return [
+        PredictionLog.model_validate(
+            {
+                "model": MODEL,
+                "model_version": version,
+                "request_id": f"{arm}-{seed}-{i}",
+                "timestamp": now,
+                "predicted_class": int(b.predicted[i]),
+                "probabilities": (b.probs[i] / b.probs[i].sum()).tolist(),
+                "embedding": encode_array(b.embeddings[i], "float16"),
+                "pixel_stats": dict(zip(STAT_NAMES, map(float, b.pixel[i]), strict=True)),
+                "latency_ms": float(rng.gamma(4.0, latency_ms / 4.0)),
+                "arm": arm,
+                "label": int(b.predicted[i])
+                if rng.uniform() < accuracy
+                else (int(b.predicted[i]) + 1) % b.n_classes,
+            }
+        )
+        for i in range(n)
+    ]
 
 
 def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
@@ -251,16 +295,33 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
     target = target_from_settings(settings.retrain)
     _, hold = train_holdout(seed=0)
     x = digits_input(hold.images)
-    register_baseline(settings, sessions, MODEL, "v1", train_baseline(epochs=1, seed=0),
-                      hold.images, hold.labels)
+    register_baseline(
+        settings, sessions, MODEL, "v1", train_baseline(epochs=1, seed=0), hold.images, hold.labels
+    )
     with unit_of_work(sessions) as s:
-        v2 = publish_version(s, store, MODEL, "v2", train_baseline(epochs=2, seed=0), x, x,
-                             hold.labels, settings, state="candidate", parent_version="v1")
+        v2 = publish_version(
+            s,
+            store,
+            MODEL,
+            "v2",
+            train_baseline(epochs=2, seed=0),
+            x,
+            x,
+            hold.labels,
+            settings,
+            state="candidate",
+            parent_version="v1",
+        )
         v1 = registry.get_version(s, MODEL, "v1")
         paths = {k: store.path(mv, "onnx_int8") for k, mv in (("candidate", v2), ("current", v1))}
-    report = evaluate(ort_session(paths["candidate"]), ort_session(paths["current"]),
-                      (x, hold.labels), (x, hold.labels),
-                      {k: p.stat().st_size for k, p in paths.items()}, settings.retrain)
+    report = evaluate(
+        ort_session(paths["candidate"]),
+        ort_session(paths["current"]),
+        (x, hold.labels),
+        (x, hold.labels),
+        {k: p.stat().st_size for k, p in paths.items()},
+        settings.retrain,
+    )
     gate_agreement(MODEL, report.agreement_recent)
 
     events = metric("driftwatch_rollout_events_total")
@@ -268,15 +329,19 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
         events.labels(model=MODEL, event=event)  # exported at 0 so increase() sees the first
     _wait_for(prom, 'driftwatch_rollout_events_total{event="promoted"}')
     with unit_of_work(sessions) as s:
-        rollout_id = rollout.start(s, settings, store, target,
-                                   registry.get_version(s, MODEL, "v2")).id
+        rollout_id = rollout.start(
+            s, settings, store, target, registry.get_version(s, MODEL, "v2")
+        ).id
     outcomes: list[str] = []
     while not outcomes or outcomes[-1] == "advance":
         time.sleep(SCRAPE_S * 1.2)  # Prometheus sees every step
         n = settings.retrain.step_min_logs
         with unit_of_work(sessions) as s:
-            insert_predictions(s, _arm_logs("v1", "stable", n, 20 + len(outcomes), 0.80, 21.0)
-                               + _arm_logs("v2", "canary", n, 40 + len(outcomes), 0.93, 12.0))
+            insert_predictions(
+                s,
+                _arm_logs("v1", "stable", n, 20 + len(outcomes), 0.80, 21.0)
+                + _arm_logs("v2", "canary", n, 40 + len(outcomes), 0.93, 12.0),
+            )
         with unit_of_work(sessions) as s:
             ro = s.get(Rollout, rollout_id)
             assert ro is not None
@@ -287,8 +352,12 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(broker: LocalBroker, pg_server_url: str, pg_template: str,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(
+    broker: LocalBroker,
+    pg_server_url: str,
+    pg_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Run]:
     from ingest.worker import IngestWorker
 
     workdir = tmp_path_factory.mktemp("prometheus-e2e")
@@ -297,19 +366,28 @@ def run(broker: LocalBroker, pg_server_url: str, pg_template: str,
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     tag = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(bootstrap_servers=[broker.bootstrap],
-                          predictions_topic=f"predictions-{tag}", labels_topic=f"labels-{tag}",
-                          dead_letter_topic=f"dead-letter-{tag}", group_id=f"group-{tag}")
+    kafka = KafkaSettings(
+        bootstrap_servers=[broker.bootstrap],
+        predictions_topic=f"predictions-{tag}",
+        labels_topic=f"labels-{tag}",
+        dead_letter_topic=f"dead-letter-{tag}",
+        group_id=f"group-{tag}",
+    )
     broker.create_topics([kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic])
     hook, bodies = _webhook()
     settings = Settings(
-        environment="test", kafka=kafka,
+        environment="test",
+        kafka=kafka,
         database=DatabaseSettings(url=pg_server_url.rsplit("/", 1)[0] + f"/{name}"),
         windows=WindowSettings(max_count=PER_WINDOW, max_seconds=3600),
-        alerts=AlertSettings(channels=[WebhookChannel(
-            url=f"http://127.0.0.1:{hook.server_address[1]}/hook")]),
-        retrain=RetrainSettings(registry_dir=workdir / "registry", step_min_logs=100,
-                                deployment_spec_path=workdir / "deployment.json"),
+        alerts=AlertSettings(
+            channels=[WebhookChannel(url=f"http://127.0.0.1:{hook.server_address[1]}/hook")]
+        ),
+        retrain=RetrainSettings(
+            registry_dir=workdir / "registry",
+            step_min_logs=100,
+            deployment_spec_path=workdir / "deployment.json",
+        ),
     )
     engine = make_engine(settings.database)
     metric("driftwatch_evaluation_seconds")  # exported from start-up, as a service does
@@ -382,8 +460,10 @@ def test_every_promql_panel_returns_data(run: Run) -> None:
             answer = prom_query(run.prom, expr)
             checked += 1
             if not _has_data(answer):
-                failures.append(f"{board['uid']} / {panel['title']} / {target['refId']}: {expr} "
-                                f"-> {answer.get('error') or answer.get('data')}")
+                failures.append(
+                    f"{board['uid']} / {panel['title']} / {target['refId']}: {expr} "
+                    f"-> {answer.get('error') or answer.get('data')}"
+                )
     assert checked >= 35
     assert failures == [], "\n".join(failures)
 
@@ -394,8 +474,9 @@ def test_annotation_queries_run_and_show_the_promotion(run: Run) -> None:
     answers = {}
     for annotation in canary["annotations"]["list"]:
         if "expr" in annotation:
-            answer = prom_query(run.prom, expand_prom(annotation["expr"], values, SCRAPE_S,
-                                                      INTERVAL_S))
+            answer = prom_query(
+                run.prom, expand_prom(annotation["expr"], values, SCRAPE_S, INTERVAL_S)
+            )
             assert answer["status"] == "success", answer
             answers[annotation["name"]] = answer["data"]["result"]
     assert answers["Rollout promoted"]  # the promotion happened within the interval
@@ -420,11 +501,18 @@ def test_alerting_rules_load_and_fire_in_prometheus(run: Run) -> None:
 def test_every_sql_panel_returns_rows_on_postgresql(run: Run) -> None:
     values = _variable_values(run.prom)
     now = datetime.now(UTC)
-    queries = [(b["uid"], p["title"], t["rawSql"]) for b in BOARDS for p, t in panel_queries(b)
-               if p["datasource"]["uid"] == POSTGRES_UID]
-    queries += [(b["uid"], a["name"], a["target"]["rawSql"]) for b in BOARDS
-                for a in b["annotations"]["list"] if a.get("datasource", {}).get("uid")
-                == POSTGRES_UID]
+    queries = [
+        (b["uid"], p["title"], t["rawSql"])
+        for b in BOARDS
+        for p, t in panel_queries(b)
+        if p["datasource"]["uid"] == POSTGRES_UID
+    ]
+    queries += [
+        (b["uid"], a["name"], a["target"]["rawSql"])
+        for b in BOARDS
+        for a in b["annotations"]["list"]
+        if a.get("datasource", {}).get("uid") == POSTGRES_UID
+    ]
     assert len(queries) >= 10
     empty = []
     with run.engine.connect() as conn:

@@ -49,35 +49,57 @@ def test_report_flags_the_moved_column(tmp_path: Path) -> None:
     assert 0 < summary["drifted_share"] < 1
 
 
-def _logs(make_log: Callable[..., PredictionLog], n: int, start: datetime, bright: float,
-          seed: int) -> list[PredictionLog]:
+def _logs(
+    make_log: Callable[..., PredictionLog], n: int, start: datetime, bright: float, seed: int
+) -> list[PredictionLog]:
     rng = np.random.default_rng(seed)
     return [
-        make_log(timestamp=start + timedelta(seconds=i),
-                 embedding=encode_array(rng.normal(size=16).astype(np.float32), "float32"),
-                 pixel_stats={"brightness": float(rng.normal(bright, 0.05)),
-                              "contrast": float(rng.normal(0.2, 0.03))})
+        make_log(
+            timestamp=start + timedelta(seconds=i),
+            embedding=encode_array(rng.normal(size=16).astype(np.float32), "float32"),
+            pixel_stats={
+                "brightness": float(rng.normal(bright, 0.05)),
+                "contrast": float(rng.normal(0.2, 0.03)),
+            },
+        )
         for i in range(n)
     ]
 
 
 def test_cli_writes_report_for_a_window(
-    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
-    settings_for: Callable[..., Settings], tmp_path: Path,
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
+    settings_for: Callable[..., Settings],
+    tmp_path: Path,
 ) -> None:
     settings = settings_for(db_url)
     with unit_of_work(sessions) as s:
         insert_predictions(s, _logs(make_log, 100, T0, 0.5, 1) + _logs(make_log, 100, T0, 0.2, 2))
     with unit_of_work(sessions) as s:
-        close_windows(s, settings.model_copy(update={"windows": settings.windows.model_copy(
-            update={"max_count": 100})}), now=T0 + timedelta(seconds=200),
-            settle_seconds=0)
+        close_windows(
+            s,
+            settings.model_copy(
+                update={"windows": settings.windows.model_copy(update={"max_count": 100})}
+            ),
+            now=T0 + timedelta(seconds=200),
+            settle_seconds=0,
+        )
         ids = list(s.scalars(select(Window.id).order_by(Window.first_id)))
     assert len(ids) == 2
     out = tmp_path / "w.html"
     result = CliRunner().invoke(
-        cli, ["report", "evidently", "--window", str(ids[1]), "--reference-window", str(ids[0]),
-              "--out", str(out)],
+        cli,
+        [
+            "report",
+            "evidently",
+            "--window",
+            str(ids[1]),
+            "--reference-window",
+            str(ids[0]),
+            "--out",
+            str(out),
+        ],
         env={"DRIFTWATCH_DATABASE__URL": db_url, "DRIFTWATCH_ENVIRONMENT": "test"},
     )
     assert result.exit_code == 0, result.output
@@ -89,14 +111,16 @@ def test_cli_writes_report_for_a_window(
         profile = fit_profile_from_store(s, settings, "digits", "v1", T0, end, "ref", activate=True)
         profile_id = profile.id
     default = CliRunner().invoke(
-        cli, ["report", "evidently", "--window", str(ids[1]), "--out", str(out)],
+        cli,
+        ["report", "evidently", "--window", str(ids[1]), "--out", str(out)],
         env={"DRIFTWATCH_DATABASE__URL": db_url, "DRIFTWATCH_ENVIRONMENT": "test"},
     )
     assert default.exit_code == 0, default.output
     assert f"vs profile {profile_id} (n=100)" in default.output
 
     missing = CliRunner().invoke(
-        cli, ["report", "evidently", "--window", "999999", "--out", str(out)],
+        cli,
+        ["report", "evidently", "--window", "999999", "--out", str(out)],
         env={"DRIFTWATCH_DATABASE__URL": db_url, "DRIFTWATCH_ENVIRONMENT": "test"},
     )
     assert missing.exit_code != 0 and "window 999999 does not exist" in str(missing.exception)

@@ -246,8 +246,9 @@ def test_manual_rollback_from_the_cli_publishes_stable_and_counts(canary: tuple)
     sample = {"model": "digits", "event": "rolled_back"}
     before = REGISTRY.get_sample_value("driftwatch_rollout_events_total", sample) or 0.0
     runner = CliRunner()
-    out = runner.invoke(retrain, ["rollback", str(rollout_id), "--reason", "pager says so"],
-                        obj=settings)
+    out = runner.invoke(
+        retrain, ["rollback", str(rollout_id), "--reason", "pager says so"], obj=settings
+    )
     assert out.exit_code == 0, out.output
     assert "serving v1" in out.output
     assert REGISTRY.get_sample_value("driftwatch_rollout_events_total", sample) == before + 1
@@ -269,6 +270,9 @@ def test_worker_tick_judges_running_rollouts(
     settings, sessions, rollout_id = canary
     first = run_once(settings, sessions)
     assert first["job"] is None and first["rollouts"] == {rollout_id: "wait"}
-    _emit(sessions, _logs(make_log, "v1", "stable", 100, acc=0.9)
-          + _logs(make_log, "v2", "canary", 80, acc=0.9))
+    _emit(
+        sessions,
+        _logs(make_log, "v1", "stable", 100, acc=0.9)
+        + _logs(make_log, "v2", "canary", 80, acc=0.9),
+    )
     assert run_once(settings, sessions)["rollouts"] == {rollout_id: "advance"}

@@ -35,13 +35,21 @@ from monitor.store.tables import DriftResultRow, Window
 WINDOW = 200
 
 
-def logs_from_batch(batch: LogBatch, start: datetime, tag: str, model: str = "digits",
-                    version: str = "v1", step: float = 0.05) -> list[PredictionLog]:
+def logs_from_batch(
+    batch: LogBatch,
+    start: datetime,
+    tag: str,
+    model: str = "digits",
+    version: str = "v1",
+    step: float = 0.05,
+) -> list[PredictionLog]:
     """Prediction logs carrying a synthetic batch's columns."""
     assert batch.embeddings is not None and batch.pixel is not None
     return [
         PredictionLog(
-            model=model, model_version=version, request_id=f"{tag}-{i}",
+            model=model,
+            model_version=version,
+            request_id=f"{tag}-{i}",
             timestamp=start + timedelta(seconds=step * i),
             predicted_class=int(batch.predicted[i]),
             probabilities=[float(p) for p in batch.probs[i] / batch.probs[i].sum()],
@@ -54,23 +62,28 @@ def logs_from_batch(batch: LogBatch, start: datetime, tag: str, model: str = "di
 
 def make_settings(db_url: str, hook: str, **overrides: Any) -> Settings:
     return Settings(
-        environment="test", database=DatabaseSettings(url=db_url),
+        environment="test",
+        database=DatabaseSettings(url=db_url),
         windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
         policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
         alerts=AlertSettings(channels=[WebhookChannel(url=hook, secret="k" * 16)]),
-        scheduler=SchedulerSettings(interval_seconds=0.2), **overrides,
+        scheduler=SchedulerSettings(interval_seconds=0.2),
+        **overrides,
     )
 
 
-def seed_store(factory: sessionmaker[Session], settings: Settings, clean: int, shifted: int,
-               start: datetime) -> None:
+def seed_store(
+    factory: sessionmaker[Session], settings: Settings, clean: int, shifted: int, start: datetime
+) -> None:
     """An active reference, then ``clean`` clean and ``shifted`` shifted windows of logs."""
     with unit_of_work(factory) as session:
-        fit_profile_from_batch(session, settings, "digits", "v1", synthetic_batch(2000, seed=9),
-                               "ref", activate=True)
+        fit_profile_from_batch(
+            session, settings, "digits", "v1", synthetic_batch(2000, seed=9), "ref", activate=True
+        )
     parts = [synthetic_batch(WINDOW, seed=100 + i) for i in range(clean)] + [
         synthetic_batch(WINDOW, seed=200 + i, brightness=-0.4, embedding_shift=3.0)
-        for i in range(shifted)]
+        for i in range(shifted)
+    ]
     logs: list[PredictionLog] = []
     for i, part in enumerate(parts):
         logs += logs_from_batch(part, start + timedelta(seconds=WINDOW * 0.05 * i), f"w{i}")
@@ -97,8 +110,9 @@ def test_two_schedulers_on_postgresql_evaluate_each_window_once_and_alert_once(
         engines = [make_engine(settings.database) for _ in range(2)]
         start = datetime.now(UTC) - timedelta(hours=1)
         seed_store(session_factory(engines[0]), settings, clean=2, shifted=4, start=start)
-        evaluators = [CountingEvaluator(e, settings, batch_size=2, settle_seconds=0)
-                      for e in engines]
+        evaluators = [
+            CountingEvaluator(e, settings, batch_size=2, settle_seconds=0) for e in engines
+        ]
         schedulers = [build_scheduler(ev, key=f"replica-{i}") for i, ev in enumerate(evaluators)]
         for s in schedulers:
             s.start()
@@ -106,8 +120,9 @@ def test_two_schedulers_on_postgresql_evaluate_each_window_once_and_alert_once(
         factory = session_factory(engines[0])
         while time.monotonic() < deadline:
             with factory() as session:
-                open_windows = session.scalar(select(func.count()).select_from(Window).where(
-                    Window.state != "evaluated"))
+                open_windows = session.scalar(
+                    select(func.count()).select_from(Window).where(Window.state != "evaluated")
+                )
                 done = session.scalar(select(func.count()).select_from(Window))
             if done == 6 and open_windows == 0 and rx.received:
                 break
@@ -119,13 +134,16 @@ def test_two_schedulers_on_postgresql_evaluate_each_window_once_and_alert_once(
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Window)) == 6
         # each window scored once: four families, one row each, and counted once in total
-        per_window = session.execute(select(DriftResultRow.window_id, func.count())
-                                     .group_by(DriftResultRow.window_id)).all()
+        per_window = session.execute(
+            select(DriftResultRow.window_id, func.count()).group_by(DriftResultRow.window_id)
+        ).all()
         assert len(per_window) == 6 and {n for _, n in per_window} == {4}
         alerts = list(session.scalars(select(AlertRow)))
         deliveries = session.scalar(select(func.count()).select_from(AlertDeliveryRow))
-        transitions = [(t.family, t.to_state) for t in session.scalars(
-            select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))]
+        transitions = [
+            (t.family, t.to_state)
+            for t in session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))
+        ]
     evaluated = sum(r.windows_evaluated for ev in evaluators for r in ev.reports)
     assert evaluated == 6
     assert all(r.ran for ev in evaluators for r in ev.reports if r.windows_evaluated)
@@ -147,8 +165,9 @@ def test_catch_up_after_downtime_evaluates_in_order_and_resolves(
         later = [synthetic_batch(WINDOW, seed=300 + i) for i in range(2)]
         logs: list[PredictionLog] = []
         for i, part in enumerate(later):
-            logs += logs_from_batch(part, start + timedelta(seconds=WINDOW * 0.05 * (4 + i)),
-                                    f"late{i}")
+            logs += logs_from_batch(
+                part, start + timedelta(seconds=WINDOW * 0.05 * (4 + i)), f"late{i}"
+            )
         with unit_of_work(sessions) as session:
             write_batch(session, logs)
         evaluator = Evaluator(sessions.kw["bind"], settings, batch_size=4, settle_seconds=0)
@@ -164,13 +183,12 @@ def test_catch_up_after_downtime_evaluates_in_order_and_resolves(
     assert events == ["trigger", "resolve"]
 
 
-def test_policy_evidence_names_what_moved(
-    db_url: str, sessions: sessionmaker[Session]
-) -> None:
+def test_policy_evidence_names_what_moved(db_url: str, sessions: sessionmaker[Session]) -> None:
     with Receiver() as rx:
         settings = make_settings(db_url, rx.url)
-        seed_store(sessions, settings, clean=0, shifted=2,
-                   start=datetime.now(UTC) - timedelta(hours=1))
+        seed_store(
+            sessions, settings, clean=0, shifted=2, start=datetime.now(UTC) - timedelta(hours=1)
+        )
         Evaluator(sessions.kw["bind"], settings, settle_seconds=0).tick()
     assert len(rx.received) == 1
     body = rx.received[0].json

@@ -16,14 +16,20 @@ from monitor.store.db import make_engine, session_factory, unit_of_work
 from retrain import jobs
 
 
-def _settings(settings_for: Callable[..., Settings], db_url: str, tmp_path: Path,
-              **scheduler: object) -> Settings:
+def _settings(
+    settings_for: Callable[..., Settings], db_url: str, tmp_path: Path, **scheduler: object
+) -> Settings:
     return settings_for(
         db_url,
-        scheduler=SchedulerSettings(interval_seconds=3600, retention_interval_seconds=3600,
-                                    retrain_interval_seconds=0.2, **scheduler),
-        retrain=RetrainSettings(registry_dir=tmp_path / "registry",
-                                deployment_spec_path=tmp_path / "deploy.json"),
+        scheduler=SchedulerSettings(
+            interval_seconds=3600,
+            retention_interval_seconds=3600,
+            retrain_interval_seconds=0.2,
+            **scheduler,
+        ),
+        retrain=RetrainSettings(
+            registry_dir=tmp_path / "registry", deployment_spec_path=tmp_path / "deploy.json"
+        ),
     )
 
 
@@ -39,7 +45,9 @@ def _wait_terminal(sessions: sessionmaker[Session], job_id: int, timeout: float 
 
 
 def test_a_policy_queued_job_is_picked_up_and_reaches_a_terminal_state(
-    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
     settings = _settings(settings_for, db_url, tmp_path)
@@ -64,7 +72,9 @@ def test_a_policy_queued_job_is_picked_up_and_reaches_a_terminal_state(
 
 
 def test_retrain_jobs_can_be_switched_off(
-    db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    settings_for: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
     settings = _settings(settings_for, db_url, tmp_path, run_retrain_jobs=False)
@@ -79,7 +89,9 @@ def test_retrain_jobs_can_be_switched_off(
 
 
 def test_only_the_replica_holding_the_retrain_lock_runs_jobs(
-    pg_url: str, settings_for: Callable[..., Settings], tmp_path: Path,
+    pg_url: str,
+    settings_for: Callable[..., Settings],
+    tmp_path: Path,
 ) -> None:
     settings = _settings(settings_for, pg_url, tmp_path)
     sessions = session_factory(make_engine(settings.database))

@@ -74,7 +74,9 @@ def test_bad_input_is_counted_not_raised() -> None:
 
 
 def test_thumbnails_reach_the_store_through_broker_and_ingest_worker(
-    db_url: str, make_topics: Callable[..., KafkaSettings], settings_for: Callable[..., Settings],
+    db_url: str,
+    make_topics: Callable[..., KafkaSettings],
+    settings_for: Callable[..., Settings],
 ) -> None:
     """Small images arrive exact; a large one is halved to fit the ingest limit; one that
     cannot fit is left out and counted; pixel statistics always come from the full image."""
@@ -85,15 +87,17 @@ def test_thumbnails_reach_the_store_through_broker_and_ingest_worker(
 
     kafka = make_topics()
     limit = 1024
-    settings = settings_for(db_url, kafka, ingest=IngestSettings(
-        batch_max_seconds=0.2, max_thumbnail_bytes=limit))
+    settings = settings_for(
+        db_url, kafka, ingest=IngestSettings(batch_max_seconds=0.2, max_thumbnail_bytes=limit)
+    )
     rng = np.random.default_rng(5)
     digits = rng.integers(0, 256, size=(20, 8, 8), dtype=np.uint8)
     large = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)  # ~12 KB as PNG
     thin = rng.integers(0, 256, size=(12, 400, 3), dtype=np.uint8)  # cannot be halved to fit
     probs = rng.dirichlet(np.ones(10), size=22)
-    with PredictionLogger(kafka, "digits", "v1", send_thumbnails=True,
-                          max_thumbnail_bytes=limit) as logger:
+    with PredictionLogger(
+        kafka, "digits", "v1", send_thumbnails=True, max_thumbnail_bytes=limit
+    ) as logger:
         ids = logger.log_batch(probs[:20], images=digits, labels=list(range(20)))
         big_id = logger.log(probs[20], image=large)
         thin_id = logger.log(probs[21], image=thin)
@@ -114,13 +118,13 @@ def test_thumbnails_reach_the_store_through_broker_and_ingest_worker(
         assert thumb is not None and rows[rid].label == i
         image = decode_image(thumb)
         assert np.array_equal(image, digits[i])  # lossless
-        assert rows[rid].pixel_stats == pytest.approx(dict(zip(STAT_NAMES, local[i],
-                                                               strict=True)))
+        assert rows[rid].pixel_stats == pytest.approx(dict(zip(STAT_NAMES, local[i], strict=True)))
         assert batch_stats(image[None])[0] == pytest.approx(local[i])
     big = rows[str(big_id)]
     assert big.thumbnail is not None and len(big.thumbnail) <= limit
     assert decode_image(big.thumbnail).shape == (16, 16, 3)
-    assert big.pixel_stats == pytest.approx(dict(zip(STAT_NAMES, batch_stats(large[None])[0],
-                                                     strict=True)))
+    assert big.pixel_stats == pytest.approx(
+        dict(zip(STAT_NAMES, batch_stats(large[None])[0], strict=True))
+    )
     assert rows[str(thin_id)].thumbnail is None and rows[str(thin_id)].pixel_stats is not None
     assert rows[str(plain_id)].thumbnail is None

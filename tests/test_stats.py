@@ -227,8 +227,10 @@ def test_cohens_w_adjusted_equals_the_bias_corrected_contingency_effect() -> Non
     rng = np.random.default_rng(3)
     for _ in range(20):
         k = int(rng.integers(2, 12))
-        ref, cur = rng.multinomial(600, rng.dirichlet(np.ones(k))), rng.multinomial(
-            600, rng.dirichlet(np.ones(k)))
+        ref, cur = (
+            rng.multinomial(600, rng.dirichlet(np.ones(k))),
+            rng.multinomial(600, rng.dirichlet(np.ones(k))),
+        )
         table = np.vstack([ref, cur])[:, (ref + cur) > 0]
         res = sps.chi2_contingency(table, correction=False)
         expect = np.sqrt(max(0.0, res.statistic - res.dof) / 1200)

@@ -55,8 +55,10 @@ def test_gather_reads_the_story_from_the_store(
     assert pixel.drifted[-1] and not pixel.drifted[0]
     assert pixel.warn == settings.detectors.pixel.effect_floor
     assert pixel.alert == pixel.warn * settings.policy.alert_effect_multiple
-    assert any(name == "pixel: brightness" and change.startswith("\u2212")
-               for name, change, _, _ in data.moved)
+    assert any(
+        name == "pixel: brightness" and change.startswith("\u2212")
+        for name, change, _, _ in data.moved
+    )
     assert data.reference is not None and data.current is not None
     assert data.reference.n == 2 * PER_WINDOW
     assert abs(sum(data.current.class_shares) - 1) < 1e-9
@@ -81,25 +83,43 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     chromium = shutil.which("chromium")
     assert chromium, "chromium is not installed (run tests/services.sh)"
     return subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--hide-scrollbars", *args],
-        capture_output=True, text=True, timeout=90, check=False,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
 
 
 def _console_errors(stderr: str) -> list[str]:
     """Console messages Chromium logged (``CONSOLE`` lines) and failed page loads."""
-    return [line for line in stderr.splitlines()
-            if ":CONSOLE" in line or "Uncaught" in line or "net::ERR_" in line]
+    return [
+        line
+        for line in stderr.splitlines()
+        if ":CONSOLE" in line or "Uncaught" in line or "net::ERR_" in line
+    ]
 
 
 def test_console_capture_sees_a_broken_page(tmp_path: Path) -> None:
     """The check below would catch a script error: prove it on a page that has one."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<html><body><script>console.error('boom'); undefinedCall();</script>"
-                   "</body></html>")
+    bad.write_text(
+        "<html><body><script>console.error('boom'); undefinedCall();</script></body></html>"
+    )
     run = _chromium("--dump-dom", bad.as_uri(), profile=tmp_path / "profile")
     errors = _console_errors(run.stderr)
     assert any("boom" in e for e in errors) and any("undefinedCall" in e for e in errors)
@@ -125,16 +145,24 @@ def test_status_page_renders_in_headless_chromium(
     assert _console_errors(dom.stderr) == []
     plots = re.findall(r'<svg class="plot"[^>]*aria-label="([^"]+)"', dom.stdout)
     assert len(plots) == 9, plots  # 4 families, ref/cur x2, pixel, arms x2
-    for title in ("pixel effect size", "Reference vs current: class distribution",
-                  "Reference vs current: confidence histogram",
-                  "Pixel statistics: reference vs current", "Stable vs canary: class distribution",
-                  "Stable vs canary: confidence histogram"):
+    for title in (
+        "pixel effect size",
+        "Reference vs current: class distribution",
+        "Reference vs current: confidence histogram",
+        "Pixel statistics: reference vs current",
+        "Stable vs canary: class distribution",
+        "Stable vs canary: confidence histogram",
+    ):
         assert title in plots
     assert dom.stdout.count("<polyline") == 4 and dom.stdout.count("<rect") > 100
 
     shot = tmp_path / "status.png"
-    run = _chromium("--window-size=1200,1900", f"--screenshot={shot}", html_path.as_uri(),
-                    profile=tmp_path / "p2")
+    run = _chromium(
+        "--window-size=1200,1900",
+        f"--screenshot={shot}",
+        html_path.as_uri(),
+        profile=tmp_path / "p2",
+    )
     assert run.returncode == 0 and _console_errors(run.stderr) == [], run.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -143,7 +171,9 @@ def test_status_page_renders_in_headless_chromium(
 
 
 def test_report_status_writes_the_page(
-    sqlite_url: str, settings_for: Callable[..., Settings], tmp_path: Path,
+    sqlite_url: str,
+    settings_for: Callable[..., Settings],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from monitor.store.db import make_engine, session_factory

@@ -22,11 +22,16 @@ T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CFG = WindowSettings(max_count=10, max_seconds=60, min_count=3)
 
 
-def _store(sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
-           seconds: list[float], **fields: object) -> None:
+def _store(
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
+    seconds: list[float],
+    **fields: object,
+) -> None:
     with unit_of_work(sessions) as s:
-        insert_predictions(s, [make_log(timestamp=T0 + timedelta(seconds=x), **fields)
-                               for x in seconds])
+        insert_predictions(
+            s, [make_log(timestamp=T0 + timedelta(seconds=x), **fields) for x in seconds]
+        )
 
 
 def _settings(settings_for: Callable[..., Settings], db_url: str) -> Settings:
@@ -34,7 +39,9 @@ def _settings(settings_for: Callable[..., Settings], db_url: str) -> Settings:
 
 
 def test_count_closes_first_then_time(
-    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
     settings_for: Callable[..., Settings],
 ) -> None:
     cfg = _settings(settings_for, db_url)
@@ -56,7 +63,9 @@ def test_count_closes_first_then_time(
 
 
 def test_later_log_closes_a_span_and_small_windows_wait(
-    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
     settings_for: Callable[..., Settings],
 ) -> None:
     cfg = _settings(settings_for, db_url)
@@ -73,7 +82,9 @@ def test_later_log_closes_a_span_and_small_windows_wait(
 
 
 def test_streams_are_separate_per_version_and_arm(
-    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
     settings_for: Callable[..., Settings],
 ) -> None:
     cfg = _settings(settings_for, db_url)
@@ -90,7 +101,9 @@ def test_streams_are_separate_per_version_and_arm(
 
 
 def test_two_evaluators_never_create_a_window_twice(
-    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
     settings_for: Callable[..., Settings],
 ) -> None:
     cfg = _settings(settings_for, db_url)
@@ -109,7 +122,9 @@ def test_two_evaluators_never_create_a_window_twice(
 
 
 def test_concurrent_closers_on_postgresql(
-    pg_url: str, make_log: Callable[..., PredictionLog], settings_for: Callable[..., Settings],
+    pg_url: str,
+    make_log: Callable[..., PredictionLog],
+    settings_for: Callable[..., Settings],
 ) -> None:
     """Two transactions close the same stream at once: one wins, the other blocks on the key
     and then backs off; the windows exist once."""
@@ -139,7 +154,9 @@ def test_concurrent_closers_on_postgresql(
 
 
 def test_logs_still_settling_are_not_windowed(
-    db_url: str, sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog],
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
     settings_for: Callable[..., Settings],
 ) -> None:
     """A log stored moments ago may sit above an id still in flight: the run stops there."""
@@ -152,8 +169,7 @@ def test_logs_still_settling_are_not_windowed(
         s.execute(update(Prediction).where(Prediction.id != ids[12]).values(ingested_at=old))
     with unit_of_work(sessions) as s:
         closed = close_windows(s, cfg, now=T0 + timedelta(seconds=13))
-        assert [(w.first_id, w.last_id, w.closed_by) for w in closed] == [
-            (ids[0], ids[9], "count")]
+        assert [(w.first_id, w.last_id, w.closed_by) for w in closed] == [(ids[0], ids[9], "count")]
         # ids 10, 11 are settled and their span is over, but id 12 is not: they wait for it
         assert close_windows(s, cfg, now=T0 + timedelta(seconds=100)) == []
         s.execute(update(Prediction).values(ingested_at=old))

@@ -1,4 +1,3 @@
-
 """What an alert says, independent of the channel that carries it.
 
 An on-call engineer woken at 3 a.m. needs: which model and version, which family, how far the
@@ -141,8 +140,10 @@ class AlertMessage:
     def statistic_line(self) -> str:
         # The threshold is an effect-size floor: say so, and give the test's own figures after.
         p = f", p={self.p_value:.2g}" if self.p_value is not None else ""
-        return (f"{self.method}: effect size {self.effect_size:.3g} vs threshold "
-                f"{self.threshold:.4g} (statistic {self.statistic:.4g}{p})")
+        return (
+            f"{self.method}: effect size {self.effect_size:.3g} vs threshold "
+            f"{self.threshold:.4g} (statistic {self.statistic:.4g}{p})"
+        )
 
     @property
     def window_line(self) -> str:
@@ -150,15 +151,21 @@ class AlertMessage:
 
     def text(self) -> str:
         """The plain-text body every channel can fall back on."""
-        return "\n".join([
-            self.title,
-            self.statistic_line,
-            f"moved: {self.moved}",
-            *([f"also drifting: {', '.join(self.also_drifting)}"] if self.also_drifting else []),
-            self.window_line,
-            f"dashboard: {self.dashboard_url}",
-            f"runbook: {self.runbook} ({self.runbook_url})",
-        ])
+        return "\n".join(
+            [
+                self.title,
+                self.statistic_line,
+                f"moved: {self.moved}",
+                *(
+                    [f"also drifting: {', '.join(self.also_drifting)}"]
+                    if self.also_drifting
+                    else []
+                ),
+                self.window_line,
+                f"dashboard: {self.dashboard_url}",
+                f"runbook: {self.runbook} ({self.runbook_url})",
+            ]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "title": self.title, "text": self.text()}

@@ -83,8 +83,15 @@ def enqueue(
     """Add one pending delivery of ``event`` for ``alert`` per configured channel."""
     key = f"{event}:{alert.reopen_count}"
     rows = [
-        AlertDeliveryRow(alert_id=alert.id, channel=ch.name, event=event, event_key=key,
-                         status="pending", attempts=0, next_attempt_at=now)
+        AlertDeliveryRow(
+            alert_id=alert.id,
+            channel=ch.name,
+            event=event,
+            event_key=key,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+        )
         for ch in settings.channels
     ]
     session.add_all(rows)
@@ -93,9 +100,15 @@ def enqueue(
 
 def message_for(alert: AlertRow, event: Event, settings: AlertSettings) -> AlertMessage:
     return AlertMessage.build(
-        alert_id=alert.id, event=event, model=alert.model, version=alert.model_version,
-        family=alert.family, severity=alert.severity, evidence=alert.evidence,
-        dashboard_url=settings.dashboard_url, runbook_url=settings.runbook_url,
+        alert_id=alert.id,
+        event=event,
+        model=alert.model,
+        version=alert.model_version,
+        family=alert.family,
+        severity=alert.severity,
+        evidence=alert.evidence,
+        dashboard_url=settings.dashboard_url,
+        runbook_url=settings.runbook_url,
     )
 
 
@@ -120,15 +133,29 @@ def deliver_pending(
     http = client or httpx.Client(timeout=cfg.timeout_seconds)
     try:
         with unit_of_work(factory) as session:
-            due = list(session.scalars(
-                select(AlertDeliveryRow.id)
-                .where(AlertDeliveryRow.status == "pending",
-                       AlertDeliveryRow.next_attempt_at <= now)
-                .order_by(AlertDeliveryRow.id).limit(limit)))
+            due = list(
+                session.scalars(
+                    select(AlertDeliveryRow.id)
+                    .where(
+                        AlertDeliveryRow.status == "pending",
+                        AlertDeliveryRow.next_attempt_at <= now,
+                    )
+                    .order_by(AlertDeliveryRow.id)
+                    .limit(limit)
+                )
+            )
         for delivery_id in due:
             with unit_of_work(factory) as session:
-                outcome = _deliver_one(session, delivery_id, channels, failed_channels, http,
-                                       settings, now, on_delivered)
+                outcome = _deliver_one(
+                    session,
+                    delivery_id,
+                    channels,
+                    failed_channels,
+                    http,
+                    settings,
+                    now,
+                    on_delivered,
+                )
             if outcome:
                 outcomes[outcome] += 1
     finally:
@@ -147,8 +174,9 @@ def _deliver_one(
     now: datetime,
     on_delivered: Callable[[AlertMessage, str], None] | None,
 ) -> str | None:
-    query = select(AlertDeliveryRow).where(AlertDeliveryRow.id == delivery_id,
-                                           AlertDeliveryRow.status == "pending")
+    query = select(AlertDeliveryRow).where(
+        AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == "pending"
+    )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     row = session.scalars(query).first()
@@ -172,12 +200,23 @@ def _deliver_one(
         row.last_error = str(exc)
         if row.attempts >= settings.alerts.max_attempts:
             row.status = "gave_up"
-            log.error("alert %s to %s: gave up after %d attempts: %s", alert.id, row.channel,
-                      row.attempts, exc)
+            log.error(
+                "alert %s to %s: gave up after %d attempts: %s",
+                alert.id,
+                row.channel,
+                row.attempts,
+                exc,
+            )
             return _count(row.channel, "gave_up")
         row.next_attempt_at = now + backoff(row.attempts, settings.alerts)
-        log.warning("alert %s to %s failed (attempt %d), retry at %s: %s", alert.id,
-                    row.channel, row.attempts, row.next_attempt_at, exc)
+        log.warning(
+            "alert %s to %s failed (attempt %d), retry at %s: %s",
+            alert.id,
+            row.channel,
+            row.attempts,
+            row.next_attempt_at,
+            exc,
+        )
         return _count(row.channel, "failed")
     row.latency_seconds = time.perf_counter() - started
     row.status, row.delivered_at, row.last_error = "delivered", now, None
@@ -197,12 +236,24 @@ def send_test(settings: Settings, client: httpx.Client | None = None) -> dict[st
 
     now = datetime.now(UTC).isoformat()
     msg = AlertMessage.build(
-        alert_id=0, event="test", model="driftwatch-test", version="v0", family="pixel",
-        severity="warning", dashboard_url=settings.alerts.dashboard_url,
+        alert_id=0,
+        event="test",
+        model="driftwatch-test",
+        version="v0",
+        family="pixel",
+        severity="warning",
+        dashboard_url=settings.alerts.dashboard_url,
         runbook_url=settings.alerts.runbook_url,
-        evidence={"method": "pixel.ks", "statistic": 0.42, "threshold": 0.1, "p_value": 1e-6,
-                  "effect_size": 0.42, "top_features": ["brightness -18% (test)"],
-                  "window_start": now, "window_end": now},
+        evidence={
+            "method": "pixel.ks",
+            "statistic": 0.42,
+            "threshold": 0.1,
+            "p_value": 1e-6,
+            "effect_size": 0.42,
+            "top_features": ["brightness -18% (test)"],
+            "window_start": now,
+            "window_end": now,
+        },
     )
     results: dict[str, Any] = {}
     http = client or httpx.Client(timeout=settings.alerts.timeout_seconds)

@@ -49,17 +49,26 @@ class _ProcessMetrics(Collector):
 
 
 def _store_names() -> set[str]:
-    return {"driftwatch_drift_statistic", "driftwatch_drift_effect_size",
-            "driftwatch_drift_p_value", "driftwatch_drift_detected", "driftwatch_drift_threshold",
-            "driftwatch_feature_change", "driftwatch_drift_state", "driftwatch_alerts_active",
-            "driftwatch_last_window_end_timestamp_seconds", "driftwatch_windows_evaluated"}
+    return {
+        "driftwatch_drift_statistic",
+        "driftwatch_drift_effect_size",
+        "driftwatch_drift_p_value",
+        "driftwatch_drift_detected",
+        "driftwatch_drift_threshold",
+        "driftwatch_feature_change",
+        "driftwatch_drift_state",
+        "driftwatch_alerts_active",
+        "driftwatch_last_window_end_timestamp_seconds",
+        "driftwatch_windows_evaluated",
+    }
 
 
 def _token_ok(request: Request, settings: Settings) -> None:
     token = settings.api.token
     if token is None:
-        raise ApiError(403, "writes are disabled: no api.token is configured "
-                            "(set DRIFTWATCH_API__TOKEN)")
+        raise ApiError(
+            403, "writes are disabled: no api.token is configured (set DRIFTWATCH_API__TOKEN)"
+        )
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
@@ -100,17 +109,19 @@ def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
     return "; ".join(errors) or "no bootstrap servers configured"
 
 
-def create_app(settings: Settings, engine: Engine | None = None,
-               check_broker: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, engine: Engine | None = None, check_broker: bool = True
+) -> FastAPI:
     """The FastAPI application over ``settings.database`` (or ``engine``)."""
     from monitor.api.retrain_routes import router as retrain_router
     from monitor.api.routes import router
 
     engine = engine or make_engine(settings.database)
     app = FastAPI(
-        title="Driftwatch", version="1",
+        title="Driftwatch",
+        version="1",
         description="Drift monitoring of image classifiers: models, drift history, alerts, "
-                    "reference profiles. Writes need a bearer token.",
+        "reference profiles. Writes need a bearer token.",
     )
     app.state.settings, app.state.engine = settings, engine
     app.state.factory = session_factory(engine)
@@ -136,8 +147,12 @@ def create_app(settings: Settings, engine: Engine | None = None,
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="The database and the broker are reachable.",
-             responses={503: {"description": "a dependency is down"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The database and the broker are reachable.",
+        responses={503: {"description": "a dependency is down"}},
+    )
     def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -150,20 +165,30 @@ def create_app(settings: Settings, engine: Engine | None = None,
             problem = broker_reachable(settings.kafka.bootstrap_servers)
             checks["broker"] = "ok" if problem is None else f"unreachable: {problem}"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics.",
-             dependencies=[Depends(require_read)])
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics.",
+        dependencies=[Depends(require_read)],
+    )
     def metrics() -> Response:
-        return Response(generate_latest(registry),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
-    @app.get("/status/{model}", tags=["status"], response_class=HTMLResponse,
-             summary="The model's self-contained HTML status page (inline SVG plots).",
-             dependencies=[Depends(require_read)])
-    def status_page(model: str,
-                    session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
+    @app.get(
+        "/status/{model}",
+        tags=["status"],
+        response_class=HTMLResponse,
+        summary="The model's self-contained HTML status page (inline SVG plots).",
+        dependencies=[Depends(require_read)],
+    )
+    def status_page(model: str, session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
         from monitor.reports.status_page import status_html
 
         return HTMLResponse(status_html(session, settings, model))

@@ -55,8 +55,12 @@ class ArmFigures:
 
 
 def arm_figures(
-    predicted: Sequence[int], confidence: Sequence[float], latency_ms: Sequence[float | None],
-    labels: Sequence[int | None], n_classes: int, low_cut: float,
+    predicted: Sequence[int],
+    confidence: Sequence[float],
+    latency_ms: Sequence[float | None],
+    labels: Sequence[int | None],
+    n_classes: int,
+    low_cut: float,
 ) -> ArmFigures:
     """Accuracy on the labelled logs, latency quantiles, low-confidence rate (``< low_cut``),
     cumulative confidence shares (``<= le``) and class shares of one window's logs.
@@ -75,7 +79,8 @@ def arm_figures(
     return ArmFigures(
         accuracy=float((lab[known] == pred[known]).mean()) if known.any() else None,
         latency_s={q: float(np.quantile(lat, q)) / 1000 for q in LATENCY_QUANTILES}
-        if lat.size else {},
+        if lat.size
+        else {},
         low_confidence_rate=float((conf < low_cut).mean()),
         confidence_le={le: float((conf <= le).mean()) for le in CONFIDENCE_LE},
         class_share=(np.bincount(pred, minlength=n_classes) / len(pred)).tolist(),
@@ -85,8 +90,13 @@ def arm_figures(
 class StoreCollector(Collector):
     """Drift, policy, alert and canary-arm gauges from the SQL store."""
 
-    def __init__(self, factory: sessionmaker[Session], settings: Settings,
-                 max_features: int = 5, max_arm_windows: int = 32) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        max_features: int = 5,
+        max_arm_windows: int = 32,
+    ) -> None:
         self.factory, self.settings, self.max_features = factory, settings, max_features
         self.max_arm_windows = max_arm_windows
 
@@ -99,17 +109,30 @@ class StoreCollector(Collector):
 
     def _drift(self, session: Session) -> Iterator[Any]:
         latest = (
-            select(DriftResultRow.model, DriftResultRow.model_version, DriftResultRow.arm,
-                   DriftResultRow.family, func.max(DriftResultRow.id).label("id"))
-            .group_by(DriftResultRow.model, DriftResultRow.model_version, DriftResultRow.arm,
-                      DriftResultRow.family).subquery()
+            select(
+                DriftResultRow.model,
+                DriftResultRow.model_version,
+                DriftResultRow.arm,
+                DriftResultRow.family,
+                func.max(DriftResultRow.id).label("id"),
+            )
+            .group_by(
+                DriftResultRow.model,
+                DriftResultRow.model_version,
+                DriftResultRow.arm,
+                DriftResultRow.family,
+            )
+            .subquery()
         )
         rows = session.scalars(
-            select(DriftResultRow).join(latest, DriftResultRow.id == latest.c.id))
+            select(DriftResultRow).join(latest, DriftResultRow.id == latest.c.id)
+        )
         stat, effect = _gauge("driftwatch_drift_statistic"), _gauge("driftwatch_drift_effect_size")
         p_value, detected = _gauge("driftwatch_drift_p_value"), _gauge("driftwatch_drift_detected")
-        threshold, feature = _gauge("driftwatch_drift_threshold"), _gauge(
-            "driftwatch_feature_change")
+        threshold, feature = (
+            _gauge("driftwatch_drift_threshold"),
+            _gauge("driftwatch_feature_change"),
+        )
         seen: set[tuple[str, str, str]] = set()
         multiple = self.settings.policy.alert_effect_multiple
         for r in rows:
@@ -125,8 +148,10 @@ class StoreCollector(Collector):
             floor = self.settings.detectors.for_model(r.model, r.family).effect_floor  # type: ignore[arg-type]
             threshold.add_metric([*mv, r.family, "warn"], floor)
             threshold.add_metric([*mv, r.family, "alert"], floor * multiple)
-            moved = sorted(r.details or [], key=lambda f: (not f.get("drifted"),
-                                                            -abs(f.get("effect_size", 0.0))))
+            moved = sorted(
+                r.details or [],
+                key=lambda f: (not f.get("drifted"), -abs(f.get("effect_size", 0.0))),
+            )
             for f in moved[: self.max_features]:
                 ref, cur = float(f.get("ref_value", 0.0)), float(f.get("cur_value", 0.0))
                 change = (cur / ref - 1.0) if f.get("relative", True) and ref else cur - ref
@@ -136,8 +161,9 @@ class StoreCollector(Collector):
     def _policy(self, session: Session) -> Iterator[Any]:
         state = _gauge("driftwatch_drift_state")
         for row in session.scalars(select(PolicyStateRow)):
-            state.add_metric([row.model, row.model_version, row.family],
-                             float(STATE_CODES.get(row.state, 0)))
+            state.add_metric(
+                [row.model, row.model_version, row.family], float(STATE_CODES.get(row.state, 0))
+            )
         active = _gauge("driftwatch_alerts_active")
         for model, family, severity, n in session.execute(
             select(AlertRow.model, AlertRow.family, AlertRow.severity, func.count())
@@ -151,8 +177,13 @@ class StoreCollector(Collector):
         last_end = _gauge("driftwatch_last_window_end_timestamp_seconds")
         evaluated = _counter("driftwatch_windows_evaluated_total")
         for model, version, arm, end, n in session.execute(
-            select(Window.model, Window.model_version, Window.arm, func.max(Window.end_ts),
-                   func.count())
+            select(
+                Window.model,
+                Window.model_version,
+                Window.arm,
+                func.max(Window.end_ts),
+                func.count(),
+            )
             .where(and_(Window.evaluated_at.is_not(None), Window.state == "evaluated"))
             .group_by(Window.model, Window.model_version, Window.arm)
         ):
@@ -168,23 +199,43 @@ class StoreCollector(Collector):
 
         # a canary version often has no reference yet: its windows still have arm figures
         done = Window.state.in_(("evaluated", "no_profile"))
-        latest = (select(func.max(Window.id).label("id")).where(done)
-                  .group_by(Window.model, Window.model_version, Window.arm).subquery())
+        latest = (
+            select(func.max(Window.id).label("id"))
+            .where(done)
+            .group_by(Window.model, Window.model_version, Window.arm)
+            .subquery()
+        )
         windows = session.scalars(
-            select(Window).join(latest, Window.id == latest.c.id)
-            .order_by(Window.end_ts.desc()).limit(self.max_arm_windows)).all()
-        accuracy, latency = _gauge("driftwatch_arm_accuracy"), _gauge(
-            "driftwatch_arm_latency_seconds")
-        low, bucket = _gauge("driftwatch_arm_low_confidence_rate"), _gauge(
-            "driftwatch_arm_confidence_bucket")
+            select(Window)
+            .join(latest, Window.id == latest.c.id)
+            .order_by(Window.end_ts.desc())
+            .limit(self.max_arm_windows)
+        ).all()
+        accuracy, latency = (
+            _gauge("driftwatch_arm_accuracy"),
+            _gauge("driftwatch_arm_latency_seconds"),
+        )
+        low, bucket = (
+            _gauge("driftwatch_arm_low_confidence_rate"),
+            _gauge("driftwatch_arm_confidence_bucket"),
+        )
         share = _gauge("driftwatch_arm_class_share")
         for w in windows:
             arm = Prediction.arm.is_(None) if w.arm == NO_ARM else Prediction.arm == w.arm
             rows = session.execute(
-                select(Prediction.predicted_class, Prediction.confidence, Prediction.latency_ms,
-                       Prediction.label, Prediction.n_classes)
-                .where(Prediction.model == w.model, Prediction.model_version == w.model_version,
-                       Prediction.id.between(w.first_id, w.last_id), arm)).all()
+                select(
+                    Prediction.predicted_class,
+                    Prediction.confidence,
+                    Prediction.latency_ms,
+                    Prediction.label,
+                    Prediction.n_classes,
+                ).where(
+                    Prediction.model == w.model,
+                    Prediction.model_version == w.model_version,
+                    Prediction.id.between(w.first_id, w.last_id),
+                    arm,
+                )
+            ).all()
             if not rows:  # retention removed the window's logs
                 continue
             pred, conf, lat, labels, n_classes = zip(*rows, strict=True)

@@ -30,33 +30,68 @@ def _iso(ts: datetime | None) -> str | None:
 
 
 def _job(j: RetrainJob) -> dict[str, Any]:
-    return {"id": j.id, "model": j.model, "source": j.source, "trigger_key": j.trigger_key,
-            "reason": j.reason, "state": j.state, "params": j.params, "error": j.error,
-            "candidate_version": j.candidate_version, "history": j.history,
-            "created_at": _iso(j.created_at), "updated_at": _iso(j.updated_at)}
+    return {
+        "id": j.id,
+        "model": j.model,
+        "source": j.source,
+        "trigger_key": j.trigger_key,
+        "reason": j.reason,
+        "state": j.state,
+        "params": j.params,
+        "error": j.error,
+        "candidate_version": j.candidate_version,
+        "history": j.history,
+        "created_at": _iso(j.created_at),
+        "updated_at": _iso(j.updated_at),
+    }
 
 
 def _version(mv: ModelVersion) -> dict[str, Any]:
-    return {"model": mv.model, "version": mv.version, "state": mv.state,
-            "parent_version": mv.parent_version, "job_id": mv.job_id, "recipe": mv.recipe,
-            "params": mv.params, "metrics": mv.metrics,
-            "artifacts": {k: {"sha256": v.get("sha256"), "bytes": v.get("bytes")}
-                          for k, v in mv.artifacts.items()},
-            "created_at": _iso(mv.created_at), "updated_at": _iso(mv.updated_at)}
+    return {
+        "model": mv.model,
+        "version": mv.version,
+        "state": mv.state,
+        "parent_version": mv.parent_version,
+        "job_id": mv.job_id,
+        "recipe": mv.recipe,
+        "params": mv.params,
+        "metrics": mv.metrics,
+        "artifacts": {
+            k: {"sha256": v.get("sha256"), "bytes": v.get("bytes")} for k, v in mv.artifacts.items()
+        },
+        "created_at": _iso(mv.created_at),
+        "updated_at": _iso(mv.updated_at),
+    }
 
 
 def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
     from retrain.rollout import steps
 
-    return {"id": ro.id, "model": ro.model, "stable_version": ro.stable_version,
-            "candidate_version": ro.candidate_version, "plan": ro.plan,
-            "weight": ro.plan[ro.step_index] if ro.plan else None, "state": ro.state,
-            "reason": ro.reason, "started_at": _iso(ro.started_at),
-            "finished_at": _iso(ro.finished_at),
-            "steps": [{"step": st.step_index, "weight": st.weight, "outcome": st.outcome,
-                       "reason": st.reason, "stable_accuracy": st.stable_accuracy,
-                       "canary_accuracy": st.canary_accuracy, "evidence": st.evidence,
-                       "at": _iso(st.ts)} for st in steps(session, ro.id)]}
+    return {
+        "id": ro.id,
+        "model": ro.model,
+        "stable_version": ro.stable_version,
+        "candidate_version": ro.candidate_version,
+        "plan": ro.plan,
+        "weight": ro.plan[ro.step_index] if ro.plan else None,
+        "state": ro.state,
+        "reason": ro.reason,
+        "started_at": _iso(ro.started_at),
+        "finished_at": _iso(ro.finished_at),
+        "steps": [
+            {
+                "step": st.step_index,
+                "weight": st.weight,
+                "outcome": st.outcome,
+                "reason": st.reason,
+                "stable_accuracy": st.stable_accuracy,
+                "canary_accuracy": st.canary_accuracy,
+                "evidence": st.evidence,
+                "at": _iso(st.ts),
+            }
+            for st in steps(session, ro.id)
+        ],
+    }
 
 
 # ---------------------------------------------------------------- jobs
@@ -78,16 +113,24 @@ def get_job(session: DB, job_id: int) -> dict[str, Any]:
 
 class JobRequest(BaseModel):
     model: str = Field(pattern=NAME_PATTERN, max_length=128)
-    key: str | None = Field(None, min_length=1, max_length=128,
-                            description="Idempotency key (default: the current time).")
+    key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Idempotency key (default: the current time).",
+    )
     reason: str = Field("manual", max_length=1000)
     since: datetime | None = Field(None, description="Train on labels from here on.")
     until: datetime | None = None
 
 
-@router.post("/jobs", status_code=201, dependencies=[Depends(require_write)],
-             summary="Queue a manual retraining job (the scheduler's retrain job runs it); "
-                     "the same key returns the existing job.")
+@router.post(
+    "/jobs",
+    status_code=201,
+    dependencies=[Depends(require_write)],
+    summary="Queue a manual retraining job (the scheduler's retrain job runs it); "
+    "the same key returns the existing job.",
+)
 def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
     from retrain.jobs import enqueue_job
 
@@ -97,8 +140,14 @@ def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
     if body.since and body.until and body.since >= body.until:
         raise ApiError(422, "since is not before until")
     params = {k: v.isoformat() for k, v in (("since", body.since), ("until", body.until)) if v}
-    job, created = enqueue_job(session, body.model, body.key or datetime.now(UTC).isoformat(),
-                               source="manual", reason=body.reason, params=params)
+    job, created = enqueue_job(
+        session,
+        body.model,
+        body.key or datetime.now(UTC).isoformat(),
+        source="manual",
+        reason=body.reason,
+        params=params,
+    )
     return {**_job(job), "created": created}
 
 
@@ -132,20 +181,31 @@ def get_version(session: DB, model: str, version: str) -> dict[str, Any]:
 def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
     from monitor.demo.retrain_stage import gate_report
 
-    row = session.scalar(select(CanaryReport).where(
-        CanaryReport.model == model, CanaryReport.candidate_version == version)
-        .order_by(CanaryReport.id.desc()).limit(1))
+    row = session.scalar(
+        select(CanaryReport)
+        .where(CanaryReport.model == model, CanaryReport.candidate_version == version)
+        .order_by(CanaryReport.id.desc())
+        .limit(1)
+    )
     if row is None:
         raise NotFound(f"no gate report for {model} {version}")
-    return {"model": model, "candidate_version": version,
-            "current_version": row.current_version, "job_id": row.job_id,
-            "passed": row.passed, "reasons": row.reasons, "report": row.report,
-            "summary": gate_report(session, model, version),
-            "created_at": _iso(row.created_at)}
+    return {
+        "model": model,
+        "candidate_version": version,
+        "current_version": row.current_version,
+        "job_id": row.job_id,
+        "passed": row.passed,
+        "reasons": row.reasons,
+        "report": row.report,
+        "summary": gate_report(session, model, version),
+        "created_at": _iso(row.created_at),
+    }
 
 
-@router.get("/versions/{model}/{version}/gate",
-            summary="The stored offline gate report (candidate vs current) of a version.")
+@router.get(
+    "/versions/{model}/{version}/gate",
+    summary="The stored offline gate report (candidate vs current) of a version.",
+)
 def version_gate(session: DB, model: str, version: str) -> dict[str, Any]:
     return _gate(session, model, version)
 
@@ -154,9 +214,12 @@ def version_gate(session: DB, model: str, version: str) -> dict[str, Any]:
 
 
 @router.get("/rollouts", summary="Canary rollouts, newest first, with every step's evidence.")
-def list_rollouts(session: DB, model: str | None = None,
-                  state: Literal["running", "promoted", "rolled_back"] | None = None,
-                  limit: Limit = 50) -> list[dict[str, Any]]:
+def list_rollouts(
+    session: DB,
+    model: str | None = None,
+    state: Literal["running", "promoted", "rolled_back"] | None = None,
+    limit: Limit = 50,
+) -> list[dict[str, Any]]:
     query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
     if model is not None:
         query = query.where(Rollout.model == model)
@@ -181,9 +244,12 @@ class Rollback(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="Why (audit trail).")
 
 
-@router.post("/rollouts/{rollout_id}/rollback", dependencies=[Depends(require_write)],
-             summary="Roll a running rollout back now: serve only its stable version.",
-             responses={409: {"description": "the rollout is not running"}})
+@router.post(
+    "/rollouts/{rollout_id}/rollback",
+    dependencies=[Depends(require_write)],
+    summary="Roll a running rollout back now: serve only its stable version.",
+    responses={409: {"description": "the rollout is not running"}},
+)
 def rollback(request: Request, session: DB, rollout_id: int, body: Rollback) -> dict[str, Any]:
     from retrain.deploy import target_from_settings
     from retrain.registry import ArtifactStore
@@ -193,6 +259,12 @@ def rollback(request: Request, session: DB, rollout_id: int, body: Rollback) -> 
     ro = _get_rollout(session, rollout_id)
     if ro.state != "running":
         raise ApiError(409, f"rollout {rollout_id} is already {ro.state}")
-    finish(session, ArtifactStore(settings.retrain.registry_dir),
-           target_from_settings(settings.retrain), ro, False, f"manual: {body.reason}")
+    finish(
+        session,
+        ArtifactStore(settings.retrain.registry_dir),
+        target_from_settings(settings.retrain),
+        ro,
+        False,
+        f"manual: {body.reason}",
+    )
     return _rollout(session, ro)

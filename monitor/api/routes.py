@@ -70,12 +70,17 @@ def list_models(session: DB) -> list[ModelVersion]:
     counts = session.execute(
         select(Window.model, Window.model_version, func.count(), func.max(Window.end_ts))
         .group_by(Window.model, Window.model_version)
-        .order_by(Window.model, Window.model_version)).all()
+        .order_by(Window.model, Window.model_version)
+    ).all()
     states: dict[tuple[str, str], dict[str, str]] = {}
     for row in session.scalars(select(PolicyStateRow)):
         states.setdefault((row.model, row.model_version), {})[row.family] = row.state
-    return [ModelVersion(model=m, version=v, windows=n, last_window_end=end,
-                         states=states.get((m, v), {})) for m, v, n, end in counts]
+    return [
+        ModelVersion(
+            model=m, version=v, windows=n, last_window_end=end, states=states.get((m, v), {})
+        )
+        for m, v, n, end in counts
+    ]
 
 
 def _time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -91,32 +96,70 @@ def _time_range(start: datetime | None, end: datetime | None) -> tuple[datetime,
 
 
 _RESULT_COLUMNS = (
-    DriftResultRow.id, DriftResultRow.window_id, DriftResultRow.model_version,
-    DriftResultRow.arm, DriftResultRow.family, DriftResultRow.window_end, DriftResultRow.kind,
-    DriftResultRow.method, DriftResultRow.statistic, DriftResultRow.p_value,
-    DriftResultRow.effect_size, DriftResultRow.threshold, DriftResultRow.drifted,
-    DriftResultRow.n_ref, DriftResultRow.n_cur, DriftResultRow.details,
+    DriftResultRow.id,
+    DriftResultRow.window_id,
+    DriftResultRow.model_version,
+    DriftResultRow.arm,
+    DriftResultRow.family,
+    DriftResultRow.window_end,
+    DriftResultRow.kind,
+    DriftResultRow.method,
+    DriftResultRow.statistic,
+    DriftResultRow.p_value,
+    DriftResultRow.effect_size,
+    DriftResultRow.threshold,
+    DriftResultRow.drifted,
+    DriftResultRow.n_ref,
+    DriftResultRow.n_cur,
+    DriftResultRow.details,
 )
-_RESULT_KEYS = ("id", "window_id", "version", "arm", "family", "window_end", "kind", "method",
-                "statistic", "p_value", "effect_size", "threshold", "drifted", "n_ref", "n_cur",
-                "features")
+_RESULT_KEYS = (
+    "id",
+    "window_id",
+    "version",
+    "arm",
+    "family",
+    "window_end",
+    "kind",
+    "method",
+    "statistic",
+    "p_value",
+    "effect_size",
+    "threshold",
+    "drifted",
+    "n_ref",
+    "n_cur",
+    "features",
+)
 
 
-@router.get("/models/{model}/drift", tags=["models"], response_model=Page,
-            summary="Drift results of a model over a time range (default: the last 7 days).")
+@router.get(
+    "/models/{model}/drift",
+    tags=["models"],
+    response_model=Page,
+    summary="Drift results of a model over a time range (default: the last 7 days).",
+)
 def drift_history(
-    request: Request, session: DB, model: str,
+    request: Request,
+    session: DB,
+    model: str,
     version: str | None = None,
     family: Literal["embedding", "pixel", "confidence", "classes"] | None = None,
-    start: datetime | None = None, end: datetime | None = None,
-    limit: Limit = None, cursor: Cursor = None,
-    features: Annotated[bool, Query(description="Include the moved features of each result.")]
-    = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    features: Annotated[
+        bool, Query(description="Include the moved features of each result.")
+    ] = False,
 ) -> Response:
     limit = _limit(request, limit, 500)
     start, end = _time_range(start, end)
-    conditions = [DriftResultRow.model == model, DriftResultRow.window_end >= start,
-                  DriftResultRow.window_end < end]
+    conditions = [
+        DriftResultRow.model == model,
+        DriftResultRow.window_end >= start,
+        DriftResultRow.window_end < end,
+    ]
     if version is not None:
         conditions.append(DriftResultRow.model_version == version)
     if family is not None:
@@ -125,16 +168,22 @@ def drift_history(
         last = session.get(DriftResultRow, cursor)
         if last is None:
             raise ApiError(422, f"cursor {cursor} does not point at a result")
-        conditions.append(or_(DriftResultRow.window_end > last.window_end,
-                              and_(DriftResultRow.window_end == last.window_end,
-                                   DriftResultRow.id > last.id)))
+        conditions.append(
+            or_(
+                DriftResultRow.window_end > last.window_end,
+                and_(DriftResultRow.window_end == last.window_end, DriftResultRow.id > last.id),
+            )
+        )
     # Plain rows and one JSON encode: no ORM objects and no response-model re-validation on
     # the hot read path (the response_model above still documents the shape).
     columns = _RESULT_COLUMNS if features else _RESULT_COLUMNS[:-1]
     keys = _RESULT_KEYS if features else _RESULT_KEYS[:-1]
-    rows = session.execute(select(*columns).where(*conditions)
-                           .order_by(DriftResultRow.window_end, DriftResultRow.id)
-                           .limit(limit + 1)).all()
+    rows = session.execute(
+        select(*columns)
+        .where(*conditions)
+        .order_by(DriftResultRow.window_end, DriftResultRow.id)
+        .limit(limit + 1)
+    ).all()
     more = len(rows) > limit
     rows = rows[:limit]
     items = []
@@ -148,43 +197,80 @@ def drift_history(
 
 
 def _transition(t: PolicyTransitionRow) -> dict[str, Any]:
-    return {"id": t.id, "model": t.model, "version": t.model_version, "family": t.family,
-            "window_id": t.window_id, "from": t.from_state, "to": t.to_state,
-            "at": t.at.isoformat(), "reason": t.reason, "notify": t.notify,
-            "severity": t.severity, "retrain": t.retrain, "retrain_reason": t.retrain_reason,
-            "evidence": t.evidence}
+    return {
+        "id": t.id,
+        "model": t.model,
+        "version": t.model_version,
+        "family": t.family,
+        "window_id": t.window_id,
+        "from": t.from_state,
+        "to": t.to_state,
+        "at": t.at.isoformat(),
+        "reason": t.reason,
+        "notify": t.notify,
+        "severity": t.severity,
+        "retrain": t.retrain,
+        "retrain_reason": t.retrain_reason,
+        "evidence": t.evidence,
+    }
 
 
-@router.get("/models/{model}/transitions", tags=["models"], response_model=Page,
-            summary="Policy state changes of a model, oldest first, with their evidence.")
-def transitions(request: Request, session: DB, model: str, limit: Limit = None,
-                cursor: Cursor = None) -> Page:
+@router.get(
+    "/models/{model}/transitions",
+    tags=["models"],
+    response_model=Page,
+    summary="Policy state changes of a model, oldest first, with their evidence.",
+)
+def transitions(
+    request: Request, session: DB, model: str, limit: Limit = None, cursor: Cursor = None
+) -> Page:
     limit = _limit(request, limit)
     stmt = select(PolicyTransitionRow).where(PolicyTransitionRow.model == model)
     if cursor is not None:
         stmt = stmt.where(PolicyTransitionRow.id > cursor)
-    return _page(list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1))),
-                 limit, _transition)
+    return _page(
+        list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1))),
+        limit,
+        _transition,
+    )
 
 
 # ---------------------------------------------------------------- alerts
 
 
 def _alert(a: AlertRow) -> dict[str, Any]:
-    return {"id": a.id, "model": a.model, "version": a.model_version, "family": a.family,
-            "severity": a.severity, "status": a.status, "summary": a.summary,
-            "opened_at": a.opened_at.isoformat(),
-            "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
-            "acked_at": a.acked_at.isoformat() if a.acked_at else None, "acked_by": a.acked_by,
-            "silenced_until": a.silenced_until.isoformat() if a.silenced_until else None,
-            "dedup_key": a.dedup_key, "evidence": a.evidence}
+    return {
+        "id": a.id,
+        "model": a.model,
+        "version": a.model_version,
+        "family": a.family,
+        "severity": a.severity,
+        "status": a.status,
+        "summary": a.summary,
+        "opened_at": a.opened_at.isoformat(),
+        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+        "acked_at": a.acked_at.isoformat() if a.acked_at else None,
+        "acked_by": a.acked_by,
+        "silenced_until": a.silenced_until.isoformat() if a.silenced_until else None,
+        "dedup_key": a.dedup_key,
+        "evidence": a.evidence,
+    }
 
 
-@router.get("/alerts", tags=["alerts"], response_model=Page,
-            summary="Alerts, newest first; firing ones by default.")
-def list_alerts(request: Request, session: DB,
-                status: Literal["firing", "resolved", "all"] = "firing",
-                model: str | None = None, limit: Limit = None, cursor: Cursor = None) -> Page:
+@router.get(
+    "/alerts",
+    tags=["alerts"],
+    response_model=Page,
+    summary="Alerts, newest first; firing ones by default.",
+)
+def list_alerts(
+    request: Request,
+    session: DB,
+    status: Literal["firing", "resolved", "all"] = "firing",
+    model: str | None = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Page:
     limit = _limit(request, limit)
     stmt = select(AlertRow)
     if status != "all":
@@ -193,8 +279,9 @@ def list_alerts(request: Request, session: DB,
         stmt = stmt.where(AlertRow.model == model)
     if cursor is not None:
         stmt = stmt.where(AlertRow.id < cursor)
-    return _page(list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit + 1))),
-                 limit, _alert)
+    return _page(
+        list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit + 1))), limit, _alert
+    )
 
 
 def _get_alert(session: Session, alert_id: int) -> AlertRow:
@@ -213,17 +300,24 @@ class Silence(BaseModel):
     by: str = Field("api", min_length=1, max_length=128)
 
 
-@router.post("/alerts/{alert_id}/ack", tags=["alerts"], dependencies=[Depends(require_write)],
-             summary="Acknowledge an alert (someone is on it).")
+@router.post(
+    "/alerts/{alert_id}/ack",
+    tags=["alerts"],
+    dependencies=[Depends(require_write)],
+    summary="Acknowledge an alert (someone is on it).",
+)
 def ack_alert(session: DB, alert_id: int, body: Ack) -> dict[str, Any]:
     alert = _get_alert(session, alert_id)
     alert.acked_at, alert.acked_by = datetime.now(UTC), body.by
     return _alert(alert)
 
 
-@router.post("/alerts/{alert_id}/silence", tags=["alerts"],
-             dependencies=[Depends(require_write)],
-             summary="Silence an alert's notifications for a while.")
+@router.post(
+    "/alerts/{alert_id}/silence",
+    tags=["alerts"],
+    dependencies=[Depends(require_write)],
+    summary="Silence an alert's notifications for a while.",
+)
 def silence_alert(session: DB, alert_id: int, body: Silence) -> dict[str, Any]:
     alert = _get_alert(session, alert_id)
     alert.silenced_until = datetime.now(UTC) + timedelta(minutes=body.minutes)
@@ -235,14 +329,22 @@ def silence_alert(session: DB, alert_id: int, body: Silence) -> dict[str, Any]:
 
 
 def _profile(p: ReferenceProfile) -> dict[str, Any]:
-    return {"id": p.id, "model": p.model, "version": p.model_version, "name": p.name,
-            "active": p.active, "n_ref": p.n_ref, "created_at": p.created_at.isoformat(),
-            "source": p.source}
+    return {
+        "id": p.id,
+        "model": p.model,
+        "version": p.model_version,
+        "name": p.name,
+        "active": p.active,
+        "n_ref": p.n_ref,
+        "created_at": p.created_at.isoformat(),
+        "source": p.source,
+    }
 
 
 @router.get("/profiles", tags=["profiles"], summary="Reference profiles, newest first.")
-def list_profiles(session: DB, model: str | None = None,
-                  version: str | None = None) -> list[dict[str, Any]]:
+def list_profiles(
+    session: DB, model: str | None = None, version: str | None = None
+) -> list[dict[str, Any]]:
     from monitor.profiles import list_profiles as listed
 
     return [_profile(p) for p in listed(session, model, version)[:1000]]
@@ -258,22 +360,39 @@ class FitRequest(BaseModel):
     activate: bool = False
 
 
-@router.post("/profiles/fit", tags=["profiles"], dependencies=[Depends(require_write)],
-             status_code=201, summary="Fit a profile on stored logs of a time range.")
+@router.post(
+    "/profiles/fit",
+    tags=["profiles"],
+    dependencies=[Depends(require_write)],
+    status_code=201,
+    summary="Fit a profile on stored logs of a time range.",
+)
 def fit_profile(request: Request, session: DB, body: FitRequest) -> dict[str, Any]:
     from monitor.profiles import fit_profile_from_store
 
     if body.start and body.end and body.start >= body.end:
         raise ApiError(422, "start is not before end")
-    row = fit_profile_from_store(session, _settings(request), body.model, body.version,
-                                 body.start, body.end, body.name, limit=body.limit,
-                                 activate=body.activate)
+    row = fit_profile_from_store(
+        session,
+        _settings(request),
+        body.model,
+        body.version,
+        body.start,
+        body.end,
+        body.name,
+        limit=body.limit,
+        activate=body.activate,
+    )
     return _profile(row)
 
 
-@router.put("/profiles/upload", tags=["profiles"], dependencies=[Depends(require_write)],
-            status_code=201,
-            summary="Fit a profile on an uploaded reference file (request body: the file).")
+@router.put(
+    "/profiles/upload",
+    tags=["profiles"],
+    dependencies=[Depends(require_write)],
+    status_code=201,
+    summary="Fit a profile on an uploaded reference file (request body: the file).",
+)
 async def upload_profile(
     request: Request,
     model: Annotated[str, Query(pattern=NAME_PATTERN)],
@@ -300,14 +419,18 @@ async def upload_profile(
         path.write_bytes(bytes(data))
         factory = request.app.state.factory
         with factory() as session, session.begin():
-            row = fit_profile_from_file(session, _settings(request), model, version, path,
-                                        name, activate=activate)
+            row = fit_profile_from_file(
+                session, _settings(request), model, version, path, name, activate=activate
+            )
             return _profile(row)
 
 
-@router.post("/profiles/{profile_id}/activate", tags=["profiles"],
-             dependencies=[Depends(require_write)],
-             summary="Make a profile the active one of its model version.")
+@router.post(
+    "/profiles/{profile_id}/activate",
+    tags=["profiles"],
+    dependencies=[Depends(require_write)],
+    summary="Make a profile the active one of its model version.",
+)
 def activate(session: DB, profile_id: int) -> dict[str, Any]:
     from monitor.evaluate import reopen_windows
     from monitor.profiles import activate_profile

@@ -50,8 +50,10 @@ def list_cmd(ctx: click.Context, show_all: bool, limit: int) -> None:
         click.echo("no alerts")
     for a in rows:
         ack = f" acked by {a.acked_by}" if a.acked_at else ""
-        click.echo(f"#{a.id:<5} {a.status:<8} {a.severity:<8} {a.model} {a.model_version} "
-                   f"{a.family:<10} opened {a.opened_at:%Y-%m-%d %H:%M}{ack}: {a.summary}")
+        click.echo(
+            f"#{a.id:<5} {a.status:<8} {a.severity:<8} {a.model} {a.model_version} "
+            f"{a.family:<10} opened {a.opened_at:%Y-%m-%d %H:%M}{ack}: {a.summary}"
+        )
 
 
 @alerts.command("ack")

@@ -38,8 +38,9 @@ def export(ctx: click.Context, out: Path) -> None:
 
 
 @dashboards.command()
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path),
-                default=Path("driftwatch-rules.yaml"))
+@click.argument(
+    "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("driftwatch-rules.yaml")
+)
 @click.pass_context
 def rules(ctx: click.Context, out: Path) -> None:
     """Write the Prometheus alerting rules file to OUT (check it with `promtool check rules`)."""

@@ -27,8 +27,10 @@ def _parse_ts(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 
 def _describe(row: ReferenceProfile) -> str:
     flag = "*" if row.active else " "
-    return (f"{flag} {row.id:>5}  {row.model} {row.model_version}  {row.name!r}  n={row.n_ref}  "
-            f"{row.created_at:%Y-%m-%d %H:%M}  {row.source.get('type', '?')}")
+    return (
+        f"{flag} {row.id:>5}  {row.model} {row.model_version}  {row.name!r}  n={row.n_ref}  "
+        f"{row.created_at:%Y-%m-%d %H:%M}  {row.source.get('type', '?')}"
+    )
 
 
 def _sessions(settings: Settings) -> sessionmaker[Session]:
@@ -48,14 +50,28 @@ def reference() -> None:
 @click.option("--to", "end", callback=_parse_ts, help="Stored logs before this time (ISO 8601).")
 @click.option("--arm", default=None, help="Only logs of this arm (stable, canary, all).")
 @click.option("--limit", type=int, default=None, help="At most the newest N stored logs.")
-@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Fit from a Parquet, NPZ or JSONL file of prediction logs instead.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fit from a Parquet, NPZ or JSONL file of prediction logs instead.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--activate", is_flag=True, help="Make it the active profile.")
 @click.pass_context
-def fit(ctx: click.Context, model: str, version: str, name: str | None, start: datetime | None,
-        end: datetime | None, arm: str | None, limit: int | None, path: Path | None, seed: int,
-        activate: bool) -> None:
+def fit(
+    ctx: click.Context,
+    model: str,
+    version: str,
+    name: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    arm: str | None,
+    limit: int | None,
+    path: Path | None,
+    seed: int,
+    activate: bool,
+) -> None:
     """Fit a reference profile for MODEL VERSION and store it."""
     from monitor.profiles import fit_profile_from_file, fit_profile_from_store
 
@@ -65,13 +81,26 @@ def fit(ctx: click.Context, model: str, version: str, name: str | None, start: d
         if path is not None:
             if start or end or arm or limit:
                 raise click.UsageError("--file cannot be combined with --from/--to/--arm/--limit")
-            row = fit_profile_from_file(session, settings, model, version, path, name,
-                                        seed=seed, activate=activate)
+            row = fit_profile_from_file(
+                session, settings, model, version, path, name, seed=seed, activate=activate
+            )
         else:
-            row = fit_profile_from_store(session, settings, model, version, start, end, name,
-                                         arm=arm, limit=limit, seed=seed, activate=activate)
-        click.echo(f"fitted profile {row.id} on {row.n_ref} logs"
-                   + (" (active)" if activate else ""))
+            row = fit_profile_from_store(
+                session,
+                settings,
+                model,
+                version,
+                start,
+                end,
+                name,
+                arm=arm,
+                limit=limit,
+                seed=seed,
+                activate=activate,
+            )
+        click.echo(
+            f"fitted profile {row.id} on {row.n_ref} logs" + (" (active)" if activate else "")
+        )
 
 
 @reference.command("list")
@@ -92,8 +121,12 @@ def list_(ctx: click.Context, model: str | None, version: str | None) -> None:
 
 @reference.command("activate")
 @click.argument("profile_id", type=int)
-@click.option("--reopen/--no-reopen", default=True, show_default=True,
-              help="Queue windows that waited for a profile for evaluation.")
+@click.option(
+    "--reopen/--no-reopen",
+    default=True,
+    show_default=True,
+    help="Queue windows that waited for a profile for evaluation.",
+)
 @click.pass_context
 def activate(ctx: click.Context, profile_id: int, reopen: bool) -> None:
     """Make PROFILE_ID the active profile of its model version."""
@@ -103,8 +136,10 @@ def activate(ctx: click.Context, profile_id: int, reopen: bool) -> None:
     with unit_of_work(_sessions(settings_of(ctx))) as session:
         row = activate_profile(session, profile_id)
         reopened = reopen_windows(session, row.model, row.model_version) if reopen else 0
-        click.echo(f"profile {row.id} active for {row.model} {row.model_version}"
-                   + (f"; {reopened} waiting windows queued" if reopened else ""))
+        click.echo(
+            f"profile {row.id} active for {row.model} {row.model_version}"
+            + (f"; {reopened} waiting windows queued" if reopened else "")
+        )
 
 
 @reference.command("show")
@@ -117,10 +152,22 @@ def show(ctx: click.Context, profile_id: int) -> None:
     with unit_of_work(_sessions(settings_of(ctx))) as session:
         row = get_profile(session, profile_id)
         doc = {
-            "id": row.id, "model": row.model, "model_version": row.model_version,
-            "name": row.name, "active": row.active, "n_ref": row.n_ref,
-            "created_at": row.created_at.isoformat(), "source": row.source,
-            "parts": [{"family": p.family, "kind": p.kind, "schema_version": p.schema_version,
-                       "bytes": len(p.payload)} for p in profile_parts(session, row.id)],
+            "id": row.id,
+            "model": row.model,
+            "model_version": row.model_version,
+            "name": row.name,
+            "active": row.active,
+            "n_ref": row.n_ref,
+            "created_at": row.created_at.isoformat(),
+            "source": row.source,
+            "parts": [
+                {
+                    "family": p.family,
+                    "kind": p.kind,
+                    "schema_version": p.schema_version,
+                    "bytes": len(p.payload),
+                }
+                for p in profile_parts(session, row.id)
+            ],
         }
         click.echo(json.dumps(doc, indent=2))

@@ -18,16 +18,35 @@ def report() -> None:
 
 @report.command("evidently")
 @click.option("--window", "window_id", type=int, required=True, help="Window id to report on.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="HTML file to write (default: window-<id>.html).")
-@click.option("--reference-window", type=int, default=None,
-              help="Compare with this window instead of the active profile's reference logs.")
-@click.option("--profile", "profile_id", type=int, default=None,
-              help="Compare with this profile's reference logs (default: the active profile).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file to write (default: window-<id>.html).",
+)
+@click.option(
+    "--reference-window",
+    type=int,
+    default=None,
+    help="Compare with this window instead of the active profile's reference logs.",
+)
+@click.option(
+    "--profile",
+    "profile_id",
+    type=int,
+    default=None,
+    help="Compare with this profile's reference logs (default: the active profile).",
+)
 @click.option("--max-reference", type=int, default=5000, show_default=True)
 @click.pass_context
-def evidently(ctx: click.Context, window_id: int, out: Path | None,
-              reference_window: int | None, profile_id: int | None, max_reference: int) -> None:
+def evidently(
+    ctx: click.Context,
+    window_id: int,
+    out: Path | None,
+    reference_window: int | None,
+    profile_id: int | None,
+    max_reference: int,
+) -> None:
     """Write an Evidently data-drift HTML report of WINDOW against its reference."""
     from monitor.errors import NotFound
     from monitor.profiles import active_profile, get_profile, reference_batch
@@ -48,22 +67,33 @@ def evidently(ctx: click.Context, window_id: int, out: Path | None,
                 raise NotFound(f"window {reference_window} does not exist")
             ref, what = load_window(session, other), f"window {reference_window}"
         else:
-            profile = (get_profile(session, profile_id) if profile_id is not None
-                       else active_profile(session, window.model, window.model_version))
+            profile = (
+                get_profile(session, profile_id)
+                if profile_id is not None
+                else active_profile(session, window.model, window.model_version)
+            )
             if profile is None:
-                raise NotFound(f"no active profile for {window.model} {window.model_version}; "
-                               "pass --profile or --reference-window")
+                raise NotFound(
+                    f"no active profile for {window.model} {window.model_version}; "
+                    "pass --profile or --reference-window"
+                )
             ref, what = reference_batch(session, profile, max_reference), f"profile {profile.id}"
     summary = write_report(ref, cur, out)
     share = summary.get("drifted_share", float("nan"))
-    click.echo(f"wrote {out}: window {window_id} (n={len(cur)}) vs {what} (n={len(ref)}); "
-               f"Evidently calls {share:.0%} of columns drifted")
+    click.echo(
+        f"wrote {out}: window {window_id} (n={len(cur)}) vs {what} (n={len(ref)}); "
+        f"Evidently calls {share:.0%} of columns drifted"
+    )
 
 
 @report.command("status")
 @click.argument("model")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="HTML file to write (default: status-<model>.html).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file to write (default: status-<model>.html).",
+)
 @click.pass_context
 def status(ctx: click.Context, model: str, out: Path | None) -> None:
     """Write MODEL's status page (drift over time, distributions, canary arms) as one

@@ -33,8 +33,12 @@ def _start_scheduler(settings: Settings) -> object:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run one tick and exit (cron style).")
-@click.option("--metrics-port", type=int, default=None,
-              help="Serve this process's Prometheus metrics (deliveries, tick times) here.")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this process's Prometheus metrics (deliveries, tick times) here.",
+)
 @click.pass_context
 def evaluate(ctx: click.Context, once: bool, metrics_port: int | None) -> None:
     """Evaluate closed windows on a schedule, decide and send alerts."""
@@ -48,8 +52,10 @@ def evaluate(ctx: click.Context, once: bool, metrics_port: int | None) -> None:
         from monitor.store.db import make_engine
 
         report = Evaluator(make_engine(settings.database), settings).tick()
-        click.echo(f"closed={report.windows_closed} evaluated={report.windows_evaluated} "
-                   f"transitions={len(report.decisions)} deliveries={dict(report.deliveries)}")
+        click.echo(
+            f"closed={report.windows_closed} evaluated={report.windows_evaluated} "
+            f"transitions={len(report.decisions)} deliveries={dict(report.deliveries)}"
+        )
         return
     stop = _stop_on_signals()
     scheduler = _start_scheduler(settings)
@@ -63,8 +69,12 @@ def _run_api(settings: Settings) -> None:
 
     from monitor.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port,
-                log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level=settings.log_level.lower(),
+    )
 
 
 @click.command()
@@ -75,8 +85,12 @@ def api(ctx: click.Context) -> None:
 
 
 @click.command()
-@click.option("--ingest/--no-ingest", "with_ingest", default=False,
-              help="Also run an ingest worker in this process.")
+@click.option(
+    "--ingest/--no-ingest",
+    "with_ingest",
+    default=False,
+    help="Also run an ingest worker in this process.",
+)
 @click.pass_context
 def serve(ctx: click.Context, with_ingest: bool) -> None:
     """API + scheduler (+ ingest worker) in one process."""

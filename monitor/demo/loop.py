@@ -70,9 +70,12 @@ def _policy_trigger(demo: Demo) -> str:
     from monitor.store.retrain_tables import RetrainJob
 
     with demo.factory() as s:
-        job = s.scalars(select(RetrainJob).where(RetrainJob.model == MODEL,
-                                                 RetrainJob.source == "policy")
-                        .order_by(RetrainJob.id).limit(1)).first()
+        job = s.scalars(
+            select(RetrainJob)
+            .where(RetrainJob.model == MODEL, RetrainJob.source == "policy")
+            .order_by(RetrainJob.id)
+            .limit(1)
+        ).first()
     return "demo-drift" if job is None else job.trigger_key.split(":", 2)[2]
 
 
@@ -93,8 +96,9 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     assert demo.settings is not None
     with demo.factory() as s:
         job = get_job(s, job_id)
-        began = datetime.fromisoformat(next(h["ts"] for h in job.history
-                                            if h["state"] == "running"))
+        began = datetime.fromisoformat(
+            next(h["ts"] for h in job.history if h["state"] == "running")
+        )
         data = load_labelled(s, MODEL, until=began)
     server = ModelServer(demo.settings.retrain.deployment_spec_path, digits_input)
     if server.reload().stable.version != version:
@@ -102,8 +106,16 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     logs = server.predict(data.images, [f"ref-{i}" for i in data.ids], data.labels.tolist())
     batch = _logs_to_batch(logs, f"{version} training images")
     with unit_of_work(demo.factory) as s:
-        fit_profile_from_batch(s, demo.settings, MODEL, version, batch, "trained-on",
-                               {"job_id": job_id, "images": len(logs)}, activate=True)
+        fit_profile_from_batch(
+            s,
+            demo.settings,
+            MODEL,
+            version,
+            batch,
+            "trained-on",
+            {"job_id": job_id, "images": len(logs)},
+            activate=True,
+        )
         reopen_windows(s, MODEL, version)
     return len(logs)
 
@@ -114,15 +126,15 @@ def _incident_open(demo: Demo) -> bool:
     from monitor.store.alerting_tables import AlertRow
 
     with demo.factory() as s:
-        return s.scalars(select(AlertRow.id).where(AlertRow.status == "firing")).first() \
-            is not None
+        return s.scalars(select(AlertRow.id).where(AlertRow.status == "firing")).first() is not None
 
 
 def close_loop(demo: Demo) -> None:
     """Retrain -> INT8 -> gate -> canary -> promotion, then the promoted version's windows."""
     trigger = _policy_trigger(demo)
-    demo.say(f"--- closing the loop: retrain job for '{trigger}' on fresh labels of the "
-             "changed camera")
+    demo.say(
+        f"--- closing the loop: retrain job for '{trigger}' on fresh labels of the changed camera"
+    )
     emit = _Emitter(demo)
     try:
         _close_loop(demo, trigger, emit)
@@ -139,9 +151,18 @@ def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
 
     assert demo.settings is not None
     torch.set_num_threads(2)
-    out = run_loop(demo.settings, demo.factory, MODEL, shift=SHIFT, trigger=trigger,
-                   baseline=demo.net, n_fresh=600, emit=emit,
-                   log=lambda line: demo.say("  " + line), seed=1)
+    out = run_loop(
+        demo.settings,
+        demo.factory,
+        MODEL,
+        shift=SHIFT,
+        trigger=trigger,
+        baseline=demo.net,
+        n_fresh=600,
+        emit=emit,
+        log=lambda line: demo.say("  " + line),
+        seed=1,
+    )
     demo.loop = dict(out)
     demo.fix_camera = False  # the new model copes with the changed camera: leave it changed
     if out["state"] != "promoted":
@@ -149,16 +170,26 @@ def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
         return
     version = str(out["version"])
     n_ref = fit_own_reference(demo, version, int(out["job"]))
-    demo.say(f"reference of {version} fitted on the {n_ref} labelled images it was trained on "
-             "(served by itself) and activated")
+    demo.say(
+        f"reference of {version} fitted on the {n_ref} labelled images it was trained on "
+        "(served by itself) and activated"
+    )
     phase = Phase(f"{version} promoted", AFTER_WINDOWS, 0.25, 1.0)
     demo.say(f"--- {phase.name}: camera still changed ({phase.camera})")
     _evaluate(demo, phase)
     for i in range(AFTER_WINDOWS):
         if not _incident_open(demo):
             break
-        serve_labelled(demo.settings, demo.factory, MODEL, WINDOW, shift=SHIFT, seed=100 + i,
-                       prefix=f"after-{i}", emit=emit.sdk)
+        serve_labelled(
+            demo.settings,
+            demo.factory,
+            MODEL,
+            WINDOW,
+            shift=SHIFT,
+            seed=100 + i,
+            prefix=f"after-{i}",
+            emit=emit.sdk,
+        )
         _evaluate(demo, phase)
     demo.loop["resolved"] = not _incident_open(demo)
 
@@ -177,21 +208,36 @@ def print_loop(demo: Demo) -> None:
     f = loop["figures"]
     a, size, lat = f["accuracy"], f["size_bytes"], f["latency"]
     click.echo(f"1. drift alert -> retrain job {loop['job']} on fresh labelled camera traffic")
-    click.echo(f"2. candidate {loop['version']}: held-out accuracy FP32 {a['fp32']:.1%}, "
-               f"INT8 {a['int8']:.1%} (n={a['n']})")
-    click.echo(f"3. INT8: size {size['fp32'] / 1024:.0f} -> {size['int8'] / 1024:.0f} KiB; "
-               f"latency p50 batch 1 {lat['fp32_b1']['p50_ms']:.2f} -> "
-               f"{lat['int8_b1']['p50_ms']:.2f} ms, batch 32 {lat['fp32_b32']['p50_ms']:.2f} -> "
-               f"{lat['int8_b32']['p50_ms']:.2f} ms")
+    click.echo(
+        f"2. candidate {loop['version']}: held-out accuracy FP32 {a['fp32']:.1%}, "
+        f"INT8 {a['int8']:.1%} (n={a['n']})"
+    )
+    click.echo(
+        f"3. INT8: size {size['fp32'] / 1024:.0f} -> {size['int8'] / 1024:.0f} KiB; "
+        f"latency p50 batch 1 {lat['fp32_b1']['p50_ms']:.2f} -> "
+        f"{lat['int8_b1']['p50_ms']:.2f} ms, batch 32 {lat['fp32_b32']['p50_ms']:.2f} -> "
+        f"{lat['int8_b32']['p50_ms']:.2f} ms"
+    )
     with unit_of_work(demo.factory) as s:
         report = gate_report(s, MODEL, str(loop["version"]))
     click.echo("4. offline gate: " + report.replace("\n", "\n   "))
     click.echo("5. canary rollout (arm accuracy on live labelled traffic):")
     for st in loop["steps"]:
-        acc = ("" if st["canary_accuracy"] is None or st["stable_accuracy"] is None else
-               f"stable {st['stable_accuracy']:.1%} vs canary {st['canary_accuracy']:.1%}; ")
+        acc = (
+            ""
+            if st["canary_accuracy"] is None or st["stable_accuracy"] is None
+            else f"stable {st['stable_accuracy']:.1%} vs canary {st['canary_accuracy']:.1%}; "
+        )
         click.echo(f"   {st['weight']:>3}%: {st['outcome']:<8} {acc}{st['reason']}")
-    click.echo(f"6. {loop['state']}: accuracy on the changed camera {loop['accuracy_before']:.1%}"
-               f" -> {loop['accuracy_after']:.1%} ({loop['seconds']:.0f} s for steps 1-5)")
-    click.echo("7. drift " + ("resolved: the promoted version's windows are clean against its "
-                              "own reference" if loop.get("resolved") else "NOT resolved"))
+    click.echo(
+        f"6. {loop['state']}: accuracy on the changed camera {loop['accuracy_before']:.1%}"
+        f" -> {loop['accuracy_after']:.1%} ({loop['seconds']:.0f} s for steps 1-5)"
+    )
+    click.echo(
+        "7. drift "
+        + (
+            "resolved: the promoted version's windows are clean against its own reference"
+            if loop.get("resolved")
+            else "NOT resolved"
+        )
+    )

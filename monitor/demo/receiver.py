@@ -35,8 +35,12 @@ class Received:
 class Receiver:
     """An HTTP server on 127.0.0.1 in a thread; use as a context manager."""
 
-    def __init__(self, status: int = 200, reply: bytes = b"ok",
-                 on_request: Callable[[Received], None] | None = None) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        reply: bytes = b"ok",
+        on_request: Callable[[Received], None] | None = None,
+    ) -> None:
         self.status, self.reply, self.on_request = status, reply, on_request
         self.fail_next = 0
         self.received: list[Received] = []
@@ -47,8 +51,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                item = Received("POST", self.path, dict(self.headers.items()),
-                                self.rfile.read(length))
+                item = Received(
+                    "POST", self.path, dict(self.headers.items()), self.rfile.read(length)
+                )
                 with owner._lock:
                     failing = owner.fail_next > 0
                     if failing:

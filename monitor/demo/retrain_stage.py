@@ -79,18 +79,31 @@ class SdkEmitter:
             logger = self.loggers.get(lg.model_version)
             if logger is None:
                 logger = self.loggers[lg.model_version] = PredictionLogger(
-                    self.settings.kafka, lg.model, lg.model_version, embedding_dtype="float32",
+                    self.settings.kafka,
+                    lg.model,
+                    lg.model_version,
+                    embedding_dtype="float32",
                     send_thumbnails=True,
-                    max_thumbnail_bytes=self.settings.ingest.max_thumbnail_bytes)
+                    max_thumbnail_bytes=self.settings.ingest.max_thumbnail_bytes,
+                )
             image = None if lg.thumbnail is None else decode_image(base64.b64decode(lg.thumbnail))
-            logger.log(lg.probability_vector(), embedding=lg.embedding_vector(), image=image,
-                       pixel_stats=lg.pixel_stats, request_id=lg.request_id,
-                       predicted_class=lg.predicted_class, latency_ms=lg.latency_ms, arm=lg.arm,
-                       label=lg.label, timestamp=lg.timestamp)
+            logger.log(
+                lg.probability_vector(),
+                embedding=lg.embedding_vector(),
+                image=image,
+                pixel_stats=lg.pixel_stats,
+                request_id=lg.request_id,
+                predicted_class=lg.predicted_class,
+                latency_ms=lg.latency_ms,
+                arm=lg.arm,
+                label=lg.label,
+                timestamp=lg.timestamp,
+            )
         for logger in self.loggers.values():
             if not logger.flush() or logger.dropped or logger.failed:
-                raise DriftwatchError(f"the SDK lost logs: {logger.dropped} dropped, "
-                                      f"{logger.failed} failed")
+                raise DriftwatchError(
+                    f"the SDK lost logs: {logger.dropped} dropped, {logger.failed} failed"
+                )
         self.stored(len(logs))
 
     def close(self) -> None:

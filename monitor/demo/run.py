@@ -57,8 +57,12 @@ class Phase:
         return f"brightness {self.brightness:+.0%}, blur sigma {self.blur:g}"
 
 
-PHASES = (Phase("reference", 4), Phase("clean", 3), Phase("camera changed", 4, 0.25, 1.0),
-          Phase("camera fixed", 4))
+PHASES = (
+    Phase("reference", 4),
+    Phase("clean", 3),
+    Phase("camera changed", 4, 0.25, 1.0),
+    Phase("camera fixed", 4),
+)
 
 
 @dataclass
@@ -84,8 +88,11 @@ class Demo:
     logged: int = 0
     shifted: Phase | None = None
     fix_camera: bool = True
-    clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(
-        second=0, microsecond=0) - timedelta(minutes=20))
+    clock: datetime = field(
+        default_factory=lambda: (
+            datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+        )
+    )
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     #: what :func:`monitor.demo.loop.close_loop` did (figures for the timeline)
     loop: dict[str, Any] = field(default_factory=dict)
@@ -110,21 +117,31 @@ def start_services(demo: Demo) -> None:
     demo.workdir.mkdir(parents=True)
     demo.broker = LocalBroker(log_path=demo.workdir / "broker.log").start()
     kafka = KafkaSettings(bootstrap_servers=[demo.broker.bootstrap])
-    demo.broker.create_topics([kafka.predictions_topic, kafka.labels_topic,
-                               kafka.dead_letter_topic])
+    demo.broker.create_topics(
+        [kafka.predictions_topic, kafka.labels_topic, kafka.dead_letter_topic]
+    )
     demo.receiver = Receiver(on_request=_print_alert).__enter__()
     db_url = f"sqlite:///{demo.workdir / 'driftwatch.db'}"
     migrate.upgrade(db_url)
     demo.settings = Settings(
-        environment="dev", kafka=kafka, database=DatabaseSettings(url=db_url),
+        environment="dev",
+        kafka=kafka,
+        database=DatabaseSettings(url=db_url),
         windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
         policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
-        alerts=AlertSettings(channels=[WebhookChannel(name="oncall-webhook",
-                                                      url=demo.receiver.url + "/alerts",
-                                                      secret=SECRET)]),
-        retrain=RetrainSettings(registry_dir=demo.workdir / "registry",
-                                deployment_spec_path=demo.workdir / "deployment.json",
-                                step_min_logs=100, min_arm_labels=50),
+        alerts=AlertSettings(
+            channels=[
+                WebhookChannel(
+                    name="oncall-webhook", url=demo.receiver.url + "/alerts", secret=SECRET
+                )
+            ]
+        ),
+        retrain=RetrainSettings(
+            registry_dir=demo.workdir / "registry",
+            deployment_spec_path=demo.workdir / "deployment.json",
+            step_min_logs=100,
+            min_arm_labels=50,
+        ),
     )
     demo.engine = make_engine(demo.settings.database)
     demo.factory = session_factory(demo.engine)
@@ -132,8 +149,10 @@ def start_services(demo: Demo) -> None:
     demo.worker_thread = threading.Thread(target=demo.worker.run, args=(demo.stop,), daemon=True)
     demo.worker_thread.start()
     demo.evaluator = Evaluator(demo.engine, demo.settings, settle_seconds=0)
-    demo.say(f"broker on {demo.broker.bootstrap}, store {db_url}, "
-             f"webhook receiver on {demo.receiver.url}")
+    demo.say(
+        f"broker on {demo.broker.bootstrap}, store {db_url}, "
+        f"webhook receiver on {demo.receiver.url}"
+    )
 
 
 def train_model(demo: Demo) -> None:
@@ -183,8 +202,13 @@ def serve_window(demo: Demo, phase: Phase) -> None:
     minute = demo.clock + timedelta(minutes=1)
     for part in np.array_split(np.arange(WINDOW), 10):
         demo.clock += timedelta(seconds=6)
-        demo.logger.log_batch(probs[part], embeddings=emb[part], images=images[part],
-                              labels=demo.labels[idx[part]].tolist(), timestamp=demo.clock)
+        demo.logger.log_batch(
+            probs[part],
+            embeddings=emb[part],
+            images=images[part],
+            labels=demo.labels[idx[part]].tolist(),
+            timestamp=demo.clock,
+        )
     demo.clock = minute
     demo.logger.flush()
     demo.logged += WINDOW
@@ -203,8 +227,9 @@ def fit_reference(demo: Demo) -> None:
     for _ in range(phase.windows):
         serve_window(demo, phase)
     with unit_of_work(demo.factory) as session:
-        profile = fit_profile_from_store(session, demo.settings, "digits", "v1", None, None,
-                                         "clean-traffic", activate=True)
+        profile = fit_profile_from_store(
+            session, demo.settings, "digits", "v1", None, None, "clean-traffic", activate=True
+        )
         n_ref = profile.n_ref
     demo.say(f"reference profile fitted on {n_ref} clean logs and activated")
     _evaluate(demo, phase)
@@ -247,8 +272,9 @@ def print_timeline(demo: Demo) -> None:
         results: dict[int, dict[str, DriftResultRow]] = {}
         for r in session.scalars(select(DriftResultRow)):
             results.setdefault(r.window_id, {})[r.family] = r
-        transitions = list(session.scalars(select(PolicyTransitionRow)
-                                           .order_by(PolicyTransitionRow.id)))
+        transitions = list(
+            session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))
+        )
         alerts = list(session.scalars(select(AlertRow).order_by(AlertRow.id)))
         pages = {(a.evidence.get("window_id"), a.family): a.id for a in alerts if a.paged}
         decisions: dict[int, list[str]] = {}
@@ -256,12 +282,14 @@ def print_timeline(demo: Demo) -> None:
             page = pages.get((t.window_id, t.family))
             note = f" (PAGE #{page})" if page and t.to_state == "alert" else ""
             decisions.setdefault(t.window_id, []).append(f"{t.family} {t.to_state}{note}")
-        sent = list(session.scalars(select(AlertDeliveryRow).where(
-            AlertDeliveryRow.status == "delivered")))
+        sent = list(
+            session.scalars(select(AlertDeliveryRow).where(AlertDeliveryRow.status == "delivered"))
+        )
     fams = ("embedding", "pixel", "confidence", "classes")
     click.echo("\nTimeline (effect size per family; * = drifted)")
-    header = (f"{'win':>3} {'phase':<15} {'model':<12} {'window (UTC)':<11} "
-              + " ".join(f"{f:>10}" for f in fams))
+    header = f"{'win':>3} {'phase':<15} {'model':<12} {'window (UTC)':<11} " + " ".join(
+        f"{f:>10}" for f in fams
+    )
     click.echo(header + "  decision")
     click.echo("-" * (len(header) + 30))
     states: dict[str, dict[str, str]] = {}
@@ -269,36 +297,47 @@ def print_timeline(demo: Demo) -> None:
         state = states.setdefault(w.model_version, dict.fromkeys(fams, "ok"))
         for t in transitions:
             if t.window_id == w.id:
-                states.setdefault(t.model_version, dict.fromkeys(fams, "ok"))[t.family] = \
-                    t.to_state
+                states.setdefault(t.model_version, dict.fromkeys(fams, "ok"))[t.family] = t.to_state
         cells = []
         for f in fams:
             r = results.get(w.id, {}).get(f)
-            cells.append(f"{'-':>10}" if r is None else
-                         f"{r.effect_size:>9.3f}{'*' if r.drifted else ' '}")
+            cells.append(
+                f"{'-':>10}" if r is None else f"{r.effect_size:>9.3f}{'*' if r.drifted else ' '}"
+            )
         firing = [f for f in fams if state[f] in ("warn", "alert")]
         what = ", ".join(decisions.get(w.id, [])) or (
             f"still {'/'.join(sorted({state[f] for f in firing}))}: {', '.join(firing)}"
-            if firing else "ok")
+            if firing
+            else "ok"
+        )
         if w.arm not in ("all", "stable"):
             what = "canary arm: judged by the rollout" if w.id in results else "canary arm"
         elif w.id not in results:
             what = "not evaluated (no reference yet)"
-        click.echo(f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} "
-                   f"{w.model_version + '/' + w.arm:<12} {w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
-                   + " ".join(cells) + f"  {what}")
+        click.echo(
+            f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} "
+            f"{w.model_version + '/' + w.arm:<12} {w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
+            + " ".join(cells)
+            + f"  {what}"
+        )
     paged = [a for a in alerts if a.paged]
     for a in paged:
         moved = ", ".join(a.evidence.get("top_features", [])[:3])
         group = [b for b in alerts if b.id == a.id or b.grouped_into == a.id]
         done = [b.resolved_at for b in group if b.resolved_at is not None]
-        end = (f"all {len(group)} families resolved by {max(done):%H:%M}"
-               if len(done) == len(group) else "STILL FIRING")
-        click.echo(f"\nIncident #{a.id}: {a.model} {a.model_version} paged at {a.opened_at:%H:%M} "
-                   f"({a.severity}, {a.family}: {moved}); {end}.")
-    click.echo(f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
-               f"{len(paged)} page(s); deliveries: "
-               + ", ".join(f"{d.event} to {d.channel}" for d in sent))
+        end = (
+            f"all {len(group)} families resolved by {max(done):%H:%M}"
+            if len(done) == len(group)
+            else "STILL FIRING"
+        )
+        click.echo(
+            f"\nIncident #{a.id}: {a.model} {a.model_version} paged at {a.opened_at:%H:%M} "
+            f"({a.severity}, {a.family}: {moved}); {end}."
+        )
+    click.echo(
+        f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
+        f"{len(paged)} page(s); deliveries: " + ", ".join(f"{d.event} to {d.channel}" for d in sent)
+    )
     if demo.loop:
         from monitor.demo.loop import print_loop
 
@@ -310,8 +349,16 @@ def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")
     is still changed (serve more traffic with ``serve_window(demo, demo.shifted)``); set
     ``demo.fix_camera = False`` to skip the camera-fixed phase."""
     demo = Demo(workdir=workdir)
-    stages: list[Stage] = [start_services, train_model, fit_reference, clean_traffic,
-                           camera_change, *after_alert, camera_fixed, print_timeline]
+    stages: list[Stage] = [
+        start_services,
+        train_model,
+        fit_reference,
+        clean_traffic,
+        camera_change,
+        *after_alert,
+        camera_fixed,
+        print_timeline,
+    ]
     try:
         for stage in stages:
             stage(demo)
@@ -322,8 +369,13 @@ def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"),
-              show_default=True, help="Where the demo's database and logs go (wiped first).")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Where the demo's database and logs go (wiped first).",
+)
 def demo(workdir: Path) -> None:
     """Detect a camera change, page once, retrain, canary, promote, resolve (< 3 min)."""
     import logging
@@ -346,8 +398,10 @@ def _print_alert(item: Any) -> None:
     body = item.json
     ok = verify_signature(item.body, item.headers.get(SIGNATURE_HEADER, ""), SECRET)
     bar = "=" * 78
-    click.echo(f"\n{bar}\nWEBHOOK RECEIVED ({'signature ok' if ok else 'BAD SIGNATURE'})\n"
-               f"{body['text']}\n{bar}\n")
+    click.echo(
+        f"\n{bar}\nWEBHOOK RECEIVED ({'signature ok' if ok else 'BAD SIGNATURE'})\n"
+        f"{body['text']}\n{bar}\n"
+    )
 
 
 def _wait_stored(demo: Demo, n: int, timeout: float = 60.0) -> None:
@@ -374,15 +428,19 @@ def _evaluate(demo: Demo, phase: Phase) -> None:
         for w in session.scalars(select(Window).where(Window.id.not_in(demo.window_phase))):
             demo.window_phase[w.id] = phase.name
             rows = session.scalars(select(DriftResultRow).where(DriftResultRow.window_id == w.id))
-            stats = " ".join(f"{r.family}={r.effect_size:.3f}{'*' if r.drifted else ''}"
-                             for r in rows) or "not evaluated (no reference for this version yet)"
+            stats = (
+                " ".join(f"{r.family}={r.effect_size:.3f}{'*' if r.drifted else ''}" for r in rows)
+                or "not evaluated (no reference for this version yet)"
+            )
             demo.say(f"window {w.id:>2} [{phase.name}] {w.model_version}/{w.arm} {stats}")
     for d in report.decisions:
         t = d.transition
         demo.say(f"  policy: {d.version} {d.family} {t.from_state} -> {t.to_state}: {t.reason}")
     for t in report.superseded:
-        demo.say(f"  policy: {t.evidence['version']} {t.evidence['family']} {t.from_state} -> "
-                 f"{t.to_state}: {t.reason}")
+        demo.say(
+            f"  policy: {t.evidence['version']} {t.evidence['family']} {t.from_state} -> "
+            f"{t.to_state}: {t.reason}"
+        )
 
 
 def _shutdown(demo: Demo) -> None:

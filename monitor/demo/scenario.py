@@ -30,20 +30,32 @@ from monitor.store.db import session_factory, unit_of_work
 MODEL = "digits"
 
 
-def _logs(batch: LogBatch, start: datetime, prefix: str, version: str, arm: str | None,
-          rng: np.random.Generator, accuracy: float, latency_ms: float) -> list[PredictionLog]:
+def _logs(
+    batch: LogBatch,
+    start: datetime,
+    prefix: str,
+    version: str,
+    arm: str | None,
+    rng: np.random.Generator,
+    accuracy: float,
+    latency_ms: float,
+) -> list[PredictionLog]:
     assert batch.embeddings is not None and batch.pixel is not None
     out = []
     for i in range(len(batch)):
         predicted = int(batch.predicted[i])
         label = predicted if rng.uniform() < accuracy else (predicted + 1) % batch.n_classes
         values: dict[str, Any] = {
-            "model": MODEL, "model_version": version, "request_id": f"{prefix}-{i}",
-            "timestamp": start + timedelta(seconds=i * 0.5), "predicted_class": predicted,
+            "model": MODEL,
+            "model_version": version,
+            "request_id": f"{prefix}-{i}",
+            "timestamp": start + timedelta(seconds=i * 0.5),
+            "predicted_class": predicted,
             "probabilities": (batch.probs[i] / batch.probs[i].sum()).tolist(),
             "embedding": encode_array(batch.embeddings[i], "float16"),
             "pixel_stats": dict(zip(STAT_NAMES, map(float, batch.pixel[i]), strict=True)),
-            "latency_ms": float(rng.gamma(4.0, latency_ms / 4.0)), "label": label,
+            "latency_ms": float(rng.gamma(4.0, latency_ms / 4.0)),
+            "label": label,
         }
         if arm is not None:
             values["arm"] = arm
@@ -61,12 +73,33 @@ def scenario_logs(t0: datetime, per_window: int = 300, dim: int = 32) -> list[Pr
         # (name, start, batch kwargs, version, arm, accuracy, latency)
         ("ref", t0, {"n": 2 * per_window, "seed": 1}, "v1", None, 0.95, 20.0),
         ("clean", t0 + 2 * step, {"n": per_window, "seed": 3}, "v1", None, 0.95, 20.0),
-        ("dark", t0 + 3 * step, {"n": 2 * per_window, "seed": 4, "brightness": -0.3}, "v1",
-         None, 0.80, 21.0),
-        ("stable", t0 + 5 * step, {"n": per_window, "seed": 5, "brightness": -0.3}, "v1",
-         "stable", 0.80, 21.0),
-        ("canary", t0 + 5 * step, {"n": per_window, "seed": 6, "brightness": -0.3,
-                                   "temperature": 0.8}, "v2", "canary", 0.93, 12.0),
+        (
+            "dark",
+            t0 + 3 * step,
+            {"n": 2 * per_window, "seed": 4, "brightness": -0.3},
+            "v1",
+            None,
+            0.80,
+            21.0,
+        ),
+        (
+            "stable",
+            t0 + 5 * step,
+            {"n": per_window, "seed": 5, "brightness": -0.3},
+            "v1",
+            "stable",
+            0.80,
+            21.0,
+        ),
+        (
+            "canary",
+            t0 + 5 * step,
+            {"n": per_window, "seed": 6, "brightness": -0.3, "temperature": 0.8},
+            "v2",
+            "canary",
+            0.93,
+            12.0,
+        ),
     ]
     logs: list[PredictionLog] = []
     for name, start, kwargs, version, arm, accuracy, latency in plan:
@@ -86,8 +119,9 @@ def run_monitor(engine: Engine, settings: Settings, t0: datetime, per_window: in
 
     end = t0 + timedelta(seconds=per_window)  # ref logs are 0.5 s apart: 2 windows' worth
     with unit_of_work(session_factory(engine)) as s:
-        fit_profile_from_store(s, settings, MODEL, "v1", t0, end, "reference", arm="all",
-                               activate=True)
+        fit_profile_from_store(
+            s, settings, MODEL, "v1", t0, end, "reference", arm="all", activate=True
+        )
     with unit_of_work(session_factory(engine)) as s:
         # every log is committed already: no need to wait for the settle delay
         close_windows(s, settings, datetime.now(UTC), settle_seconds=0)

@@ -61,43 +61,69 @@ class Decision:
 def _load(session: Session, model: str, version: str, family: str) -> PolicyStateRow:
     row = session.get(PolicyStateRow, (model, version, family))
     if row is None:
-        row = PolicyStateRow(model=model, model_version=version, family=family, state="ok",
-                             drift_streak=0, clean_streak=0)
+        row = PolicyStateRow(
+            model=model,
+            model_version=version,
+            family=family,
+            state="ok",
+            drift_streak=0,
+            clean_streak=0,
+        )
         session.add(row)
     return row
 
 
 def _state(row: PolicyStateRow) -> PolicyState:
     return PolicyState(
-        state=row.state, drift_streak=row.drift_streak or 0,  # type: ignore[arg-type]
-        clean_streak=row.clean_streak or 0, severity=row.severity,  # type: ignore[arg-type]
-        opened_at=row.opened_at, last_paged_at=row.last_paged_at,
+        state=row.state,
+        drift_streak=row.drift_streak or 0,  # type: ignore[arg-type]
+        clean_streak=row.clean_streak or 0,
+        severity=row.severity,  # type: ignore[arg-type]
+        opened_at=row.opened_at,
+        last_paged_at=row.last_paged_at,
         last_window_id=row.last_window_id,
     )
 
 
 def _save(row: PolicyStateRow, state: PolicyState, now: datetime) -> None:
-    row.state, row.drift_streak, row.clean_streak = state.state, state.drift_streak, \
-        state.clean_streak
-    row.severity, row.opened_at, row.last_paged_at = state.severity, state.opened_at, \
-        state.last_paged_at
+    row.state, row.drift_streak, row.clean_streak = (
+        state.state,
+        state.drift_streak,
+        state.clean_streak,
+    )
+    row.severity, row.opened_at, row.last_paged_at = (
+        state.severity,
+        state.opened_at,
+        state.last_paged_at,
+    )
     row.last_window_id, row.updated_at = state.last_window_id, now
 
 
 def _recent_retrains(session: Session, model: str, at: datetime) -> list[datetime]:
-    return list(session.scalars(
-        select(PolicyTransitionRow.at).where(
-            PolicyTransitionRow.model == model, PolicyTransitionRow.retrain.is_(True),
-            PolicyTransitionRow.at > at - timedelta(days=1))))
+    return list(
+        session.scalars(
+            select(PolicyTransitionRow.at).where(
+                PolicyTransitionRow.model == model,
+                PolicyTransitionRow.retrain.is_(True),
+                PolicyTransitionRow.at > at - timedelta(days=1),
+            )
+        )
+    )
 
 
-def _open_alert(session: Session, settings: Settings, window: Window, family: str,
-                t: Transition, now: datetime) -> AlertRow:
+def _open_alert(
+    session: Session, settings: Settings, window: Window, family: str, t: Transition, now: datetime
+) -> AlertRow:
     last = session.scalars(
-        select(AlertRow).where(AlertRow.model == window.model,
-                               AlertRow.model_version == window.model_version,
-                               AlertRow.family == family)
-        .order_by(AlertRow.id.desc()).limit(1)).first()
+        select(AlertRow)
+        .where(
+            AlertRow.model == window.model,
+            AlertRow.model_version == window.model_version,
+            AlertRow.family == family,
+        )
+        .order_by(AlertRow.id.desc())
+        .limit(1)
+    ).first()
     if not t.notify and last is not None:
         # Flapping inside the cooldown: the same alert fires again, nobody is paged twice.
         last.status, last.resolved_at, last.updated_at = "firing", None, now
@@ -105,56 +131,93 @@ def _open_alert(session: Session, settings: Settings, window: Window, family: st
         last.evidence = {**t.evidence, "reason": t.reason}
         return last
     incident = session.scalars(
-        select(AlertRow).where(AlertRow.model == window.model,
-                               AlertRow.model_version == window.model_version,
-                               AlertRow.status == "firing", AlertRow.paged.is_(True))
-        .order_by(AlertRow.id).limit(1)).first()
+        select(AlertRow)
+        .where(
+            AlertRow.model == window.model,
+            AlertRow.model_version == window.model_version,
+            AlertRow.status == "firing",
+            AlertRow.paged.is_(True),
+        )
+        .order_by(AlertRow.id)
+        .limit(1)
+    ).first()
     paged = t.notify and incident is None
     alert = AlertRow(
-        model=window.model, model_version=window.model_version, family=family,
-        severity=t.severity or "warning", status="firing", dedup_key="", opened_at=t.at,
-        summary=t.reason, evidence={**t.evidence, "reason": t.reason}, reopen_count=0,
-        paged=paged, grouped_into=None if incident is None else incident.id, updated_at=now,
+        model=window.model,
+        model_version=window.model_version,
+        family=family,
+        severity=t.severity or "warning",
+        status="firing",
+        dedup_key="",
+        opened_at=t.at,
+        summary=t.reason,
+        evidence={**t.evidence, "reason": t.reason},
+        reopen_count=0,
+        paged=paged,
+        grouped_into=None if incident is None else incident.id,
+        updated_at=now,
     )
     session.add(alert)
     session.flush()
     alert.dedup_key = dedup_key(alert.model, alert.model_version, family, alert.id)
-    metric("driftwatch_alerts_total").labels(model=alert.model, family=family,
-                                             severity=alert.severity).inc()
+    metric("driftwatch_alerts_total").labels(
+        model=alert.model, family=family, severity=alert.severity
+    ).inc()
     if paged:
         enqueue(session, alert, "trigger", settings.alerts, now)
     elif incident is not None:
         moved = ", ".join(t.evidence.get("top_features", [])[:2])
         also = f"{family} ({moved})" if moved else family
-        incident.evidence = {**incident.evidence,
-                             "also_drifting": [*incident.evidence.get("also_drifting", []),
-                                               also]}
+        incident.evidence = {
+            **incident.evidence,
+            "also_drifting": [*incident.evidence.get("also_drifting", []), also],
+        }
     return alert
 
 
-def _resolve_alert(session: Session, settings: Settings, window: Window, family: str,
-                   t: Transition, now: datetime) -> AlertRow | None:
+def _resolve_alert(
+    session: Session, settings: Settings, window: Window, family: str, t: Transition, now: datetime
+) -> AlertRow | None:
     alert = session.scalars(
-        select(AlertRow).where(AlertRow.model == window.model,
-                               AlertRow.model_version == window.model_version,
-                               AlertRow.family == family, AlertRow.status == "firing")
-        .order_by(AlertRow.id.desc()).limit(1)).first()
+        select(AlertRow)
+        .where(
+            AlertRow.model == window.model,
+            AlertRow.model_version == window.model_version,
+            AlertRow.family == family,
+            AlertRow.status == "firing",
+        )
+        .order_by(AlertRow.id.desc())
+        .limit(1)
+    ).first()
     if alert is None:
         return None
     alert.status, alert.resolved_at, alert.updated_at = "resolved", t.at, now
     alert.evidence = {**alert.evidence, "resolved_by": t.evidence, "resolve_reason": t.reason}
     session.flush()
     still_firing = session.scalar(
-        select(AlertRow.id).where(AlertRow.model == window.model,
-                                  AlertRow.model_version == window.model_version,
-                                  AlertRow.status == "firing").limit(1))
+        select(AlertRow.id)
+        .where(
+            AlertRow.model == window.model,
+            AlertRow.model_version == window.model_version,
+            AlertRow.status == "firing",
+        )
+        .limit(1)
+    )
     if still_firing is None:  # the incident is over: resolve every page it made
         for paged in session.scalars(
-            select(AlertRow).where(AlertRow.model == window.model,
-                                   AlertRow.model_version == window.model_version,
-                                   AlertRow.paged.is_(True), AlertRow.status == "resolved")):
-            keys = {r.event_key for r in session.scalars(
-                select(AlertDeliveryRow).where(AlertDeliveryRow.alert_id == paged.id))}
+            select(AlertRow).where(
+                AlertRow.model == window.model,
+                AlertRow.model_version == window.model_version,
+                AlertRow.paged.is_(True),
+                AlertRow.status == "resolved",
+            )
+        ):
+            keys = {
+                r.event_key
+                for r in session.scalars(
+                    select(AlertDeliveryRow).where(AlertDeliveryRow.alert_id == paged.id)
+                )
+            }
             n = paged.reopen_count
             if f"trigger:{n}" in keys and f"resolve:{n}" not in keys:
                 enqueue(session, paged, "resolve", settings.alerts, now)
@@ -162,7 +225,10 @@ def _resolve_alert(session: Session, settings: Settings, window: Window, family:
 
 
 def apply_window(
-    session: Session, settings: Settings, window: Window, results: Iterable[DriftResult],
+    session: Session,
+    settings: Settings,
+    window: Window,
+    results: Iterable[DriftResult],
     now: datetime | None = None,
 ) -> list[Decision]:
     """Run the policy over one evaluated window's results; returns what changed."""
@@ -175,8 +241,15 @@ def apply_window(
     for result in sorted(results, key=lambda r: PAGE_ORDER.get(r.family, len(PAGE_ORDER))):
         family = result.family
         floor = settings.detectors.for_model(window.model, family).effect_floor  # type: ignore[arg-type]
-        obs = Observation(window.id, window.start_ts, window.end_ts, bool(result.drifted),
-                          float(result.effect_size), floor, evidence_from_result(result))
+        obs = Observation(
+            window.id,
+            window.start_ts,
+            window.end_ts,
+            bool(result.drifted),
+            float(result.effect_size),
+            floor,
+            evidence_from_result(result),
+        )
         row = _load(session, window.model, window.model_version, family)
         state, t = step(_state(row), obs, settings.policy)
         _save(row, state, now)
@@ -187,23 +260,51 @@ def apply_window(
         retrain_reason: str | None = None
         if t.to_state == "alert":
             alert = _open_alert(session, settings, window, family, t, now)
-            choice = retrain_decision(t, family, _recent_retrains(session, window.model, t.at),
-                                      settings.policy)
+            choice = retrain_decision(
+                t, family, _recent_retrains(session, window.model, t.at), settings.policy
+            )
             retrain, retrain_reason = choice.retrain, choice.reason
             if retrain:
                 _queue_retrain(session, window, alert, choice.reason)
         elif t.to_state == "resolved":
             alert = _resolve_alert(session, settings, window, family, t, now)
-        session.add(PolicyTransitionRow(
-            model=window.model, model_version=window.model_version, family=family,
-            window_id=window.id, from_state=t.from_state, to_state=t.to_state, at=t.at,
-            reason=t.reason, notify=t.notify, severity=t.severity, retrain=retrain,
-            retrain_reason=retrain_reason, evidence=t.evidence, created_at=now,
-        ))
-        log.info("%s %s %s: %s -> %s (%s)", window.model, window.model_version, family,
-                 t.from_state, t.to_state, t.reason)
-        decisions.append(Decision(window.model, window.model_version, family, t,
-                                  None if alert is None else alert.id, retrain))
+        session.add(
+            PolicyTransitionRow(
+                model=window.model,
+                model_version=window.model_version,
+                family=family,
+                window_id=window.id,
+                from_state=t.from_state,
+                to_state=t.to_state,
+                at=t.at,
+                reason=t.reason,
+                notify=t.notify,
+                severity=t.severity,
+                retrain=retrain,
+                retrain_reason=retrain_reason,
+                evidence=t.evidence,
+                created_at=now,
+            )
+        )
+        log.info(
+            "%s %s %s: %s -> %s (%s)",
+            window.model,
+            window.model_version,
+            family,
+            t.from_state,
+            t.to_state,
+            t.reason,
+        )
+        decisions.append(
+            Decision(
+                window.model,
+                window.model_version,
+                family,
+                t,
+                None if alert is None else alert.id,
+                retrain,
+            )
+        )
     session.flush()
     return decisions
 
@@ -214,6 +315,11 @@ def _queue_retrain(session: Session, window: Window, alert: AlertRow, reason: st
     except ImportError:  # retrain/ not installed: the decision is still recorded
         log.warning("retrain wanted for %s but retrain/ is not available", window.model)
         return
-    enqueue_job(session, window.model, f"alert-{alert.id}", source="policy", reason=reason,
-                params={"version": window.model_version, "alert_id": alert.id,
-                        "family": alert.family})
+    enqueue_job(
+        session,
+        window.model,
+        f"alert-{alert.id}",
+        source="policy",
+        reason=reason,
+        params={"version": window.model_version, "alert_id": alert.id, "family": alert.family},
+    )

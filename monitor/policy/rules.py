@@ -130,21 +130,32 @@ def step(
     def move(to: State, reason: str, notify: bool, severity: Severity | None) -> Transition:
         return Transition(current, to, obs.end, obs.window_id, reason, notify, severity, evidence)
 
-    if current in ("ok", "resolved", "warn") and drift >= rules.windows_to_alert and _strong(
-        obs, rules
+    if (
+        current in ("ok", "resolved", "warn")
+        and drift >= rules.windows_to_alert
+        and _strong(obs, rules)
     ):
         severity = _severity(obs, rules)
         cooldown = timedelta(seconds=rules.cooldown_seconds)
         flapping = state.last_paged_at is not None and obs.end - state.last_paged_at < cooldown
         if flapping:
-            reason = (f"drift returned {drift} windows in a row within the "
-                      f"{rules.cooldown_seconds:.0f}s cooldown of the last page: re-opened, "
-                      "not paged again (flapping)")
+            reason = (
+                f"drift returned {drift} windows in a row within the "
+                f"{rules.cooldown_seconds:.0f}s cooldown of the last page: re-opened, "
+                "not paged again (flapping)"
+            )
         else:
-            reason = f"{drift} drifted windows in a row, effect {obs.effect_size:.3g} >= " \
-                     f"alert level {obs.effect_floor * rules.alert_effect_multiple:.3g}"
-        new = replace(new, state="alert", severity=severity, opened_at=obs.end,
-                      last_paged_at=state.last_paged_at if flapping else obs.end)
+            reason = (
+                f"{drift} drifted windows in a row, effect {obs.effect_size:.3g} >= "
+                f"alert level {obs.effect_floor * rules.alert_effect_multiple:.3g}"
+            )
+        new = replace(
+            new,
+            state="alert",
+            severity=severity,
+            opened_at=obs.end,
+            last_paged_at=state.last_paged_at if flapping else obs.end,
+        )
         return new, move("alert", reason, not flapping, severity)
     if current in ("ok", "resolved") and drift >= rules.windows_to_warn:
         new = replace(new, state="warn", severity=None)
@@ -190,12 +201,18 @@ def retrain_decision(
     if family not in rules.retrain_families:
         return RetrainDecision(False, f"family {family} does not trigger retraining")
     if SEVERITY_RANK[transition.severity or "warning"] < SEVERITY_RANK[rules.retrain_min_severity]:
-        return RetrainDecision(False, f"severity {transition.severity} below "
-                                      f"{rules.retrain_min_severity}")
+        return RetrainDecision(
+            False, f"severity {transition.severity} below {rules.retrain_min_severity}"
+        )
     day_ago = transition.at - timedelta(days=1)
     used = sum(1 for ts in recent_retrains if day_ago < ts <= transition.at)
     if used >= rules.retrain_max_per_day:
-        return RetrainDecision(False, f"retrain budget spent: {used} in the last 24h "
-                                      f"(max {rules.retrain_max_per_day}/day)")
-    return RetrainDecision(True, f"{family} alert ({transition.severity}); "
-                                 f"{used + 1}/{rules.retrain_max_per_day} retrains today")
+        return RetrainDecision(
+            False,
+            f"retrain budget spent: {used} in the last 24h (max {rules.retrain_max_per_day}/day)",
+        )
+    return RetrainDecision(
+        True,
+        f"{family} alert ({transition.severity}); "
+        f"{used + 1}/{rules.retrain_max_per_day} retrains today",
+    )

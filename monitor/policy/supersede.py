@@ -34,46 +34,85 @@ def _promoted(session: Session, model: str) -> str | None:
     return None if mv is None else mv.version
 
 
-def resolve_superseded(session: Session, settings: Settings, window: Window,
-                       results: Iterable[DriftResult], now: datetime) -> list[Transition]:
+def resolve_superseded(
+    session: Session,
+    settings: Settings,
+    window: Window,
+    results: Iterable[DriftResult],
+    now: datetime,
+) -> list[Transition]:
     """After ``window`` was decided: resolve other versions' alerts when it proves the drift
     over (the rule in the module docstring); returns the transitions made."""
     if window.arm not in WATCHED_ARMS or any(r.drifted for r in results):
         return []
     if _promoted(session, window.model) != window.model_version:
         return []
-    own = list(session.scalars(select(PolicyStateRow).where(
-        PolicyStateRow.model == window.model, PolicyStateRow.model_version ==
-        window.model_version)))
+    own = list(
+        session.scalars(
+            select(PolicyStateRow).where(
+                PolicyStateRow.model == window.model,
+                PolicyStateRow.model_version == window.model_version,
+            )
+        )
+    )
     need = settings.policy.windows_to_resolve
     if not own or any(r.state in ("warn", "alert") or r.clean_streak < need for r in own):
         return []
     made: list[Transition] = []
-    for row in session.scalars(select(PolicyStateRow).where(
+    for row in session.scalars(
+        select(PolicyStateRow).where(
             PolicyStateRow.model == window.model,
             PolicyStateRow.model_version != window.model_version,
-            PolicyStateRow.state.in_(("warn", "alert")))):
-        old = session.scalars(select(Window).where(
-            Window.model == row.model, Window.model_version == row.model_version)
-            .order_by(Window.id.desc()).limit(1)).first()
+            PolicyStateRow.state.in_(("warn", "alert")),
+        )
+    ):
+        old = session.scalars(
+            select(Window)
+            .where(Window.model == row.model, Window.model_version == row.model_version)
+            .order_by(Window.id.desc())
+            .limit(1)
+        ).first()
         if old is None:
             continue
         t = Transition(
-            from_state=cast(State, row.state), to_state="resolved", at=window.end_ts,
+            from_state=cast(State, row.state),
+            to_state="resolved",
+            at=window.end_ts,
             window_id=window.id,
-            reason=(f"superseded by {window.model_version} (promoted): its last {need} windows "
-                    f"are clean against its own reference"),
-            notify=row.state == "alert", severity=None,
-            evidence={"superseded_by": window.model_version, "window_id": window.id,
-                      "version": row.model_version, "family": row.family})
+            reason=(
+                f"superseded by {window.model_version} (promoted): its last {need} windows "
+                f"are clean against its own reference"
+            ),
+            notify=row.state == "alert",
+            severity=None,
+            evidence={
+                "superseded_by": window.model_version,
+                "window_id": window.id,
+                "version": row.model_version,
+                "family": row.family,
+            },
+        )
         row.state, row.drift_streak, row.clean_streak, row.updated_at = "resolved", 0, 0, now
         if t.notify:
             _resolve_alert(session, settings, old, row.family, t, now)
-        session.add(PolicyTransitionRow(
-            model=row.model, model_version=row.model_version, family=row.family,
-            window_id=window.id, from_state=t.from_state, to_state=t.to_state, at=t.at,
-            reason=t.reason, notify=t.notify, severity=None, retrain=False,
-            retrain_reason=None, evidence=t.evidence, created_at=now))
+        session.add(
+            PolicyTransitionRow(
+                model=row.model,
+                model_version=row.model_version,
+                family=row.family,
+                window_id=window.id,
+                from_state=t.from_state,
+                to_state=t.to_state,
+                at=t.at,
+                reason=t.reason,
+                notify=t.notify,
+                severity=None,
+                retrain=False,
+                retrain_reason=None,
+                evidence=t.evidence,
+                created_at=now,
+            )
+        )
         made.append(t)
     session.flush()
     return made

@@ -61,8 +61,9 @@ def frames(ref: LogBatch, cur: LogBatch) -> tuple[pd.DataFrame, pd.DataFrame, li
             if both.size and np.ptp(both) > 0:
                 cols_ref[name], cols_cur[name] = r, c
     if ref.embeddings is not None and cur.embeddings is not None:
-        pr, pc = _components(ref.embeddings.astype(np.float64),
-                             cur.embeddings.astype(np.float64), N_COMPONENTS)
+        pr, pc = _components(
+            ref.embeddings.astype(np.float64), cur.embeddings.astype(np.float64), N_COMPONENTS
+        )
         for j in range(pr.shape[1]):
             cols_ref[f"embedding_pc{j + 1}"], cols_cur[f"embedding_pc{j + 1}"] = pr[:, j], pc[:, j]
     numerical = list(cols_ref)

@@ -97,7 +97,8 @@ def gather(session: Session, settings: Settings, model: str, limit: int = 200) -
     from monitor.store.logs import load_window
 
     rows = session.scalars(
-        select(DriftResultRow).where(DriftResultRow.model == model)
+        select(DriftResultRow)
+        .where(DriftResultRow.model == model)
         .order_by(DriftResultRow.window_end.desc(), DriftResultRow.id.desc())
         .limit(limit * len(FAMILIES))
     ).all()[::-1]
@@ -110,13 +111,19 @@ def gather(session: Session, settings: Settings, model: str, limit: int = 200) -
             continue
         floor = settings.detectors.for_model(model, family).effect_floor
         families[family] = FamilyHistory(
-            [r.window_end for r in mine], [r.effect_size for r in mine], floor,
-            floor * settings.policy.alert_effect_multiple, [r.drifted for r in mine])
+            [r.window_end for r in mine],
+            [r.effect_size for r in mine],
+            floor,
+            floor * settings.policy.alert_effect_multiple,
+            [r.drifted for r in mine],
+        )
     latest = rows[-1]
     moved = [
         (f"{r.family}: {f['name']}", _change_text(f), float(f["ref_value"]), float(f["cur_value"]))
-        for r in rows if r.window_id == latest.window_id and r.family == "pixel"
-        for f in r.details if f.get("drifted")
+        for r in rows
+        if r.window_id == latest.window_id and r.family == "pixel"
+        for f in r.details
+        if f.get("drifted")
     ]
     current = reference = None
     window = session.get(Window, latest.window_id)
@@ -131,8 +138,10 @@ def gather(session: Session, settings: Settings, model: str, limit: int = 200) -
     arms = {}
     for arm in ("stable", "canary"):
         arm_window = session.scalars(
-            select(Window).where(Window.model == model, Window.arm == arm)
-            .order_by(Window.end_ts.desc()).limit(1)
+            select(Window)
+            .where(Window.model == model, Window.arm == arm)
+            .order_by(Window.end_ts.desc())
+            .limit(1)
         ).first()
         if arm_window is not None:
             arms[arm] = distribution(load_window(session, arm_window), arm_window.model_version)
@@ -162,14 +171,16 @@ def _frame(title: str, body: str, legend: list[tuple[str, str]]) -> str:
         f'<text x="{PAD + i * 120 + 14}" y="31" font-size="11">{_esc(n)}</text>'
         for i, (n, c) in enumerate(legend)
     )
-    return (f'<svg class="plot" role="img" aria-label="{_esc(title)}" width="{W}" height="{H}" '
-            f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">'
-            f"<title>{_esc(title)}</title>"
-            f'<rect width="{W}" height="{H}" fill="#fff" stroke="#ddd"/>{keys}'
-            f'<text x="10" y="15" font-size="12" font-weight="600">'
-            f"{_esc(title)}</text>{body}"
-            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>'
-            f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{H - PAD}" stroke="#333"/></svg>')
+    return (
+        f'<svg class="plot" role="img" aria-label="{_esc(title)}" width="{W}" height="{H}" '
+        f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{_esc(title)}</title>"
+        f'<rect width="{W}" height="{H}" fill="#fff" stroke="#ddd"/>{keys}'
+        f'<text x="10" y="15" font-size="12" font-weight="600">'
+        f"{_esc(title)}</text>{body}"
+        f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>'
+        f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{H - PAD}" stroke="#333"/></svg>'
+    )
 
 
 def _ytick(label: str, y: float) -> str:
@@ -186,23 +197,31 @@ def line_chart(h: FamilyHistory, title: str) -> str:
         return H - PAD - (H - PAD - TOP) * (v / top)
 
     pts = " ".join(f"{a:.1f},{y(v):.1f}" for a, v in zip(x, h.effects, strict=True))
-    body = [f'<polyline fill="none" stroke="{COLOURS["current"]}" stroke-width="2" '
-            f'points="{pts}"/>']
-    body += [f'<circle cx="{a:.1f}" cy="{y(v):.1f}" r="3" fill="{"#d62728" if d else "#1f77b4"}"/>'
-             for a, v, d in zip(x, h.effects, h.drifted, strict=True)]
+    body = [
+        f'<polyline fill="none" stroke="{COLOURS["current"]}" stroke-width="2" points="{pts}"/>'
+    ]
+    body += [
+        f'<circle cx="{a:.1f}" cy="{y(v):.1f}" r="3" fill="{"#d62728" if d else "#1f77b4"}"/>'
+        for a, v, d in zip(x, h.effects, h.drifted, strict=True)
+    ]
     for name, value, colour in (("warn", h.warn, "#ff7f0e"), ("alert", h.alert, "#d62728")):
-        body.append(f'<line class="threshold" x1="{PAD}" x2="{W - 10}" y1="{y(value):.1f}" '
-                    f'y2="{y(value):.1f}" stroke="{colour}" stroke-dasharray="6 4"/>'
-                    f'<text x="{W - 12}" y="{y(value) + (11 if name == "warn" else -3):.1f}" '
-                    f'font-size="10" '
-                    f'text-anchor="end" fill="{colour}">{name} {value:.3g}</text>')
+        body.append(
+            f'<line class="threshold" x1="{PAD}" x2="{W - 10}" y1="{y(value):.1f}" '
+            f'y2="{y(value):.1f}" stroke="{colour}" stroke-dasharray="6 4"/>'
+            f'<text x="{W - 12}" y="{y(value) + (11 if name == "warn" else -3):.1f}" '
+            f'font-size="10" '
+            f'text-anchor="end" fill="{colour}">{name} {value:.3g}</text>'
+        )
     body.append(_ytick(f"{top:.2g}", TOP + 4) + _ytick("0", H - PAD))
     if h.times:
-        body.append(f'<text x="{PAD}" y="{H - PAD + 14}" font-size="10">'
-                    f'{h.times[0]:%H:%M}</text><text x="{W - 10}" y="{H - PAD + 14}" '
-                    f'font-size="10" text-anchor="end">{h.times[-1]:%H:%M}</text>')
-    return _frame(title, "".join(body), [("effect size", COLOURS["current"]),
-                                         ("drifted window", "#d62728")])
+        body.append(
+            f'<text x="{PAD}" y="{H - PAD + 14}" font-size="10">'
+            f'{h.times[0]:%H:%M}</text><text x="{W - 10}" y="{H - PAD + 14}" '
+            f'font-size="10" text-anchor="end">{h.times[-1]:%H:%M}</text>'
+        )
+    return _frame(
+        title, "".join(body), [("effect size", COLOURS["current"]), ("drifted window", "#d62728")]
+    )
 
 
 def bar_chart(title: str, labels: list[str], series: dict[str, list[float]]) -> str:
@@ -214,12 +233,17 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float]]) -> 
     for s, (name, values) in enumerate(series.items()):
         for i, v in enumerate(values):
             height = (H - PAD - TOP) * v / top
-            body.append(f'<rect x="{PAD + i * group + s * bar + group * 0.1:.1f}" '
-                        f'y="{H - PAD - height:.1f}" width="{bar:.1f}" height="{height:.1f}" '
-                        f'fill="{COLOURS.get(name, "#888")}"><title>{_esc(name)} '
-                        f'{_esc(labels[i])}: {v:.3f}</title></rect>')
-    body += [f'<text x="{PAD + (i + 0.5) * group:.1f}" y="{H - PAD + 14}" font-size="10" '
-             f'text-anchor="middle">{_esc(label)}</text>' for i, label in enumerate(labels)]
+            body.append(
+                f'<rect x="{PAD + i * group + s * bar + group * 0.1:.1f}" '
+                f'y="{H - PAD - height:.1f}" width="{bar:.1f}" height="{height:.1f}" '
+                f'fill="{COLOURS.get(name, "#888")}"><title>{_esc(name)} '
+                f"{_esc(labels[i])}: {v:.3f}</title></rect>"
+            )
+    body += [
+        f'<text x="{PAD + (i + 0.5) * group:.1f}" y="{H - PAD + 14}" font-size="10" '
+        f'text-anchor="middle">{_esc(label)}</text>'
+        for i, label in enumerate(labels)
+    ]
     body.append(_ytick(f"{top:.2f}", TOP + 4))
     return _frame(title, "".join(body), [(n, COLOURS.get(n, "#888")) for n in series])
 
@@ -240,50 +264,83 @@ def _dist_pair(title: str, a: tuple[str, Distribution], b: tuple[str, Distributi
         return (d.class_shares + pad)[:n_classes]
 
     conf_labels = [f"{CONF_EDGES[i]:.1f}" for i in range(len(CONF_EDGES) - 1)]
-    return (bar_chart(f"{title}: class distribution", [str(c) for c in range(n_classes)],
-                      {a[0]: shares(a[1]), b[0]: shares(b[1])})
-            + bar_chart(f"{title}: confidence histogram", conf_labels,
-                        {a[0]: a[1].confidence, b[0]: b[1].confidence}))
+    return bar_chart(
+        f"{title}: class distribution",
+        [str(c) for c in range(n_classes)],
+        {a[0]: shares(a[1]), b[0]: shares(b[1])},
+    ) + bar_chart(
+        f"{title}: confidence histogram",
+        conf_labels,
+        {a[0]: a[1].confidence, b[0]: b[1].confidence},
+    )
 
 
 def render(data: StatusData) -> str:
     """The complete HTML page for ``data``."""
-    parts = [f"<h1>Driftwatch status: {_esc(data.model)}</h1>"
-             f'<p class="muted">generated {data.generated_at:%Y-%m-%d %H:%M:%S} UTC</p>',
-             "<h2>Drift statistics over time</h2><div class=\"grid\">"]
+    parts = [
+        f"<h1>Driftwatch status: {_esc(data.model)}</h1>"
+        f'<p class="muted">generated {data.generated_at:%Y-%m-%d %H:%M:%S} UTC</p>',
+        '<h2>Drift statistics over time</h2><div class="grid">',
+    ]
     rows = []
     for family, h in data.families.items():
         parts.append(line_chart(h, f"{family} effect size"))
         state = "drift" if h.drifted and h.drifted[-1] else "ok"
-        rows.append(f'<tr><td>{_esc(family)}</td><td>{h.effects[-1]:.4g}</td>'
-                    f'<td>{h.warn:.3g} / {h.alert:.3g}</td><td class="{state}">{state}</td></tr>')
-    parts.append("</div><table><tr><th>family</th><th>latest effect</th>"
-                 "<th>warn / alert</th><th>state</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f"<tr><td>{_esc(family)}</td><td>{h.effects[-1]:.4g}</td>"
+            f'<td>{h.warn:.3g} / {h.alert:.3g}</td><td class="{state}">{state}</td></tr>'
+        )
+    parts.append(
+        "</div><table><tr><th>family</th><th>latest effect</th>"
+        "<th>warn / alert</th><th>state</th></tr>" + "".join(rows) + "</table>"
+    )
     if data.reference and data.current:
-        parts.append("<h2>Reference vs current</h2><div class=\"grid\">"
-                     + _dist_pair("Reference vs current", ("reference", data.reference),
-                                  ("current", data.current)) + "</div>")
+        parts.append(
+            '<h2>Reference vs current</h2><div class="grid">'
+            + _dist_pair(
+                "Reference vs current", ("reference", data.reference), ("current", data.current)
+            )
+            + "</div>"
+        )
     if data.moved:
-        parts.append("<h2>Pixel statistics that moved</h2>" + bar_chart(
-            "Pixel statistics: reference vs current", [m[0].split(": ")[-1] for m in data.moved],
-            {"reference": [m[2] for m in data.moved], "current": [m[3] for m in data.moved]})
-            + "<table><tr><th>statistic</th><th>change</th></tr>" + "".join(
-                f"<tr><td>{_esc(m[0])}</td><td class=\"drift\">{_esc(m[1])}</td></tr>"
-                for m in data.moved) + "</table>")
+        parts.append(
+            "<h2>Pixel statistics that moved</h2>"
+            + bar_chart(
+                "Pixel statistics: reference vs current",
+                [m[0].split(": ")[-1] for m in data.moved],
+                {"reference": [m[2] for m in data.moved], "current": [m[3] for m in data.moved]},
+            )
+            + "<table><tr><th>statistic</th><th>change</th></tr>"
+            + "".join(
+                f'<tr><td>{_esc(m[0])}</td><td class="drift">{_esc(m[1])}</td></tr>'
+                for m in data.moved
+            )
+            + "</table>"
+        )
     if "stable" in data.arms and "canary" in data.arms:
         s, c = data.arms["stable"], data.arms["canary"]
-        parts.append("<h2>Canary arms side by side</h2><div class=\"grid\">"
-                     + _dist_pair("Stable vs canary", ("stable", s), ("canary", c)) + "</div>")
-        parts.append("<table><tr><th>arm</th><th>version</th><th>logs</th><th>accuracy</th>"
-                     "<th>p50 latency</th></tr>" + "".join(
-                         f"<tr><td>{arm}</td><td>{_esc(d.version)}</td><td>{d.n}</td>"
-                         f"<td>{_fmt(d.accuracy, '.1%')}</td>"
-                         f"<td>{_fmt(d.latency_p50_ms, '.1f')} ms</td></tr>"
-                         for arm, d in (("stable", s), ("canary", c))) + "</table>")
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<link rel="icon" href="data:,">'
-            f"<title>Driftwatch: {_esc(data.model)}</title><style>{_CSS}</style></head>"
-            f"<body>{''.join(parts)}</body></html>")
+        parts.append(
+            '<h2>Canary arms side by side</h2><div class="grid">'
+            + _dist_pair("Stable vs canary", ("stable", s), ("canary", c))
+            + "</div>"
+        )
+        parts.append(
+            "<table><tr><th>arm</th><th>version</th><th>logs</th><th>accuracy</th>"
+            "<th>p50 latency</th></tr>"
+            + "".join(
+                f"<tr><td>{arm}</td><td>{_esc(d.version)}</td><td>{d.n}</td>"
+                f"<td>{_fmt(d.accuracy, '.1%')}</td>"
+                f"<td>{_fmt(d.latency_p50_ms, '.1f')} ms</td></tr>"
+                for arm, d in (("stable", s), ("canary", c))
+            )
+            + "</table>"
+        )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<link rel="icon" href="data:,">'
+        f"<title>Driftwatch: {_esc(data.model)}</title><style>{_CSS}</style></head>"
+        f"<body>{''.join(parts)}</body></html>"
+    )
 
 
 def _fmt(value: float | None, spec: str) -> str:

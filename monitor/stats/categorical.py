@@ -162,7 +162,10 @@ MIN_EXPECTED = 5.0
 
 
 def proportion_test(
-    ref_hits: np.ndarray, n_ref: float, cur_hits: np.ndarray, n_cur: float,
+    ref_hits: np.ndarray,
+    n_ref: float,
+    cur_hits: np.ndarray,
+    n_cur: float,
     min_expected: float = MIN_EXPECTED,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two-proportion test that is valid for small counts; returns ``(z, two-sided p)``.

@@ -126,5 +126,9 @@ class AlertDeliveryRow(Base):
 
 #: The API's drift history of one model over a time range reads this index in order (a
 #: range scan, no sort), whatever the number of versions and families.
-DRIFT_HISTORY_INDEX = Index("ix_drift_results_model_window_end_id", DriftResultRow.model,
-                            DriftResultRow.window_end, DriftResultRow.id)
+DRIFT_HISTORY_INDEX = Index(
+    "ix_drift_results_model_window_end_id",
+    DriftResultRow.model,
+    DriftResultRow.window_end,
+    DriftResultRow.id,
+)

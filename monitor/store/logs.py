@@ -82,8 +82,11 @@ def _decode_embeddings(
     if not present.any():
         return None
     is16 = np.fromiter((d == "float16" for d in dtypes), bool, len(dtypes)) & present
-    sizes = {len(e) // (2 if d == "float16" else 4)
-             for e, d in zip(emb, dtypes, strict=True) if e is not None}
+    sizes = {
+        len(e) // (2 if d == "float16" else 4)
+        for e, d in zip(emb, dtypes, strict=True)
+        if e is not None
+    }
     if len(sizes) != 1:
         raise DriftwatchError(f"logs mix embedding dimensions {sorted(sizes)}")
     dim = sizes.pop()
@@ -107,8 +110,10 @@ def _pixel_columns(stats: Sequence[dict[str, float] | str | None]) -> np.ndarray
             [_NO_STATS if s is None else tuple(map(s.get, STAT_NAMES)) for s in stats],  # type: ignore[union-attr]
             dtype=np.float64,  # None -> NaN
         )
-    text = ",".join("null" if s is None else s if isinstance(s, str)
-                    else msgspec.json.encode(s).decode() for s in stats)
+    text = ",".join(
+        "null" if s is None else s if isinstance(s, str) else msgspec.json.encode(s).decode()
+        for s in stats
+    )
     try:
         parsed = _STATS_LIST.decode("[" + text + "]")
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
@@ -167,8 +172,15 @@ def load_window(session: Session, window: Window) -> LogBatch:
     rows = session.connection().execute(stmt).all()
     if not rows:
         raise DriftwatchError(f"window {window.id} has no logs left in the store (retention?)")
-    return rows_to_batch(rows, {"model": window.model, "model_version": window.model_version,
-                                "arm": window.arm, "window_id": str(window.id)})
+    return rows_to_batch(
+        rows,
+        {
+            "model": window.model,
+            "model_version": window.model_version,
+            "arm": window.arm,
+            "window_id": str(window.id),
+        },
+    )
 
 
 def load_range(
@@ -183,9 +195,7 @@ def load_range(
 ) -> LogBatch:
     """Logs of ``model``/``version`` with ``start <= ts < end`` (any arm unless ``arm`` is given;
     ``"all"`` means logs without an arm). ``limit`` keeps the newest ``limit`` logs."""
-    stmt = select(*_COLUMNS).where(
-        Prediction.model == model, Prediction.model_version == version
-    )
+    stmt = select(*_COLUMNS).where(Prediction.model == model, Prediction.model_version == version)
     if start is not None:
         stmt = stmt.where(Prediction.ts >= start)
     if end is not None:
@@ -247,12 +257,15 @@ def _read_npz(path: Path) -> LogBatch:
     pixel = arrays.get("pixel")
     if pixel is None and any(name in arrays for name in STAT_NAMES):
         n = len(arrays["probs"])
-        pixel = np.column_stack(
-            [arrays.get(name, np.full(n, np.nan)) for name in STAT_NAMES]
-        )
+        pixel = np.column_stack([arrays.get(name, np.full(n, np.nan)) for name in STAT_NAMES])
     return _batch_from_columns(
-        arrays["probs"], arrays.get("predicted"), arrays.get("embeddings"), pixel,
-        arrays.get("labels"), arrays.get("latency_ms"), str(path),
+        arrays["probs"],
+        arrays.get("predicted"),
+        arrays.get("embeddings"),
+        pixel,
+        arrays.get("labels"),
+        arrays.get("latency_ms"),
+        str(path),
     )
 
 
@@ -277,8 +290,13 @@ def _logs_to_batch(logs: Iterable[Any], source: str) -> LogBatch:
         dim = dims.pop()
         embeddings = np.stack([np.full(dim, np.nan, np.float32) if e is None else e for e in emb])
     return _batch_from_columns(
-        np.stack(probs), np.asarray(predicted), embeddings, _pixel_columns(stats),
-        np.asarray(labels), np.asarray(latency), source,
+        np.stack(probs),
+        np.asarray(predicted),
+        embeddings,
+        _pixel_columns(stats),
+        np.asarray(labels),
+        np.asarray(latency),
+        source,
     )
 
 

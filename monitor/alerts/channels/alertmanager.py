@@ -27,16 +27,27 @@ def alerts(
     now = now or datetime.now(UTC)
     starts = parse_time(msg.window_end) or now
     ends = now if msg.event == "resolve" else max(now, starts) + firing_ttl
-    return [{
-        "labels": {"alertname": "DriftwatchDrift", "model": msg.model, "version": msg.version,
-                   "family": msg.family, "severity": msg.severity,
-                   "alert_id": str(msg.alert_id)},
-        "annotations": {"summary": msg.title, "description": msg.text(),
-                        "runbook_url": msg.runbook_url, "dashboard": msg.dashboard_url},
-        "startsAt": _iso(starts),
-        "endsAt": _iso(ends),
-        "generatorURL": msg.dashboard_url,
-    }]
+    return [
+        {
+            "labels": {
+                "alertname": "DriftwatchDrift",
+                "model": msg.model,
+                "version": msg.version,
+                "family": msg.family,
+                "severity": msg.severity,
+                "alert_id": str(msg.alert_id),
+            },
+            "annotations": {
+                "summary": msg.title,
+                "description": msg.text(),
+                "runbook_url": msg.runbook_url,
+                "dashboard": msg.dashboard_url,
+            },
+            "startsAt": _iso(starts),
+            "endsAt": _iso(ends),
+            "generatorURL": msg.dashboard_url,
+        }
+    ]
 
 
 def request(msg: AlertMessage, channel: AlertmanagerChannel) -> tuple[str, bytes, dict[str, str]]:

@@ -21,8 +21,11 @@ _SEVERITY = {"critical": "critical", "warning": "warning"}
 def event(msg: AlertMessage, routing_key: str) -> dict[str, Any]:
     """The Events API v2 body of ``msg``."""
     action = "resolve" if msg.event == "resolve" else "trigger"
-    body: dict[str, Any] = {"routing_key": routing_key, "event_action": action,
-                            "dedup_key": msg.dedup_key}
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": msg.dedup_key,
+    }
     if action == "trigger":
         body["payload"] = {
             "summary": msg.title[:1024],
@@ -32,13 +35,19 @@ def event(msg: AlertMessage, routing_key: str) -> dict[str, Any]:
             "component": msg.model,
             "group": msg.version,
             "class": f"drift.{msg.family}",
-            "custom_details": {"statistic": msg.statistic_line, "moved": list(msg.top_features),
-                               "window": msg.window_line, "runbook": msg.runbook},
+            "custom_details": {
+                "statistic": msg.statistic_line,
+                "moved": list(msg.top_features),
+                "window": msg.window_line,
+                "runbook": msg.runbook,
+            },
         }
         if body["payload"]["timestamp"] is None:
             del body["payload"]["timestamp"]
-        body["links"] = [{"href": msg.dashboard_url, "text": "Driftwatch dashboard"},
-                         {"href": msg.runbook_url, "text": "Runbook"}]
+        body["links"] = [
+            {"href": msg.dashboard_url, "text": "Driftwatch dashboard"},
+            {"href": msg.runbook_url, "text": "Runbook"},
+        ]
     return body
 
 

@@ -17,22 +17,39 @@ _EMOJI = {"trigger": ":rotating_light:", "resolve": ":white_check_mark:", "test"
 
 def blocks(msg: AlertMessage) -> list[dict[str, Any]]:
     """The Block Kit blocks of ``msg``."""
+
     def field(label: str, value: str) -> dict[str, str]:
         return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
 
     return [
-        {"type": "header",
-         "text": {"type": "plain_text", "text": f"{_EMOJI[msg.event]} {msg.title}"[:150]}},
-        {"type": "section", "fields": [
-            field("Model", f"{msg.model} {msg.version}"),
-            field("Family", msg.family),
-            field("Severity", msg.severity),
-            field("Window", f"{msg.window_start} → {msg.window_end}"),
-        ]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"{msg.statistic_line}\n*Moved:* {msg.moved}")}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"<{msg.dashboard_url}|Dashboard> · <{msg.runbook_url}|Runbook>: {msg.runbook}")}]},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{_EMOJI[msg.event]} {msg.title}"[:150]},
+        },
+        {
+            "type": "section",
+            "fields": [
+                field("Model", f"{msg.model} {msg.version}"),
+                field("Family", msg.family),
+                field("Severity", msg.severity),
+                field("Window", f"{msg.window_start} → {msg.window_end}"),
+            ],
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": (f"{msg.statistic_line}\n*Moved:* {msg.moved}")},
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": (
+                        f"<{msg.dashboard_url}|Dashboard> · <{msg.runbook_url}|Runbook>: {msg.runbook}"
+                    ),
+                }
+            ],
+        },
     ]
 
 

@@ -53,8 +53,11 @@ def verify_signature(
 def request(msg: AlertMessage, channel: WebhookChannel) -> tuple[str, bytes, dict[str, str]]:
     """(url, body, headers) of the POST for ``msg``."""
     body = json.dumps(msg.to_dict(), sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "X-Driftwatch-Event": msg.event,
-               "Idempotency-Key": f"{msg.dedup_key}/{msg.event}"}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Driftwatch-Event": msg.event,
+        "Idempotency-Key": f"{msg.dedup_key}/{msg.event}",
+    }
     if channel.secret is not None:
         headers.update(sign(body, channel.secret.get_secret_value())[1])
     return channel.url, body, headers
