@@ -7,8 +7,8 @@ changes (brighter and blurred); the evaluator detects it, the policy pages once,
 receiver prints the alert; the camera is fixed, the alert resolves; a timeline closes the run.
 
 The run is a list of stages (functions of one :class:`Demo`), so later work can append its own:
-``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (
-C's retrain -> INT8 canary -> rollout -> promotion goes there). Stages run in this order:
+``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (the
+retrain -> INT8 canary -> rollout -> promotion stage goes there). Stages run in this order:
 ``start_services, train_model, fit_reference, clean_traffic, camera_change, *after_alert,
 camera_fixed, print_timeline``.
 """
