@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from monitor.demo.retrain_stage import train_baseline
 from retrain.digits import train_holdout
 from retrain.export import export_onnx, run, session
 from retrain.quantize import quantize_int8
-from retrain.recipes import digits_input
+from retrain.recipes import digits_input, train_baseline
 
 
 class BasicBlock(nn.Module):

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ingest.worker import kafka_client_config
 from monitor.imagestats import STAT_NAMES, batch_stats, encode_png
 from monitor.schemas import SCHEMA_VERSION, Arm, EmbeddingDtype, encode_array
 from monitor.settings import KafkaSettings
@@ -374,8 +375,6 @@ class PredictionLogger:
 
     def _producer(self) -> Any:
         from kafka import KafkaProducer
-
-        from ingest.worker import kafka_client_config
 
         return KafkaProducer(**{**kafka_client_config(self.kafka), **self._config})
 

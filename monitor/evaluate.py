@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
+from monitor.detectors.registry import fit_all, score_all
 from monitor.errors import DriftwatchError
 from monitor.profiles import active_profile, load_profiles
 from monitor.results import DriftResult
@@ -136,7 +137,6 @@ def evaluate_window(
 
     ``profiles`` caches the fitted profiles across the windows of one transaction.
     """
-    from monitor.detectors.registry import score_all
 
     now = now or datetime.now(UTC)
     profile_id, fitted = _profiles(session, window, {} if profiles is None else profiles)
@@ -220,6 +220,5 @@ def compare_arms(
     Pure: no store access. Use :func:`monitor.store.logs.load_range` with ``arm=`` to get the
     two batches of one period.
     """
-    from monitor.detectors.registry import fit_all, score_all
 
     return list(score_all(fit_all(stable, detectors, model, seed=seed), canary, detectors, model))

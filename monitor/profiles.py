@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
+from monitor.detectors.registry import family_of, fit_all, load_profile
 from monitor.errors import NotFound
 from monitor.settings import Family, Settings
 from monitor.store.logs import load_range, read_reference_file
@@ -41,7 +42,6 @@ def fit_profile_from_batch(
 ) -> ReferenceProfile:
     """Fit every enabled family on ``batch`` and store the profile (inactive unless
     ``activate``)."""
-    from monitor.detectors.registry import fit_all
 
     parts = fit_all(batch, settings.detectors, model, seed=seed)
     row = ReferenceProfile(
@@ -180,7 +180,6 @@ def profile_parts(session: Session, profile_id: int) -> list[ProfilePart]:
 
 def load_profiles(session: Session, profile_id: int) -> dict[Family, ProfileBase]:
     """The fitted per-family profiles of ``profile_id``, ready for ``registry.score_all``."""
-    from monitor.detectors.registry import family_of, load_profile
 
     profiles: dict[Family, ProfileBase] = {}
     for part in profile_parts(session, profile_id):

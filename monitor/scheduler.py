@@ -36,12 +36,20 @@ from typing import Any
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.alerts.outbox import deliver_pending
+from monitor.evaluate import evaluate_pending
 from monitor.metrics import metric
 from monitor.policy.apply import Decision, apply_window
 from monitor.policy.rules import Transition
 from monitor.policy.supersede import resolve_superseded
 from monitor.settings import Settings
+from monitor.store.alerting_tables import AlertRow, PolicyTransitionRow
 from monitor.store.db import session_factory, unit_of_work
+from monitor.store.ingest_repo import delete_older_than
+from monitor.store.tables import Window
+from monitor.windows import close_windows
+from retrain.jobs import enqueue_job
+from retrain.worker import run_once
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +115,6 @@ class Evaluator:
 
     def tick(self, now: datetime | None = None, deliver: bool = True) -> TickReport:
         """Close, evaluate and decide everything that is due; then deliver alerts."""
-        from monitor.evaluate import evaluate_pending
-        from monitor.windows import close_windows
 
         started = time.perf_counter()
         report = TickReport()
@@ -131,9 +137,9 @@ class Evaluator:
                     )
                     for ev in evaluations:
                         w = ev.window
-                        report.decisions += apply_window(
-                            session, self.settings, w, ev.results, wall
-                        )
+                        decisions = apply_window(session, self.settings, w, ev.results, wall)
+                        queue_retrains(session, w, decisions)
+                        report.decisions += decisions
                         report.superseded += resolve_superseded(
                             session, self.settings, w, ev.results, wall
                         )
@@ -153,7 +159,6 @@ class Evaluator:
         return report
 
     def deliver(self, now: datetime | None = None) -> Counter[str]:
-        from monitor.alerts.outbox import deliver_pending
 
         return deliver_pending(self.factory, self.settings, now)
 
@@ -167,7 +172,6 @@ class Evaluator:
             if not got:
                 log.debug("another evaluator is running retrain jobs: skipping")
                 return None
-            from retrain.worker import run_once
 
             return run_once(
                 self.settings, self.factory, run_jobs=self.settings.scheduler.run_retrain_jobs
@@ -175,9 +179,6 @@ class Evaluator:
 
     def retention(self, now: datetime | None = None) -> dict[str, int]:
         """Delete logs, windows and resolved alerts older than the retention settings."""
-        from monitor.store.alerting_tables import AlertRow, PolicyTransitionRow
-        from monitor.store.ingest_repo import delete_older_than
-        from monitor.store.tables import Window
 
         now = now or datetime.now(UTC)
         keep = self.settings.retention
@@ -261,3 +262,18 @@ def build_scheduler(evaluator: Evaluator, key: str = "default") -> Any:
             next_run_time=datetime.now(UTC),
         )
     return scheduler
+
+
+def queue_retrains(session: Session, window: Window, decisions: list[Decision]) -> None:
+    """Queue a retrain job for each decision that asks for one, in the caller's transaction."""
+    for d in decisions:
+        if not d.retrain or d.alert_id is None:
+            continue
+        enqueue_job(
+            session,
+            window.model,
+            f"alert-{d.alert_id}",
+            source="policy",
+            reason=d.retrain_reason or "",
+            params={"version": window.model_version, "alert_id": d.alert_id, "family": d.family},
+        )

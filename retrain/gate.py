@@ -10,8 +10,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from monitor.settings import RetrainSettings
+from monitor.store.retrain_tables import CanaryReport
 
 
 def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -213,3 +216,19 @@ def evaluate(
         size_bytes=sizes,
     )
     return decide(report, criteria)
+
+
+def gate_report(session: Session, model: str, version: str) -> str:
+    """The stored offline gate report of ``version``, as text."""
+    row = session.scalar(
+        select(CanaryReport)
+        .where(CanaryReport.model == model, CanaryReport.candidate_version == version)
+        .order_by(CanaryReport.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        return f"no gate report for {model} {version}"
+    data = dict(row.report)
+    for part in ("recent", "reference"):
+        data[part] = {k: ModelScores(**v) for k, v in data[part].items()}
+    return GateReport(**data).summary()

@@ -27,7 +27,12 @@ from monitor.errors import DriftwatchError, NotFound
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport, ModelVersion
+from monitor.store.versions import promoted_version
 from retrain import jobs, observe, registry
+from retrain.data import load_labelled, split_recent
+from retrain.deploy import target_from_settings
+from retrain.gate import evaluate
+from retrain.rollout import start
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +162,6 @@ def run_job(
     target: Any = None,
 ) -> JobOutcome | None:
     """Run job ``job_id`` (or the oldest queued one); returns None when there is nothing to do."""
-    from retrain.deploy import target_from_settings
 
     cfg = settings.retrain
     store = registry.ArtifactStore(cfg.registry_dir)
@@ -205,18 +209,15 @@ def _run(
     progress: bool,
     target: Any,
 ) -> JobOutcome:
-    from retrain.data import load_labelled, split_recent
     from retrain.export import session as ort_session
-    from retrain.gate import evaluate
     from retrain.recipes import RecipeInput, load_recipe
-    from retrain.rollout import start
 
     cfg = settings.retrain
     with unit_of_work(sessions) as session:
         data = load_labelled(
             session, model, since=_ts(params.get("since")), until=_ts(params.get("until"))
         )
-        current = registry.current(session, model)
+        current = promoted_version(session, model)
         if current is None:
             raise NotFound(f"model {model} has no promoted version to retrain from")
         base = _load_base(store, current)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import DriftwatchError
-from retrain.export import INPUT
+from retrain.export import INPUT, run
 
 
 class QuantizationError(DriftwatchError):
@@ -95,7 +95,6 @@ def check_int8(
     fp32_session: Any, int8_session: Any, x: np.ndarray, y: np.ndarray, max_drop: float
 ) -> Int8Check:
     """Accuracy of both sessions on held-out ``(x, y)``; raise if INT8 drops more than allowed."""
-    from retrain.export import run
 
     fp32 = float((run(fp32_session, x)[0].argmax(1) == y).mean())
     int8 = float((run(int8_session, x)[0].argmax(1) == y).mean())

@@ -17,6 +17,9 @@ import torch
 from torch import nn
 
 from monitor.errors import ConfigError, DriftwatchError
+from retrain.digits import train_holdout
+from retrain.model import DigitsNet, to_tensor, train_classifier
+from retrain.train import finetune
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,6 @@ def load_state(net: nn.Module, data: bytes) -> nn.Module:
 
 
 def digits_input(images: np.ndarray) -> np.ndarray:
-    from retrain.model import to_tensor
 
     if images.ndim != 3 or images.shape[1:] != (16, 16):
         raise DriftwatchError(f"digits recipe needs (N, 16, 16) grey images, got {images.shape}")
@@ -93,9 +95,6 @@ def digits_finetune(inp: RecipeInput) -> RecipeOutput:
     ``epochs``, ``patience``, ``lr``, ``batch_size``. The reference is the digits training split
     (seed 0) the baseline learned from; its holdout split is the gate's reference holdout.
     """
-    from retrain.digits import train_holdout
-    from retrain.model import DigitsNet
-    from retrain.train import finetune
 
     params = {**DIGITS_DEFAULTS, **inp.params}
     rng = np.random.default_rng(inp.seed)
@@ -135,3 +134,17 @@ def digits_finetune(inp: RecipeInput) -> RecipeOutput:
             "stopped_early": fit.stopped_early,
         },
     )
+
+
+_BASELINES: dict[tuple[int, int], bytes] = {}
+
+
+def train_baseline(epochs: int = 10, seed: int = 0) -> Any:
+    """A baseline DigitsNet, trained on the clean digits training split (memoised)."""
+    key = (epochs, seed)
+    if key not in _BASELINES:
+        train, _ = train_holdout(seed=0)
+        _BASELINES[key] = state_bytes(
+            train_classifier(train.images, train.labels, epochs=epochs, seed=seed)
+        )
+    return load_state(DigitsNet(), _BASELINES[key])

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
 from monitor.store.retrain_tables import ModelVersion, RegistryEvent
+from monitor.store.versions import promoted_version
 
 #: Allowed state changes of a model version.
 VERSION_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -196,16 +197,6 @@ def get_version(session: Session, model: str, version: str) -> ModelVersion:
     return mv
 
 
-def current(session: Session, model: str) -> ModelVersion | None:
-    """The promoted version serving ``model`` (the newest promoted one), or None."""
-    return session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.model == model, ModelVersion.state == "promoted")
-        .order_by(ModelVersion.id.desc())
-        .limit(1)
-    )
-
-
 def set_state(session: Session, mv: ModelVersion, state: str, reason: str = "") -> ModelVersion:
     """Move ``mv`` to ``state`` (checked against :data:`VERSION_TRANSITIONS`) and audit it.
 
@@ -214,7 +205,7 @@ def set_state(session: Session, mv: ModelVersion, state: str, reason: str = "") 
     if state not in VERSION_TRANSITIONS.get(mv.state, ()):
         raise RegistryError(f"{mv.model} {mv.version} cannot go from {mv.state} to {state}")
     if state == "promoted":
-        previous = current(session, mv.model)
+        previous = promoted_version(session, mv.model)
         if previous is not None and previous.id != mv.id:
             set_state(session, previous, "retired", f"replaced by {mv.version}")
     old, mv.state = mv.state, state

@@ -29,8 +29,11 @@ from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError, NotFound
+from monitor.evaluate import compare_arms
 from monitor.settings import Settings
+from monitor.store.logs import load_range
 from monitor.store.retrain_tables import ModelVersion, Rollout, RolloutStep
+from monitor.store.versions import promoted_version
 from retrain import observe, registry
 from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped
 
@@ -66,7 +69,7 @@ def start(
     candidate: ModelVersion,
 ) -> Rollout:
     """Make ``candidate`` the canary beside the current version at the first weight."""
-    stable = registry.current(session, candidate.model)
+    stable = promoted_version(session, candidate.model)
     if stable is None:
         raise NotFound(f"model {candidate.model} has no promoted version to canary against")
     plan = list(settings.retrain.rollout_steps)
@@ -210,7 +213,6 @@ def judge(ev: StepEvidence, settings: Settings, last_step: bool) -> tuple[str, s
 def _arm_batch(
     session: Session, model: str, version: str, arm: str, since: datetime, until: datetime
 ) -> LogBatch | None:
-    from monitor.store.logs import load_range
 
     try:
         return load_range(session, model, version, since, until, arm=arm)
@@ -225,8 +227,6 @@ def gather(session: Session, settings: Settings, rollout: Rollout, now: datetime
     canary = _arm_batch(session, rollout.model, rollout.candidate_version, "canary", since, now)
     found: list[dict[str, Any]] = []
     if stable is not None and canary is not None and min(len(stable), len(canary)) >= 20:
-        from monitor.evaluate import compare_arms
-
         try:
             results = compare_arms(stable, canary, settings.detectors, rollout.model)
         except (ImportError, DriftwatchError) as exc:

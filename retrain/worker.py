@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
 from retrain import jobs, registry
+from retrain.deploy import target_from_settings
+from retrain.pipeline import run_job
+from retrain.rollout import active, tick
 
 
 def run_once(
@@ -24,9 +27,6 @@ def run_once(
     target: Any = None,
 ) -> dict[str, Any]:
     """Returns ``{"stale": [job ids], "job": JobOutcome | None, "rollouts": {id: outcome}}``."""
-    from retrain.deploy import target_from_settings
-    from retrain.pipeline import run_job
-    from retrain.rollout import active, tick
 
     target = target or target_from_settings(settings.retrain)
     with unit_of_work(sessions) as session:

@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.app import create_app
-from monitor.demo.retrain_stage import train_baseline
 from monitor.settings import ApiSettings, RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport
@@ -24,7 +23,7 @@ from retrain.digits import SHIFTS, train_holdout
 from retrain.export import session as ort_session
 from retrain.gate import evaluate
 from retrain.pipeline import publish_version, register_baseline
-from retrain.recipes import digits_input
+from retrain.recipes import digits_input, train_baseline
 
 torch.set_num_threads(2)
 TOKEN = "t0ken-for-tests-only-456"

@@ -15,10 +15,11 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.demo.retrain_stage import gate_report, serve_labelled, train_baseline
+from monitor.demo.retrain_stage import serve_labelled
 from monitor.settings import RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport, Rollout
+from monitor.store.versions import promoted_version
 from retrain import jobs, registry
 from retrain.deploy import FileTarget
 from retrain.digits import train_holdout
@@ -28,11 +29,12 @@ from retrain.gate import (
     accuracy,
     decide,
     expected_calibration_error,
+    gate_report,
     macro_f1,
     per_class_recall,
 )
 from retrain.pipeline import register_baseline, run_job
-from retrain.recipes import RecipeInput, RecipeOutput, digits_finetune
+from retrain.recipes import RecipeInput, RecipeOutput, digits_finetune, train_baseline
 
 torch.set_num_threads(2)
 
@@ -144,7 +146,7 @@ def test_a_worse_candidate_is_never_promoted(
         assert failed.error.startswith("offline gate refused the candidate: ")
         assert "class 3 recall drops" in failed.error
         assert registry.get_version(s, "digits", "v1-r1").state == "failed"
-        assert registry.current(s, "digits").version == "v1"  # type: ignore[union-attr]
+        assert promoted_version(s, "digits").version == "v1"  # type: ignore[union-attr]
         assert s.scalar(select(Rollout)) is None
         stored = s.scalar(select(CanaryReport))
         assert stored is not None and not stored.passed and stored.reasons

@@ -60,6 +60,7 @@ from monitor.settings import (
     WindowSettings,
 )
 from monitor.store.db import make_engine, session_factory, unit_of_work
+from monitor.store.versions import promoted_version
 
 PER_WINDOW = 200
 SCRAPE_S = 1
@@ -277,7 +278,6 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
     -> 100% judged by :func:`retrain.rollout.tick` on fresh logs of both arms each step."""
     import torch
 
-    from monitor.demo.retrain_stage import train_baseline
     from monitor.store.ingest_repo import insert_predictions
     from monitor.store.retrain_tables import Rollout
     from retrain import registry, rollout
@@ -287,7 +287,7 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
     from retrain.gate import evaluate
     from retrain.observe import gate_agreement
     from retrain.pipeline import publish_version, register_baseline
-    from retrain.recipes import digits_input
+    from retrain.recipes import digits_input, train_baseline
 
     torch.set_num_threads(2)
     sessions = session_factory(engine)
@@ -348,7 +348,7 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
             outcomes.append(rollout.tick(s, settings, store, target, ro, datetime.now(UTC)))
     assert outcomes == ["advance", "advance", "advance", "promote"], outcomes
     with sessions() as s:
-        assert registry.current(s, MODEL).version == "v2"  # type: ignore[union-attr]
+        assert promoted_version(s, MODEL).version == "v2"  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import onnx
 import pytest
 import torch
 
-from monitor.demo.retrain_stage import train_baseline
 from retrain.digits import train_holdout
 from retrain.export import ParityError, check_parity, export_onnx, run, session
 from retrain.model import DigitsNet, predict
 from retrain.quantize import QuantizationError, check_int8, quantize_int8
-from retrain.recipes import digits_input, load_state, state_bytes
+from retrain.recipes import digits_input, load_state, state_bytes, train_baseline
 
 torch.set_num_threads(2)
 

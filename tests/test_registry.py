@@ -15,15 +15,16 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.demo.retrain_stage import serve_labelled, train_baseline
+from monitor.demo.retrain_stage import serve_labelled
 from monitor.settings import RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.retrain_tables import CanaryReport, ModelVersion, Rollout
+from monitor.store.versions import promoted_version
 from retrain import jobs, registry
 from retrain.deploy import FileTarget
 from retrain.digits import train_holdout
 from retrain.pipeline import register_baseline, run_job
-from retrain.recipes import RecipeInput, RecipeOutput, digits_finetune
+from retrain.recipes import RecipeInput, RecipeOutput, digits_finetune, train_baseline
 
 torch.set_num_threads(2)
 
@@ -160,7 +161,7 @@ def test_promotion_retires_the_previous_version_with_an_audit_trail(
         v2 = registry.register(s, "m", "v2", {}, parent_version="v1")
         registry.set_state(s, v2, "canary", "rollout 5%")
         registry.set_state(s, v2, "promoted", "all steps passed")
-        assert registry.current(s, "m") is v2 and v1.state == "retired"
+        assert promoted_version(s, "m") is v2 and v1.state == "retired"
         events = [(e.version, e.event) for e in registry.history(s, "m")]
         assert events == [
             ("v1", "registered"),

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.demo.retrain_stage import train_baseline
 from monitor.errors import ConfigError
 from retrain.digits import SHIFTS, load_digits_images, train_holdout
 from retrain.model import predict
-from retrain.recipes import RecipeInput, digits_finetune, load_recipe, state_bytes
+from retrain.recipes import RecipeInput, digits_finetune, load_recipe, state_bytes, train_baseline
 from retrain.train import balanced_weights
 
 torch.set_num_threads(2)

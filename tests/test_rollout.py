@@ -13,17 +13,18 @@ import pytest
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.demo.retrain_stage import close_the_loop, train_baseline
+from monitor.demo.retrain_stage import close_the_loop
 from monitor.schemas import PredictionLog
 from monitor.settings import RetrainSettings, Settings
 from monitor.store.db import unit_of_work
 from monitor.store.ingest_repo import insert_predictions
 from monitor.store.retrain_tables import Rollout
+from monitor.store.versions import promoted_version
 from retrain import registry, rollout
 from retrain.deploy import FileTarget
 from retrain.digits import train_holdout
 from retrain.pipeline import publish_version, register_baseline
-from retrain.recipes import digits_input
+from retrain.recipes import digits_input, train_baseline
 from retrain.server import ModelServer, route
 
 torch.set_num_threads(2)
@@ -136,7 +137,7 @@ def test_online_regression_at_25_percent_rolls_back(
         assert steps[1].canary_accuracy == pytest.approx(0.6)
         assert steps[1].evidence["canary"]["n_labelled"] == 70
         assert registry.get_version(s, "digits", "v2").state == "rolled_back"
-        assert registry.current(s, "digits").version == "v1"  # type: ignore[union-attr]
+        assert promoted_version(s, "digits").version == "v1"  # type: ignore[union-attr]
     spec = spec_file.read()
     assert spec is not None and spec.canary is None and spec.stable.version == "v1"
     assert _tick(settings, sessions, rollout_id) == "rolled_back"  # finished rollouts stay put
@@ -154,7 +155,7 @@ def test_all_steps_healthy_promotes(canary: tuple, make_log: Callable[..., Predi
         outcomes.append(_tick(settings, sessions, rollout_id))
     assert outcomes == ["advance", "advance", "advance", "promote"]
     with unit_of_work(sessions) as s:
-        assert registry.current(s, "digits").version == "v2"  # type: ignore[union-attr]
+        assert promoted_version(s, "digits").version == "v2"  # type: ignore[union-attr]
         assert registry.get_version(s, "digits", "v1").state == "retired"
     spec = FileTarget(settings.retrain.deployment_spec_path).read()
     assert spec is not None and spec.stable.version == "v2" and spec.canary is None

@@ -232,7 +232,6 @@ def _count(channel: str, outcome: str) -> str:
 
 def send_test(settings: Settings, client: httpx.Client | None = None) -> dict[str, Any]:
     """Send a test message to every channel now, with retries; {channel: "ok" or error}."""
-    from monitor.alerts.message import AlertMessage
 
     now = datetime.now(UTC).isoformat()
     msg = AlertMessage.build(

@@ -7,7 +7,6 @@ status that says whose fault it was.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import socket
 from collections.abc import Iterator
@@ -18,22 +17,18 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from monitor.api.collector import StoreCollector
+from monitor.api.deps import ApiError, require_read, session_dep
+from monitor.api.retrain_routes import router as retrain_router
+from monitor.api.routes import router
 from monitor.errors import DriftwatchError, NotFound
+from monitor.reports.status_page import status_html
 from monitor.settings import Settings
-from monitor.store.db import make_engine, session_factory, unit_of_work
+from monitor.store.db import make_engine, session_factory
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(DriftwatchError):
-    """A request the API refuses, with the HTTP status to answer."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 class _ProcessMetrics(Collector):
@@ -63,39 +58,6 @@ def _store_names() -> set[str]:
     }
 
 
-def _token_ok(request: Request, settings: Settings) -> None:
-    token = settings.api.token
-    if token is None:
-        raise ApiError(
-            403, "writes are disabled: no api.token is configured (set DRIFTWATCH_API__TOKEN)"
-        )
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise ApiError(401, "invalid bearer token")
-
-
-async def require_write(request: Request) -> None:
-    """Dependency of every write route (async: no I/O, so no thread hop)."""
-    _token_ok(request, request.app.state.settings)
-
-
-async def require_read(request: Request) -> None:
-    """Dependency of every read route: open unless ``api.protect_reads``."""
-    settings: Settings = request.app.state.settings
-    if settings.api.protect_reads:
-        _token_ok(request, settings)
-
-
-def session_dep(request: Request) -> Iterator[Session]:
-    """A session per request; committed when the route returns without error."""
-    factory: sessionmaker[Session] = request.app.state.factory
-    with unit_of_work(factory) as session:
-        yield session
-
-
 def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
     """None when one bootstrap server accepts a TCP connection, else why not."""
     errors = []
@@ -113,8 +75,6 @@ def create_app(
     settings: Settings, engine: Engine | None = None, check_broker: bool = True
 ) -> FastAPI:
     """The FastAPI application over ``settings.database`` (or ``engine``)."""
-    from monitor.api.retrain_routes import router as retrain_router
-    from monitor.api.routes import router
 
     engine = engine or make_engine(settings.database)
     app = FastAPI(
@@ -189,7 +149,6 @@ def create_app(
         dependencies=[Depends(require_read)],
     )
     def status_page(model: str, session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
-        from monitor.reports.status_page import status_html
 
         return HTMLResponse(status_html(session, settings, model))
 

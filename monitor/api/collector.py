@@ -21,10 +21,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.detectors.confidence import LOW_CONFIDENCE
 from monitor.metrics_spec import BY_NAME
 from monitor.policy.rules import STATE_CODES
 from monitor.settings import Settings
 from monitor.store.alerting_tables import AlertRow, PolicyStateRow
+from monitor.store.logs import NO_ARM
 from monitor.store.tables import DriftResultRow, Prediction, Window
 
 #: Upper edges of the ``driftwatch_arm_confidence_bucket`` gauge (``le`` label, one decimal).
@@ -194,8 +196,6 @@ class StoreCollector(Collector):
         yield from (last_end, evaluated)
 
     def _arms(self, session: Session) -> Iterator[Any]:
-        from monitor.detectors.confidence import LOW_CONFIDENCE
-        from monitor.store.logs import NO_ARM
 
         # a canary version often has no reference yet: its windows still have arm figures
         done = Window.state.in_(("evaluated", "no_profile"))

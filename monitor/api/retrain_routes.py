@@ -14,11 +14,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.api.app import ApiError, require_read, require_write, session_dep
+from monitor.api.deps import ApiError, require_read, require_write, session_dep
 from monitor.errors import NotFound
 from monitor.schemas import NAME_PATTERN
 from monitor.settings import Settings
 from monitor.store.retrain_tables import CanaryReport, ModelVersion, RetrainJob, Rollout
+from retrain import jobs, registry
+from retrain.deploy import target_from_settings
+from retrain.gate import gate_report
+from retrain.jobs import enqueue_job
+from retrain.registry import ArtifactStore
+from retrain.rollout import finish, steps
 
 router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(require_read)])
 DB = Annotated[Session, Depends(session_dep)]
@@ -65,7 +71,6 @@ def _version(mv: ModelVersion) -> dict[str, Any]:
 
 
 def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
-    from retrain.rollout import steps
 
     return {
         "id": ro.id,
@@ -99,16 +104,14 @@ def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
 
 @router.get("/jobs", summary="Retraining jobs, newest first.")
 def list_jobs(session: DB, model: str | None = None, limit: Limit = 50) -> list[dict[str, Any]]:
-    from retrain.jobs import list_jobs as listed
 
-    return [_job(j) for j in listed(session, model, limit)]
+    return [_job(j) for j in jobs.list_jobs(session, model, limit)]
 
 
 @router.get("/jobs/{job_id}", summary="One job with its state history.")
 def get_job(session: DB, job_id: int) -> dict[str, Any]:
-    from retrain.jobs import get_job as got
 
-    return _job(got(session, job_id))
+    return _job(jobs.get_job(session, job_id))
 
 
 class JobRequest(BaseModel):
@@ -132,7 +135,6 @@ class JobRequest(BaseModel):
     "the same key returns the existing job.",
 )
 def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
-    from retrain.jobs import enqueue_job
 
     for ts in (body.since, body.until):
         if ts is not None and ts.tzinfo is None:
@@ -153,9 +155,8 @@ def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}/gate", summary="The offline gate report of the job's candidate.")
 def job_gate(session: DB, job_id: int) -> dict[str, Any]:
-    from retrain.jobs import get_job as got
 
-    job = got(session, job_id)
+    job = jobs.get_job(session, job_id)
     if job.candidate_version is None:
         raise NotFound(f"job {job_id} ({job.state}) has no candidate version yet")
     return _gate(session, job.model, job.candidate_version)
@@ -166,20 +167,17 @@ def job_gate(session: DB, job_id: int) -> dict[str, Any]:
 
 @router.get("/versions", summary="Registered model versions with their figures, newest first.")
 def list_versions(session: DB, model: str | None = None) -> list[dict[str, Any]]:
-    from retrain.registry import list_versions as listed
 
-    return [_version(mv) for mv in listed(session, model)[:1000]]
+    return [_version(mv) for mv in registry.list_versions(session, model)[:1000]]
 
 
 @router.get("/versions/{model}/{version}", summary="One registered version.")
 def get_version(session: DB, model: str, version: str) -> dict[str, Any]:
-    from retrain.registry import get_version as got
 
-    return _version(got(session, model, version))
+    return _version(registry.get_version(session, model, version))
 
 
 def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
-    from monitor.demo.retrain_stage import gate_report
 
     row = session.scalar(
         select(CanaryReport)
@@ -251,9 +249,6 @@ class Rollback(BaseModel):
     responses={409: {"description": "the rollout is not running"}},
 )
 def rollback(request: Request, session: DB, rollout_id: int, body: Rollback) -> dict[str, Any]:
-    from retrain.deploy import target_from_settings
-    from retrain.registry import ArtifactStore
-    from retrain.rollout import finish
 
     settings: Settings = request.app.state.settings
     ro = _get_rollout(session, rollout_id)

@@ -13,8 +13,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from monitor.api.app import ApiError, require_read, require_write, session_dep
+from monitor.api.deps import ApiError, require_read, require_write, session_dep
 from monitor.errors import NotFound
+from monitor.evaluate import reopen_windows
+from monitor.profiles import activate_profile, fit_profile_from_file, fit_profile_from_store
+from monitor.profiles import list_profiles as listed
 from monitor.schemas import NAME_PATTERN
 from monitor.settings import Settings
 from monitor.store.alerting_tables import AlertRow, PolicyStateRow, PolicyTransitionRow
@@ -345,7 +348,6 @@ def _profile(p: ReferenceProfile) -> dict[str, Any]:
 def list_profiles(
     session: DB, model: str | None = None, version: str | None = None
 ) -> list[dict[str, Any]]:
-    from monitor.profiles import list_profiles as listed
 
     return [_profile(p) for p in listed(session, model, version)[:1000]]
 
@@ -368,7 +370,6 @@ class FitRequest(BaseModel):
     summary="Fit a profile on stored logs of a time range.",
 )
 def fit_profile(request: Request, session: DB, body: FitRequest) -> dict[str, Any]:
-    from monitor.profiles import fit_profile_from_store
 
     if body.start and body.end and body.start >= body.end:
         raise ApiError(422, "start is not before end")
@@ -401,7 +402,6 @@ async def upload_profile(
     format: Literal["npz", "parquet", "jsonl"],
     activate: bool = False,
 ) -> dict[str, Any]:
-    from monitor.profiles import fit_profile_from_file
 
     limit = _settings(request).api.max_upload_bytes
     declared = int(request.headers.get("Content-Length") or 0)
@@ -432,8 +432,6 @@ async def upload_profile(
     summary="Make a profile the active one of its model version.",
 )
 def activate(session: DB, profile_id: int) -> dict[str, Any]:
-    from monitor.evaluate import reopen_windows
-    from monitor.profiles import activate_profile
 
     row = activate_profile(session, profile_id)
     reopen_windows(session, row.model, row.model_version)

@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "alerts": "monitor.cli.alerts:alerts",
     "retrain": "monitor.cli.retrain:retrain",
     "dashboards": "monitor.cli.dashboards:dashboards",
-    "demo": "monitor.demo.run:demo",
+    "demo": "monitor.demo.loop:demo",
 }
 
 

@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy import select
 
+from monitor.alerts.outbox import send_test
 from monitor.cli import settings_of
+from monitor.errors import NotFound
+from monitor.store.alerting_tables import AlertRow
+from monitor.store.db import make_engine, session_factory, unit_of_work
 
 
 @click.group()
@@ -19,7 +23,6 @@ def alerts() -> None:
 @click.pass_context
 def test_cmd(ctx: click.Context) -> None:
     """Send a test alert to every configured channel."""
-    from monitor.alerts.outbox import send_test
 
     settings = settings_of(ctx)
     if not settings.alerts.channels:
@@ -37,8 +40,6 @@ def test_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def list_cmd(ctx: click.Context, show_all: bool, limit: int) -> None:
     """List firing (or all) alerts, newest first."""
-    from monitor.store.alerting_tables import AlertRow
-    from monitor.store.db import make_engine, session_factory
 
     factory = session_factory(make_engine(settings_of(ctx).database))
     with factory() as session:
@@ -62,9 +63,6 @@ def list_cmd(ctx: click.Context, show_all: bool, limit: int) -> None:
 @click.pass_context
 def ack_cmd(ctx: click.Context, alert_id: int, by: str) -> None:
     """Acknowledge alert ALERT_ID."""
-    from monitor.errors import NotFound
-    from monitor.store.alerting_tables import AlertRow
-    from monitor.store.db import make_engine, session_factory, unit_of_work
 
     with unit_of_work(session_factory(make_engine(settings_of(ctx).database))) as session:
         alert = session.get(AlertRow, alert_id)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from dashboards.export import export as do_export
+from dashboards.push import push as do_push
+from dashboards.rules import write_rules
 from monitor.cli import settings_of
 
 
@@ -19,7 +22,6 @@ def dashboards() -> None:
 @click.pass_context
 def push(ctx: click.Context, force: bool) -> None:
     """Create or update the folder, datasources and dashboards in Grafana (idempotent)."""
-    from dashboards.push import push as do_push
 
     report = do_push(settings_of(ctx), force=force)
     for name, action in report.actions.items():
@@ -31,7 +33,6 @@ def push(ctx: click.Context, force: bool) -> None:
 @click.pass_context
 def export(ctx: click.Context, out: Path) -> None:
     """Write Grafana file-provisioning YAML and dashboard JSON under OUT."""
-    from dashboards.export import export as do_export
 
     for path in do_export(settings_of(ctx), out):
         click.echo(str(path))
@@ -44,6 +45,5 @@ def export(ctx: click.Context, out: Path) -> None:
 @click.pass_context
 def rules(ctx: click.Context, out: Path) -> None:
     """Write the Prometheus alerting rules file to OUT (check it with `promtool check rules`)."""
-    from dashboards.rules import write_rules
 
     click.echo(str(write_rules(settings_of(ctx), out)))

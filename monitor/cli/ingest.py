@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ingest.worker import IngestWorker
 from monitor.cli import settings_of, stop_on_signals
 
 
@@ -26,7 +27,6 @@ def ingest(
     idle_timeout: float | None,
 ) -> None:
     """Consume prediction logs and labels from Kafka into the store."""
-    from ingest.worker import IngestWorker
 
     settings = settings_of(ctx)
     if metrics_port is not None:

@@ -10,6 +10,15 @@ import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.cli import settings_of
+from monitor.evaluate import reopen_windows
+from monitor.profiles import (
+    activate_profile,
+    fit_profile_from_file,
+    fit_profile_from_store,
+    get_profile,
+    list_profiles,
+    profile_parts,
+)
 from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory, unit_of_work
 from monitor.store.tables import ReferenceProfile
@@ -73,7 +82,6 @@ def fit(
     activate: bool,
 ) -> None:
     """Fit a reference profile for MODEL VERSION and store it."""
-    from monitor.profiles import fit_profile_from_file, fit_profile_from_store
 
     settings = settings_of(ctx)
     name = name or f"{model}-{version}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -109,7 +117,6 @@ def fit(
 @click.pass_context
 def list_(ctx: click.Context, model: str | None, version: str | None) -> None:
     """List profiles, newest first (* marks the active ones)."""
-    from monitor.profiles import list_profiles
 
     with unit_of_work(_sessions(settings_of(ctx))) as session:
         rows = list_profiles(session, model, version)
@@ -130,8 +137,6 @@ def list_(ctx: click.Context, model: str | None, version: str | None) -> None:
 @click.pass_context
 def activate(ctx: click.Context, profile_id: int, reopen: bool) -> None:
     """Make PROFILE_ID the active profile of its model version."""
-    from monitor.evaluate import reopen_windows
-    from monitor.profiles import activate_profile
 
     with unit_of_work(_sessions(settings_of(ctx))) as session:
         row = activate_profile(session, profile_id)
@@ -147,7 +152,6 @@ def activate(ctx: click.Context, profile_id: int, reopen: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, profile_id: int) -> None:
     """Show a profile and its per-family parts as JSON."""
-    from monitor.profiles import get_profile, profile_parts
 
     with unit_of_work(_sessions(settings_of(ctx))) as session:
         row = get_profile(session, profile_id)

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from monitor.cli import settings_of
+from monitor.errors import NotFound
+from monitor.profiles import active_profile, get_profile, reference_batch
+from monitor.reports.evidently_report import write_report
+from monitor.reports.status_page import status_html
 from monitor.store.db import make_engine, session_factory, unit_of_work
+from monitor.store.logs import load_window
+from monitor.store.tables import Window
 
 
 @click.group()
@@ -48,11 +54,6 @@ def evidently(
     max_reference: int,
 ) -> None:
     """Write an Evidently data-drift HTML report of WINDOW against its reference."""
-    from monitor.errors import NotFound
-    from monitor.profiles import active_profile, get_profile, reference_batch
-    from monitor.reports.evidently_report import write_report
-    from monitor.store.logs import load_window
-    from monitor.store.tables import Window
 
     settings = settings_of(ctx)
     out = out or Path(f"window-{window_id}.html")
@@ -98,7 +99,6 @@ def evidently(
 def status(ctx: click.Context, model: str, out: Path | None) -> None:
     """Write MODEL's status page (drift over time, distributions, canary arms) as one
     self-contained HTML file with inline SVG plots."""
-    from monitor.reports.status_page import status_html
 
     settings = settings_of(ctx)
     out = out or Path(f"status-{model}.html")

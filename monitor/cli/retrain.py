@@ -7,8 +7,15 @@ from datetime import UTC, datetime
 import click
 
 from monitor.cli import settings_of
+from monitor.errors import NotFound
 from monitor.store.db import make_engine, session_factory, unit_of_work
+from monitor.store.retrain_tables import Rollout
 from retrain import jobs, registry
+from retrain.deploy import target_from_settings
+from retrain.gate import gate_report
+from retrain.pipeline import run_job
+from retrain.rollout import active, finish, steps
+from retrain.rollout import tick as tick_rollout
 
 
 def _sessions(ctx: click.Context):  # type: ignore[no-untyped-def]
@@ -30,7 +37,6 @@ def run(
     ctx: click.Context, job_id: int | None, model: str | None, key: str | None, progress: bool
 ) -> None:
     """Run a retraining job: fine-tune, ONNX, INT8, gate, canary."""
-    from retrain.pipeline import run_job
 
     settings, sessions = settings_of(ctx), _sessions(ctx)
     if model is not None:
@@ -61,7 +67,6 @@ def run(
 @click.pass_context
 def status(ctx: click.Context, job_id: int) -> None:
     """A job's state, history and gate report."""
-    from monitor.demo.retrain_stage import gate_report
 
     with unit_of_work(_sessions(ctx)) as s:
         job = jobs.get_job(s, job_id)
@@ -108,7 +113,6 @@ def versions(ctx: click.Context, model: str | None) -> None:
 @click.pass_context
 def report(ctx: click.Context, model: str, version: str) -> None:
     """The stored offline gate report of a candidate."""
-    from monitor.demo.retrain_stage import gate_report
 
     with unit_of_work(_sessions(ctx)) as s:
         click.echo(gate_report(s, model, version))
@@ -118,9 +122,6 @@ def report(ctx: click.Context, model: str, version: str) -> None:
 @click.pass_context
 def tick(ctx: click.Context) -> None:
     """Judge every running rollout once (the scheduler does this every interval)."""
-    from retrain.deploy import target_from_settings
-    from retrain.rollout import active
-    from retrain.rollout import tick as tick_rollout
 
     settings = settings_of(ctx)
     store = registry.ArtifactStore(settings.retrain.registry_dir)
@@ -139,9 +140,6 @@ def tick(ctx: click.Context) -> None:
 def rollouts(ctx: click.Context, model: str | None) -> None:
     """Rollouts with every step's weight, outcome and reason."""
     from sqlalchemy import select
-
-    from monitor.store.retrain_tables import Rollout
-    from retrain.rollout import steps
 
     with unit_of_work(_sessions(ctx)) as s:
         query = select(Rollout).order_by(Rollout.id.desc())
@@ -162,10 +160,6 @@ def rollouts(ctx: click.Context, model: str | None) -> None:
 @click.pass_context
 def rollback(ctx: click.Context, rollout_id: int, reason: str) -> None:
     """Roll a running canary back by hand: publish the stable arm only."""
-    from monitor.errors import NotFound
-    from monitor.store.retrain_tables import Rollout
-    from retrain.deploy import target_from_settings
-    from retrain.rollout import finish
 
     settings = settings_of(ctx)
     store = registry.ArtifactStore(settings.retrain.registry_dir)

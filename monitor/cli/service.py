@@ -12,8 +12,11 @@ import threading
 
 import click
 
+from ingest.worker import IngestWorker
 from monitor.cli import settings_of, stop_on_signals
+from monitor.scheduler import Evaluator, build_scheduler
 from monitor.settings import Settings
+from monitor.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +26,6 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _start_scheduler(settings: Settings) -> object:
-    from monitor.scheduler import Evaluator, build_scheduler
-    from monitor.store.db import make_engine
 
     scheduler = build_scheduler(Evaluator(make_engine(settings.database), settings))
     scheduler.start()
@@ -48,9 +49,6 @@ def evaluate(ctx: click.Context, once: bool, metrics_port: int | None) -> None:
 
         start_http_server(metrics_port)
     if once:
-        from monitor.scheduler import Evaluator
-        from monitor.store.db import make_engine
-
         report = Evaluator(make_engine(settings.database), settings).tick()
         click.echo(
             f"closed={report.windows_closed} evaluated={report.windows_evaluated} "
@@ -98,8 +96,6 @@ def serve(ctx: click.Context, with_ingest: bool) -> None:
     scheduler = _start_scheduler(settings)
     worker = None
     if with_ingest:
-        from ingest.worker import IngestWorker
-
         worker = IngestWorker(settings)
         threading.Thread(target=worker.run, name="ingest", daemon=True).start()
     try:

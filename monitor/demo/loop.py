@@ -14,9 +14,24 @@ figures to the final timeline.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from monitor.demo.retrain_stage import SdkEmitter, serve_labelled
+from monitor.demo.retrain_stage import close_the_loop as run_loop
+from monitor.demo.run import WINDOW, Phase, _evaluate, _wait_stored, run_demo
+from monitor.evaluate import reopen_windows
+from monitor.profiles import fit_profile_from_batch
+from monitor.store.alerting_tables import AlertRow
+from monitor.store.db import unit_of_work
+from monitor.store.logs import _logs_to_batch
+from monitor.store.retrain_tables import RetrainJob, Rollout
+from retrain.data import load_labelled
+from retrain.gate import gate_report
+from retrain.jobs import get_job
+from retrain.server import ModelServer
 
 if TYPE_CHECKING:
     from monitor.demo.run import Demo
@@ -30,8 +45,6 @@ AFTER_WINDOWS = 4  # windows served by the promoted version, at most, for the al
 def _phase_now(demo: Demo) -> str:
     from sqlalchemy import select
 
-    from monitor.store.retrain_tables import Rollout
-
     with demo.factory() as s:
         ro = s.scalars(select(Rollout).order_by(Rollout.id.desc()).limit(1)).first()
     if ro is None:
@@ -44,20 +57,17 @@ class _Emitter:
     the demo, wait until they are stored, and evaluate the windows they close."""
 
     def __init__(self, demo: Demo) -> None:
-        from monitor.demo.retrain_stage import SdkEmitter
 
         assert demo.settings is not None
         self.demo = demo
         self.sdk = SdkEmitter(demo.settings, self._stored)
 
     def _stored(self, n: int) -> None:
-        from monitor.demo.run import _wait_stored
 
         self.demo.logged += n
         _wait_stored(self.demo, self.demo.logged)
 
     def __call__(self, logs: list[PredictionLog]) -> None:
-        from monitor.demo.run import Phase, _evaluate
 
         self.sdk(logs)
         _evaluate(self.demo, Phase(_phase_now(self.demo), 0))
@@ -66,8 +76,6 @@ class _Emitter:
 def _policy_trigger(demo: Demo) -> str:
     """The trigger key of the job the policy queued for the page (so no second job is made)."""
     from sqlalchemy import select
-
-    from monitor.store.retrain_tables import RetrainJob
 
     with demo.factory() as s:
         job = s.scalars(
@@ -84,14 +92,7 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     as served by ``version`` itself; returns how many logs it was fitted on."""
     from datetime import datetime
 
-    from monitor.evaluate import reopen_windows
-    from monitor.profiles import fit_profile_from_batch
-    from monitor.store.db import unit_of_work
-    from monitor.store.logs import _logs_to_batch
-    from retrain.data import load_labelled
-    from retrain.jobs import get_job
     from retrain.recipes import digits_input
-    from retrain.server import ModelServer
 
     assert demo.settings is not None
     with demo.factory() as s:
@@ -123,8 +124,6 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
 def _incident_open(demo: Demo) -> bool:
     from sqlalchemy import select
 
-    from monitor.store.alerting_tables import AlertRow
-
     with demo.factory() as s:
         return s.scalars(select(AlertRow.id).where(AlertRow.status == "firing")).first() is not None
 
@@ -144,10 +143,6 @@ def close_loop(demo: Demo) -> None:
 
 def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
     import torch
-
-    from monitor.demo.retrain_stage import close_the_loop as run_loop
-    from monitor.demo.retrain_stage import serve_labelled
-    from monitor.demo.run import WINDOW, Phase, _evaluate
 
     assert demo.settings is not None
     torch.set_num_threads(2)
@@ -196,8 +191,6 @@ def _close_loop(demo: Demo, trigger: str, emit: _Emitter) -> None:
 
 def print_loop(demo: Demo) -> None:
     """The retrain loop's figures, step by step, under the timeline."""
-    from monitor.demo.retrain_stage import gate_report
-    from monitor.store.db import unit_of_work
 
     loop = demo.loop
     click.echo("\nRetrain loop")
@@ -241,3 +234,22 @@ def print_loop(demo: Demo) -> None:
             else "NOT resolved"
         )
     )
+
+
+@click.command()
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Where the demo's database and logs go (wiped first).",
+)
+def demo(workdir: Path) -> None:
+    """Detect a camera change, page once, retrain, canary, promote, resolve (< 3 min)."""
+    import logging
+
+    if logging.getLogger().level > logging.DEBUG:  # keep the story readable unless -v
+        logging.getLogger().setLevel(logging.WARNING)
+        for noisy in ("kafka", "monitor.evaluate"):  # canary windows wait for a reference
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    run_demo(after_alert=[close_loop], workdir=workdir, after_timeline=[print_loop])

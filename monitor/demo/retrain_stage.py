@@ -17,38 +17,27 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from ingest.sdk import PredictionLogger
 from monitor.errors import DriftwatchError
+from monitor.imagestats import decode_image
 from monitor.schemas import PredictionLog
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
+from monitor.store.ingest_repo import insert_predictions
 from monitor.store.retrain_tables import Rollout
+from monitor.store.versions import promoted_version
 from retrain import jobs, registry, rollout
 from retrain.deploy import target_from_settings
+from retrain.digits import SHIFTS, load_digits_images, train_holdout
+from retrain.gate import gate_report
+from retrain.pipeline import register_baseline, run_job
+from retrain.server import ModelServer
 
 Emit = Callable[[list[PredictionLog]], None]
 
 
-_BASELINES: dict[tuple[int, int], bytes] = {}
-
-
-def train_baseline(epochs: int = 10, seed: int = 0) -> Any:
-    """The demo's baseline DigitsNet, trained on the clean digits training split (memoised)."""
-    from retrain.digits import train_holdout
-    from retrain.model import DigitsNet, train_classifier
-    from retrain.recipes import load_state, state_bytes
-
-    key = (epochs, seed)
-    if key not in _BASELINES:
-        train, _ = train_holdout(seed=0)
-        _BASELINES[key] = state_bytes(
-            train_classifier(train.images, train.labels, epochs=epochs, seed=seed)
-        )
-    return load_state(DigitsNet(), _BASELINES[key])
-
-
 def store_emitter(sessions: sessionmaker[Session]) -> Emit:
     """Write logs straight into the store (what the ingest worker would do)."""
-    from monitor.store.ingest_repo import insert_predictions
 
     def emit(logs: list[PredictionLog]) -> None:
         with unit_of_work(sessions) as session:
@@ -71,9 +60,6 @@ class SdkEmitter:
 
     def __call__(self, logs: list[PredictionLog]) -> None:
         import base64
-
-        from ingest.sdk import PredictionLogger
-        from monitor.imagestats import decode_image
 
         for lg in logs:
             logger = self.loggers.get(lg.model_version)
@@ -113,7 +99,6 @@ class SdkEmitter:
 
 def shifted_stream(shift: str, seed: int) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """``draw(n)``: n shifted digits (images, labels), sampled with replacement."""
-    from retrain.digits import SHIFTS, load_digits_images
 
     data = load_digits_images()
     images = SHIFTS[shift](data.images)
@@ -142,13 +127,12 @@ def serve_labelled(
     Publishes the promoted version as the only arm first when no spec exists yet.
     """
     from retrain.recipes import digits_input
-    from retrain.server import ModelServer
 
     store = registry.ArtifactStore(settings.retrain.registry_dir)
     target = target_from_settings(settings.retrain)
     if not settings.retrain.deployment_spec_path.exists():
         with unit_of_work(sessions) as session:
-            current = registry.current(session, model)
+            current = promoted_version(session, model)
             if current is None:
                 raise DriftwatchError(f"model {model} has no promoted version to serve")
             rollout.publish_stable(store, target, current)
@@ -179,17 +163,14 @@ def close_the_loop(
     when the model has no promoted version yet. Fresh labelled traffic (``n_fresh`` requests of
     the ``shift``) is served and emitted first when the store holds too few labelled thumbnails.
     """
-    from retrain.digits import train_holdout
-    from retrain.pipeline import register_baseline, run_job
     from retrain.recipes import digits_input
-    from retrain.server import ModelServer
 
     t_start = time.perf_counter()
     emit = emit or store_emitter(sessions)
     store = registry.ArtifactStore(settings.retrain.registry_dir)
     target = target_from_settings(settings.retrain)
     with unit_of_work(sessions) as session:
-        current = registry.current(session, model)
+        current = promoted_version(session, model)
     if current is None:
         if baseline is None:
             raise DriftwatchError(f"model {model} has no promoted version and no baseline")
@@ -283,24 +264,3 @@ def close_the_loop(
         "rollout": outcome.rollout_id,
         "seconds": time.perf_counter() - t_start,
     }
-
-
-def gate_report(session: Session, model: str, version: str) -> str:
-    """The stored offline gate report of ``version``, as text."""
-    from sqlalchemy import select
-
-    from monitor.store.retrain_tables import CanaryReport
-    from retrain.gate import GateReport, ModelScores
-
-    row = session.scalar(
-        select(CanaryReport)
-        .where(CanaryReport.model == model, CanaryReport.candidate_version == version)
-        .order_by(CanaryReport.id.desc())
-        .limit(1)
-    )
-    if row is None:
-        return f"no gate report for {model} {version}"
-    data = dict(row.report)
-    for part in ("recent", "reference"):
-        data[part] = {k: ModelScores(**v) for k, v in data[part].items()}
-    return GateReport(**data).summary()

@@ -27,6 +27,13 @@ from typing import Any
 import click
 import numpy as np
 
+from ingest.broker import LocalBroker
+from ingest.sdk import PredictionLogger
+from ingest.worker import IngestWorker
+from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.demo.receiver import Receiver
+from monitor.profiles import fit_profile_from_store
+from monitor.scheduler import Evaluator
 from monitor.settings import (
     AlertSettings,
     DatabaseSettings,
@@ -37,6 +44,11 @@ from monitor.settings import (
     WebhookChannel,
     WindowSettings,
 )
+from monitor.store import migrate
+from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow
+from monitor.store.db import make_engine, session_factory, unit_of_work
+from monitor.store.tables import DriftResultRow, Prediction, Window
+from retrain.digits import blur, brightness_contrast, train_holdout
 
 WINDOW = 250
 SECRET = "demo-webhook-secret"
@@ -106,12 +118,6 @@ class Demo:
 
 def start_services(demo: Demo) -> None:
     """Local broker, fresh SQLite database, webhook receiver, ingest worker."""
-    from ingest.broker import LocalBroker
-    from ingest.worker import IngestWorker
-    from monitor.demo.receiver import Receiver
-    from monitor.scheduler import Evaluator
-    from monitor.store import migrate
-    from monitor.store.db import make_engine, session_factory
 
     shutil.rmtree(demo.workdir, ignore_errors=True)
     demo.workdir.mkdir(parents=True)
@@ -159,7 +165,6 @@ def train_model(demo: Demo) -> None:
     """Train the small CNN on the digits training split."""
     import torch
 
-    from retrain.digits import train_holdout
     from retrain.model import DigitsNet, predict, train_classifier
 
     torch.set_num_threads(2)
@@ -187,7 +192,6 @@ def train_model(demo: Demo) -> None:
 
 def serve_window(demo: Demo, phase: Phase) -> None:
     """Serve one window of traffic through the camera of ``phase`` and log it via the SDK."""
-    from retrain.digits import blur, brightness_contrast
     from retrain.model import predict
 
     assert demo.images is not None and demo.labels is not None
@@ -217,9 +221,6 @@ def serve_window(demo: Demo, phase: Phase) -> None:
 
 def fit_reference(demo: Demo) -> None:
     """Log clean traffic, then fit and activate the reference profile from it."""
-    from ingest.sdk import PredictionLogger
-    from monitor.profiles import fit_profile_from_store
-    from monitor.store.db import unit_of_work
 
     assert demo.settings is not None
     demo.logger = PredictionLogger(demo.settings.kafka, "digits", "v1", embedding_dtype="float32")
@@ -263,9 +264,6 @@ def camera_fixed(demo: Demo) -> None:
 def print_timeline(demo: Demo) -> None:
     """The table an on-call engineer reads: windows, statistics, decisions."""
     from sqlalchemy import select
-
-    from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow
-    from monitor.store.tables import DriftResultRow, Window
 
     with demo.factory() as session:
         windows = list(session.scalars(select(Window).order_by(Window.id)))
@@ -338,13 +336,13 @@ def print_timeline(demo: Demo) -> None:
         f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
         f"{len(paged)} page(s); deliveries: " + ", ".join(f"{d.event} to {d.channel}" for d in sent)
     )
-    if demo.loop:
-        from monitor.demo.loop import print_loop
-
-        print_loop(demo)
 
 
-def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")) -> Demo:
+def run_demo(
+    after_alert: Sequence[Stage] = (),
+    workdir: Path = Path("var/demo"),
+    after_timeline: Sequence[Stage] = (),
+) -> Demo:
     """Run every stage; ``after_alert`` stages run once the policy has paged, while the camera
     is still changed (serve more traffic with ``serve_window(demo, demo.shifted)``); set
     ``demo.fix_camera = False`` to skip the camera-fixed phase."""
@@ -358,6 +356,7 @@ def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")
         *after_alert,
         camera_fixed,
         print_timeline,
+        *after_timeline,
     ]
     try:
         for stage in stages:
@@ -368,32 +367,10 @@ def run_demo(after_alert: Sequence[Stage] = (), workdir: Path = Path("var/demo")
     return demo
 
 
-@click.command()
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
-    default=Path("var/demo"),
-    show_default=True,
-    help="Where the demo's database and logs go (wiped first).",
-)
-def demo(workdir: Path) -> None:
-    """Detect a camera change, page once, retrain, canary, promote, resolve (< 3 min)."""
-    import logging
-
-    from monitor.demo.loop import close_loop
-
-    if logging.getLogger().level > logging.DEBUG:  # keep the story readable unless -v
-        logging.getLogger().setLevel(logging.WARNING)
-        for noisy in ("kafka", "monitor.evaluate"):  # canary windows wait for a reference
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-    run_demo(after_alert=[close_loop], workdir=workdir)
-
-
 # ---------------------------------------------------------------- helpers
 
 
 def _print_alert(item: Any) -> None:
-    from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
 
     body = item.json
     ok = verify_signature(item.body, item.headers.get(SIGNATURE_HEADER, ""), SECRET)
@@ -407,8 +384,6 @@ def _print_alert(item: Any) -> None:
 def _wait_stored(demo: Demo, n: int, timeout: float = 60.0) -> None:
     from sqlalchemy import func, select
 
-    from monitor.store.tables import Prediction
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with demo.factory() as session:
@@ -420,8 +395,6 @@ def _wait_stored(demo: Demo, n: int, timeout: float = 60.0) -> None:
 
 def _evaluate(demo: Demo, phase: Phase) -> None:
     from sqlalchemy import select
-
-    from monitor.store.tables import DriftResultRow, Window
 
     report = demo.evaluator.tick()
     with demo.factory() as session:

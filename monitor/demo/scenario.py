@@ -22,10 +22,14 @@ import numpy as np
 from sqlalchemy import Engine
 
 from monitor.batch import LogBatch
+from monitor.detectors.simulate import synthetic_batch
 from monitor.imagestats import STAT_NAMES
+from monitor.profiles import fit_profile_from_store
+from monitor.scheduler import Evaluator
 from monitor.schemas import PredictionLog, encode_array
 from monitor.settings import Settings
 from monitor.store.db import session_factory, unit_of_work
+from monitor.windows import close_windows
 
 MODEL = "digits"
 
@@ -65,7 +69,6 @@ def _logs(
 
 def scenario_logs(t0: datetime, per_window: int = 300, dim: int = 32) -> list[PredictionLog]:
     """The run's logs, oldest first: 2 reference windows, 1 clean, 2 dark, 1 stable + 1 canary."""
-    from monitor.detectors.simulate import synthetic_batch
 
     rng = np.random.default_rng(7)
     step = timedelta(seconds=per_window)
@@ -113,9 +116,6 @@ def run_monitor(engine: Engine, settings: Settings, t0: datetime, per_window: in
     one tick of the real evaluator (evaluate the closed windows, apply the policy, deliver
     alerts).
     Returns the evaluator's :class:`~monitor.scheduler.TickReport`."""
-    from monitor.profiles import fit_profile_from_store
-    from monitor.scheduler import Evaluator
-    from monitor.windows import close_windows
 
     end = t0 + timedelta(seconds=per_window)  # ref logs are 0.5 s apart: 2 windows' worth
     with unit_of_work(session_factory(engine)) as s:

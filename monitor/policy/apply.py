@@ -56,6 +56,7 @@ class Decision:
     transition: Transition
     alert_id: int | None
     retrain: bool
+    retrain_reason: str | None = None
 
 
 def _load(session: Session, model: str, version: str, family: str) -> PolicyStateRow:
@@ -75,8 +76,8 @@ def _load(session: Session, model: str, version: str, family: str) -> PolicyStat
 
 def _state(row: PolicyStateRow) -> PolicyState:
     return PolicyState(
-        state=row.state,
-        drift_streak=row.drift_streak or 0,  # type: ignore[arg-type]
+        state=row.state,  # type: ignore[arg-type]
+        drift_streak=row.drift_streak or 0,
         clean_streak=row.clean_streak or 0,
         severity=row.severity,  # type: ignore[arg-type]
         opened_at=row.opened_at,
@@ -264,8 +265,6 @@ def apply_window(
                 t, family, _recent_retrains(session, window.model, t.at), settings.policy
             )
             retrain, retrain_reason = choice.retrain, choice.reason
-            if retrain:
-                _queue_retrain(session, window, alert, choice.reason)
         elif t.to_state == "resolved":
             alert = _resolve_alert(session, settings, window, family, t, now)
         session.add(
@@ -303,23 +302,8 @@ def apply_window(
                 t,
                 None if alert is None else alert.id,
                 retrain,
+                retrain_reason,
             )
         )
     session.flush()
     return decisions
-
-
-def _queue_retrain(session: Session, window: Window, alert: AlertRow, reason: str) -> None:
-    try:
-        from retrain.jobs import enqueue_job
-    except ImportError:  # retrain/ not installed: the decision is still recorded
-        log.warning("retrain wanted for %s but retrain/ is not available", window.model)
-        return
-    enqueue_job(
-        session,
-        window.model,
-        f"alert-{alert.id}",
-        source="policy",
-        reason=reason,
-        params={"version": window.model_version, "alert_id": alert.id, "family": alert.family},
-    )

@@ -23,14 +23,11 @@ from monitor.results import DriftResult
 from monitor.settings import Settings
 from monitor.store.alerting_tables import PolicyStateRow, PolicyTransitionRow
 from monitor.store.tables import Window
+from monitor.store.versions import promoted_version
 
 
 def _promoted(session: Session, model: str) -> str | None:
-    try:
-        from retrain.registry import current
-    except ImportError:  # no registry: nothing is ever superseded
-        return None
-    mv = current(session, model)
+    mv = promoted_version(session, model)
     return None if mv is None else mv.version
 
 

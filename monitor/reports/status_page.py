@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError, NotFound
+from monitor.profiles import active_profile, reference_batch
 from monitor.settings import FAMILIES, Settings
+from monitor.store.logs import load_window
 from monitor.store.tables import DriftResultRow, Window
 
 CONF_EDGES = np.linspace(0.0, 1.0, 11)
@@ -93,8 +95,6 @@ def distribution(batch: LogBatch, version: str = "") -> Distribution:
 
 def gather(session: Session, settings: Settings, model: str, limit: int = 200) -> StatusData:
     """Read the status of ``model`` from the store (newest ``limit`` results per family)."""
-    from monitor.profiles import active_profile, reference_batch
-    from monitor.store.logs import load_window
 
     rows = session.scalars(
         select(DriftResultRow)

@@ -33,8 +33,9 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
-from monitor.errors import DriftwatchError
+from monitor.errors import DriftwatchError, InvalidMessage
 from monitor.imagestats import STAT_NAMES
+from monitor.schemas import Limits, PredictionLog, parse_message
 from monitor.store.tables import Prediction, Window
 
 #: Window/stream arm of logs that carry no arm.
@@ -302,8 +303,6 @@ def _logs_to_batch(logs: Iterable[Any], source: str) -> LogBatch:
 
 def _read_jsonl(path: Path) -> LogBatch:
     """One :class:`~monitor.schemas.PredictionLog` JSON object per line."""
-    from monitor.errors import InvalidMessage
-    from monitor.schemas import Limits, PredictionLog, parse_message
 
     logs = []
     with path.open("rb") as fh:
