@@ -22,8 +22,12 @@ install: $(STAMP)
 services:
 	bash tests/services.sh
 
+LINTED := monitor ingest retrain dashboards tests bench alembic
+
 lint: install
-	$(BIN)/ruff check monitor ingest retrain dashboards tests bench alembic
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

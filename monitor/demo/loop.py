@@ -21,7 +21,8 @@ import click
 
 from monitor.demo.retrain_stage import SdkEmitter, serve_labelled
 from monitor.demo.retrain_stage import close_the_loop as run_loop
-from monitor.demo.run import WINDOW, Phase, _evaluate, _wait_stored, run_demo
+from monitor.demo.run import _evaluate, _wait_stored, run_demo
+from monitor.demo.state import WINDOW, Demo, Phase
 from monitor.evaluate import reopen_windows
 from monitor.profiles import fit_profile_from_batch
 from monitor.store.alerting_tables import AlertRow
@@ -34,7 +35,6 @@ from retrain.jobs import get_job
 from retrain.server import ModelServer
 
 if TYPE_CHECKING:
-    from monitor.demo.run import Demo
     from monitor.schemas import PredictionLog
 
 MODEL = "digits"

@@ -169,16 +169,7 @@ def close_the_loop(
     emit = emit or store_emitter(sessions)
     store = registry.ArtifactStore(settings.retrain.registry_dir)
     target = target_from_settings(settings.retrain)
-    with unit_of_work(sessions) as session:
-        current = promoted_version(session, model)
-    if current is None:
-        if baseline is None:
-            raise DriftwatchError(f"model {model} has no promoted version and no baseline")
-        _, hold = train_holdout(seed=0)
-        current = register_baseline(
-            settings, sessions, model, "v1", baseline, hold.images, hold.labels
-        )
-        log(f"registry: baseline {model} {current.version} promoted")
+    current = _stable_version(settings, sessions, model, baseline, log)
     rollout.publish_stable(store, target, current)
     server = ModelServer(settings.retrain.deployment_spec_path, digits_input)
     draw = shifted_stream(shift, seed)
@@ -211,42 +202,8 @@ def close_the_loop(
             "error": outcome.error,
             "seconds": time.perf_counter() - t_start,
         }
-    a, s, lat = figures["accuracy"], figures["size_bytes"], figures["latency"]
-    log(
-        f"retrain: candidate {outcome.version}: held-out accuracy FP32 {a['fp32']:.1%}, "
-        f"INT8 {a['int8']:.1%}; size {s['fp32'] / 1024:.0f} -> {s['int8'] / 1024:.0f} KiB; "
-        f"batch-32 p50 {lat['fp32_b32']['p50_ms']:.2f} -> {lat['int8_b32']['p50_ms']:.2f} ms"
-    )
-    with unit_of_work(sessions) as session:
-        report = gate_report(session, model, outcome.version or "")
-    log("gate: " + report.replace("\n", "\n      "))
-
-    steps: list[dict[str, Any]] = []
-    state = "running"
-    while state == "running":
-        with unit_of_work(sessions) as session:
-            ro = session.get(Rollout, outcome.rollout_id)
-            assert ro is not None
-            weight = ro.plan[ro.step_index]
-        need = settings.retrain.step_min_logs
-        serve(math.ceil(need * 100 / weight * 1.15))
-        with unit_of_work(sessions) as session:
-            ro = session.get(Rollout, outcome.rollout_id)
-            assert ro is not None
-            result = rollout.tick(session, settings, store, target, ro, datetime.now(UTC))
-            state = ro.state
-            last = rollout.steps(session, ro.id)[-1:] if result != "wait" else []
-        for st in last:
-            steps.append(
-                {
-                    "weight": st.weight,
-                    "outcome": st.outcome,
-                    "reason": st.reason,
-                    "stable_accuracy": st.stable_accuracy,
-                    "canary_accuracy": st.canary_accuracy,
-                }
-            )
-            log(f"canary {st.weight:>3}%: {st.outcome} ({st.reason})")
+    _log_candidate(sessions, model, outcome.version or "", figures, log)
+    state, steps = _step_rollout(settings, sessions, store, target, outcome.rollout_id, serve, log)
     after = serve(400)
     acc_after = float(np.mean([lg.predicted_class == lg.label for lg in after]))
     log(
@@ -264,3 +221,82 @@ def close_the_loop(
         "rollout": outcome.rollout_id,
         "seconds": time.perf_counter() - t_start,
     }
+
+
+def _stable_version(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    model: str,
+    baseline: Any,
+    log: Callable[[str], None],
+) -> Any:
+    """The promoted version, registering ``baseline`` as ``v1`` when there is none."""
+    with unit_of_work(sessions) as session:
+        current = promoted_version(session, model)
+    if current is None:
+        if baseline is None:
+            raise DriftwatchError(f"model {model} has no promoted version and no baseline")
+        _, hold = train_holdout(seed=0)
+        current = register_baseline(
+            settings, sessions, model, "v1", baseline, hold.images, hold.labels
+        )
+        log(f"registry: baseline {model} {current.version} promoted")
+    return current
+
+
+def _step_rollout(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    store: registry.ArtifactStore,
+    target: Any,
+    rollout_id: int | None,
+    serve: Callable[[int], list[PredictionLog]],
+    log: Callable[[str], None],
+) -> tuple[str, list[dict[str, Any]]]:
+    """Serve traffic and tick the rollout until it leaves ``running``; the steps it took."""
+    steps: list[dict[str, Any]] = []
+    state = "running"
+    while state == "running":
+        with unit_of_work(sessions) as session:
+            ro = session.get(Rollout, rollout_id)
+            assert ro is not None
+            weight = ro.plan[ro.step_index]
+        need = settings.retrain.step_min_logs
+        serve(math.ceil(need * 100 / weight * 1.15))
+        with unit_of_work(sessions) as session:
+            ro = session.get(Rollout, rollout_id)
+            assert ro is not None
+            result = rollout.tick(session, settings, store, target, ro, datetime.now(UTC))
+            state = ro.state
+            last = rollout.steps(session, ro.id)[-1:] if result != "wait" else []
+        for st in last:
+            steps.append(
+                {
+                    "weight": st.weight,
+                    "outcome": st.outcome,
+                    "reason": st.reason,
+                    "stable_accuracy": st.stable_accuracy,
+                    "canary_accuracy": st.canary_accuracy,
+                }
+            )
+            log(f"canary {st.weight:>3}%: {st.outcome} ({st.reason})")
+    return state, steps
+
+
+def _log_candidate(
+    sessions: sessionmaker[Session],
+    model: str,
+    version: str,
+    figures: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """Say what the candidate scored and what the offline gate decided."""
+    a, s, lat = figures["accuracy"], figures["size_bytes"], figures["latency"]
+    log(
+        f"retrain: candidate {version}: held-out accuracy FP32 {a['fp32']:.1%}, "
+        f"INT8 {a['int8']:.1%}; size {s['fp32'] / 1024:.0f} -> {s['int8'] / 1024:.0f} KiB; "
+        f"batch-32 p50 {lat['fp32_b32']['p50_ms']:.2f} -> {lat['int8_b32']['p50_ms']:.2f} ms"
+    )
+    with unit_of_work(sessions) as session:
+        report = gate_report(session, model, version)
+    log("gate: " + report.replace("\n", "\n      "))

@@ -18,9 +18,8 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ from ingest.sdk import PredictionLogger
 from ingest.worker import IngestWorker
 from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
 from monitor.demo.receiver import Receiver
+from monitor.demo.state import PHASES, SECRET, WINDOW, Demo, Phase, Stage
+from monitor.demo.timeline import print_timeline
 from monitor.profiles import fit_profile_from_store
 from monitor.scheduler import Evaluator
 from monitor.settings import (
@@ -45,73 +46,9 @@ from monitor.settings import (
     WindowSettings,
 )
 from monitor.store import migrate
-from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow
 from monitor.store.db import make_engine, session_factory, unit_of_work
 from monitor.store.tables import DriftResultRow, Prediction, Window
 from retrain.digits import blur, brightness_contrast, train_holdout
-
-WINDOW = 250
-SECRET = "demo-webhook-secret"
-Stage = Callable[["Demo"], None]
-
-
-@dataclass
-class Phase:
-    name: str
-    windows: int
-    brightness: float = 0.0
-    blur: float = 0.0
-
-    @property
-    def camera(self) -> str:
-        if not self.brightness and not self.blur:
-            return "normal camera"
-        return f"brightness {self.brightness:+.0%}, blur sigma {self.blur:g}"
-
-
-PHASES = (
-    Phase("reference", 4),
-    Phase("clean", 3),
-    Phase("camera changed", 4, 0.25, 1.0),
-    Phase("camera fixed", 4),
-)
-
-
-@dataclass
-class Demo:
-    """Everything the stages share."""
-
-    workdir: Path
-    started: float = field(default_factory=time.monotonic)
-    settings: Settings | None = None
-    broker: Any = None
-    receiver: Any = None
-    engine: Any = None
-    factory: Any = None
-    worker: Any = None
-    worker_thread: threading.Thread | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    logger: Any = None
-    evaluator: Any = None
-    net: Any = None
-    images: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    window_phase: dict[int, str] = field(default_factory=dict)
-    logged: int = 0
-    shifted: Phase | None = None
-    fix_camera: bool = True
-    clock: datetime = field(
-        default_factory=lambda: (
-            datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
-        )
-    )
-    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
-    #: what :func:`monitor.demo.loop.close_loop` did (figures for the timeline)
-    loop: dict[str, Any] = field(default_factory=dict)
-
-    def say(self, text: str) -> None:
-        click.echo(f"[{time.monotonic() - self.started:5.1f}s] {text}")
-
 
 # ---------------------------------------------------------------- stages
 
@@ -259,83 +196,6 @@ def camera_fixed(demo: Demo) -> None:
     """The camera is fixed (unless an after-alert stage cleared ``demo.fix_camera``)."""
     if demo.fix_camera:
         run_phase(demo, PHASES[3])
-
-
-def print_timeline(demo: Demo) -> None:
-    """The table an on-call engineer reads: windows, statistics, decisions."""
-    from sqlalchemy import select
-
-    with demo.factory() as session:
-        windows = list(session.scalars(select(Window).order_by(Window.id)))
-        results: dict[int, dict[str, DriftResultRow]] = {}
-        for r in session.scalars(select(DriftResultRow)):
-            results.setdefault(r.window_id, {})[r.family] = r
-        transitions = list(
-            session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))
-        )
-        alerts = list(session.scalars(select(AlertRow).order_by(AlertRow.id)))
-        pages = {(a.evidence.get("window_id"), a.family): a.id for a in alerts if a.paged}
-        decisions: dict[int, list[str]] = {}
-        for t in transitions:
-            page = pages.get((t.window_id, t.family))
-            note = f" (PAGE #{page})" if page and t.to_state == "alert" else ""
-            decisions.setdefault(t.window_id, []).append(f"{t.family} {t.to_state}{note}")
-        sent = list(
-            session.scalars(select(AlertDeliveryRow).where(AlertDeliveryRow.status == "delivered"))
-        )
-    fams = ("embedding", "pixel", "confidence", "classes")
-    click.echo("\nTimeline (effect size per family; * = drifted)")
-    header = f"{'win':>3} {'phase':<15} {'model':<12} {'window (UTC)':<11} " + " ".join(
-        f"{f:>10}" for f in fams
-    )
-    click.echo(header + "  decision")
-    click.echo("-" * (len(header) + 30))
-    states: dict[str, dict[str, str]] = {}
-    for w in windows:
-        state = states.setdefault(w.model_version, dict.fromkeys(fams, "ok"))
-        for t in transitions:
-            if t.window_id == w.id:
-                states.setdefault(t.model_version, dict.fromkeys(fams, "ok"))[t.family] = t.to_state
-        cells = []
-        for f in fams:
-            r = results.get(w.id, {}).get(f)
-            cells.append(
-                f"{'-':>10}" if r is None else f"{r.effect_size:>9.3f}{'*' if r.drifted else ' '}"
-            )
-        firing = [f for f in fams if state[f] in ("warn", "alert")]
-        what = ", ".join(decisions.get(w.id, [])) or (
-            f"still {'/'.join(sorted({state[f] for f in firing}))}: {', '.join(firing)}"
-            if firing
-            else "ok"
-        )
-        if w.arm not in ("all", "stable"):
-            what = "canary arm: judged by the rollout" if w.id in results else "canary arm"
-        elif w.id not in results:
-            what = "not evaluated (no reference yet)"
-        click.echo(
-            f"{w.id:>3} {demo.window_phase.get(w.id, '?'):<15} "
-            f"{w.model_version + '/' + w.arm:<12} {w.start_ts:%H:%M}-{w.end_ts:%H:%M} "
-            + " ".join(cells)
-            + f"  {what}"
-        )
-    paged = [a for a in alerts if a.paged]
-    for a in paged:
-        moved = ", ".join(a.evidence.get("top_features", [])[:3])
-        group = [b for b in alerts if b.id == a.id or b.grouped_into == a.id]
-        done = [b.resolved_at for b in group if b.resolved_at is not None]
-        end = (
-            f"all {len(group)} families resolved by {max(done):%H:%M}"
-            if len(done) == len(group)
-            else "STILL FIRING"
-        )
-        click.echo(
-            f"\nIncident #{a.id}: {a.model} {a.model_version} paged at {a.opened_at:%H:%M} "
-            f"({a.severity}, {a.family}: {moved}); {end}."
-        )
-    click.echo(
-        f"\n{len(alerts)} alert(s) over {len({a.family for a in alerts})} families, "
-        f"{len(paged)} page(s); deliveries: " + ", ".join(f"{d.event} to {d.channel}" for d in sent)
-    )
 
 
 def run_demo(

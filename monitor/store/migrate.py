@@ -1,4 +1,4 @@
-"""Run Alembic migrations from code (CLI ``driftwatch db upgrade``, tests, the demo)."""
+"""Run Alembic migrations from code (CLI ``driftwatch db upgrade``, tests, local runs)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,101 @@
+"""The house rules, checked: one-way imports, small modules and functions, the demo kept apart.
+
+The import contracts live in ``pyproject.toml`` and ``make lint`` runs them; these tests prove
+the contracts bite (a copy of the tree with one wrong arrow fails them) and check the size
+rules that no linter here enforces.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("monitor", "ingest", "retrain", "dashboards")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _copy_tree(dest: Path) -> None:
+    for pkg in PACKAGES:
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+
+
+def test_the_contracts_hold_on_the_tree() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " broken" not in result.stdout.split("Contracts:")[-1].replace("0 broken", "")
+
+
+@pytest.mark.parametrize(
+    ("module", "wrong_import", "contract"),
+    [
+        ("monitor/policy/rules.py", "import retrain.jobs", "The domain core imports no shell"),
+        ("monitor/stats/univariate.py", "import monitor.detectors", "Stages import only upstream"),
+        ("monitor/store/db.py", "import monitor.api.deps", "The domain core imports no shell"),
+        ("retrain/jobs.py", "import kafka", "retrain/ knows no Kafka"),
+        ("monitor/api/deps.py", "import monitor.demo.run", "Nothing but the demo"),
+    ],
+)
+def test_one_wrong_arrow_breaks_a_contract(
+    tmp_path: Path, module: str, wrong_import: str, contract: str
+) -> None:
+    _copy_tree(tmp_path)
+    target = tmp_path / module
+    source = target.read_text()
+    anchor = "from __future__ import annotations\n"
+    assert anchor in source
+    target.write_text(source.replace(anchor, f"{anchor}\n{wrong_import}  # wrong arrow\n", 1))
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0, result.stdout
+    broken = result.stdout.split("Broken contracts")[-1]
+    assert contract in broken, result.stdout
+
+
+def test_no_module_over_400_lines_and_no_function_over_80() -> None:
+    too_long: list[str] = []
+    for path in _sources():
+        text = path.read_text()
+        lines = len(text.splitlines())
+        if lines > 400:
+            too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length}")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_the_demo_lives_apart() -> None:
+    mentions = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in _sources()
+        if "demo" not in path.relative_to(ROOT).parts
+        for line in path.read_text().splitlines()
+        if re.search("demo", line, re.IGNORECASE)
+    ]
+    # only the line that registers ``driftwatch demo``
+    assert len(mentions) == 1, mentions
+    assert re.fullmatch(r'monitor/cli/__init__\.py: "demo": "monitor\.demo\.\w+:demo",', mentions[0])
