@@ -32,6 +32,7 @@ from monitor.store.retrain_tables import RetrainJob, Rollout
 from retrain.data import load_labelled
 from retrain.gate import gate_report
 from retrain.jobs import get_job
+from retrain.recipes import digits_input
 from retrain.server import ModelServer
 
 if TYPE_CHECKING:
@@ -91,8 +92,6 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     """Fit and activate ``version``'s reference on the labelled images its job trained on,
     as served by ``version`` itself; returns how many logs it was fitted on."""
     from datetime import datetime
-
-    from retrain.recipes import digits_input
 
     assert demo.settings is not None
     with demo.factory() as s:

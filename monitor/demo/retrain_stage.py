@@ -31,6 +31,7 @@ from retrain.deploy import target_from_settings
 from retrain.digits import SHIFTS, load_digits_images, train_holdout
 from retrain.gate import gate_report
 from retrain.pipeline import register_baseline, run_job
+from retrain.recipes import digits_input
 from retrain.server import ModelServer
 
 Emit = Callable[[list[PredictionLog]], None]
@@ -126,7 +127,6 @@ def serve_labelled(
 
     Publishes the promoted version as the only arm first when no spec exists yet.
     """
-    from retrain.recipes import digits_input
 
     store = registry.ArtifactStore(settings.retrain.registry_dir)
     target = target_from_settings(settings.retrain)
@@ -163,7 +163,6 @@ def close_the_loop(
     when the model has no promoted version yet. Fresh labelled traffic (``n_fresh`` requests of
     the ``shift``) is served and emitted first when the store holds too few labelled thumbnails.
     """
-    from retrain.recipes import digits_input
 
     t_start = time.perf_counter()
     emit = emit or store_emitter(sessions)
