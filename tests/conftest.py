@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -189,3 +190,26 @@ def make_log() -> Callable[..., PredictionLog]:
         return PredictionLog.model_validate(values)
 
     return factory
+
+
+# ---------------------------------------------------------------- waiting
+
+
+def _wait_until(
+    condition: Callable[[], Any], timeout: float = 60.0, what: str = "", every: float = 0.05
+) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or condition}")
+        time.sleep(every)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Any]:
+    """The one polling helper: ``wait_until(lambda: ..., timeout=30, what="rows stored")``."""
+    return _wait_until
