@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.policy.apply import apply_window
 from monitor.results import DriftResult, FeatureDrift
+from monitor.scheduler import queue_retrains
 from monitor.settings import AlertSettings, PolicySettings, Settings, WebhookChannel
 from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow
 from monitor.store.db import unit_of_work
 from monitor.store.tables import Window
+from retrain.jobs import list_jobs
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -60,7 +62,8 @@ def feed(sessions: sessionmaker[Session], settings: Settings, pattern: str, minu
             )
             session.add(w)
             session.flush()
-            apply_window(session, settings, w, [result(ch == "D")], now=end)
+            decisions = apply_window(session, settings, w, [result(ch == "D")], now=end)
+            queue_retrains(session, w, decisions)
 
 
 def make(db_url: str, settings_for: Callable[..., Settings], **policy: float) -> Settings:
@@ -107,8 +110,6 @@ def test_flapping_inside_cooldown_reopens_without_a_second_page(
 def test_retrain_budget_across_alerts(
     db_url: str, sessions: sessionmaker[Session], settings_for: Callable[..., Settings]
 ) -> None:
-    from retrain.jobs import list_jobs
-
     settings = make(db_url, settings_for, cooldown_seconds=0, retrain_max_per_day=1)
     # three separate alerts within 24 hours (windows of 2 h): only the first retrains
     feed(sessions, settings, "DD..DD..DD", minutes=120)
