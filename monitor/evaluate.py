@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from monitor.batch import LogBatch
 from monitor.detectors.registry import fit_all, score_all
 from monitor.errors import DriftwatchError
+from monitor.impact.stage import assess_window
 from monitor.profiles import active_profile, load_profiles
 from monitor.results import DriftResult
 from monitor.settings import DetectorSettings, Settings
@@ -162,6 +163,7 @@ def evaluate_window(
                     session.add(result_row(window, profile_id, result))
             except IntegrityError:
                 log.info("result %s of window %d already stored", result.family, window.id)
+    assess_window(session, window, profile_id, batch, settings.policy.impact, now)
     window.state, window.evaluated_at = EVALUATED, now
     session.flush()
     return WindowEvaluation(window, list(results), profile_id)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from monitor.batch import LogBatch
 from monitor.detectors.registry import family_of, fit_all, load_profile
 from monitor.errors import NotFound
+from monitor.impact.stage import fit_reference_impact
 from monitor.settings import Family, Settings
 from monitor.store.logs import load_range, read_reference_file
 from monitor.store.tables import ProfilePart, ReferenceProfile
@@ -65,6 +66,7 @@ def fit_profile_from_batch(
             )
         )
     session.flush()
+    fit_reference_impact(session, row.id, batch, settings.policy.impact)
     if activate:
         activate_profile(session, row.id)
     return row

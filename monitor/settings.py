@@ -147,6 +147,39 @@ class DetectorSettings(_Section):
         return self.overrides.get(model, {}).get(family) or getattr(self, family)
 
 
+class ImpactSettings(_Section):
+    """Whether drift hurts: the label-free accuracy estimate, and how severity and retraining
+    use it (see ``docs/operations.md``, "Severity by impact"). Drops are in accuracy points."""
+
+    enabled: bool = Field(True, description="Page only on drift that costs estimated accuracy.")
+    level: float = Field(0.95, gt=0, lt=1, description="Confidence level of every interval.")
+    page_min_drop_points: float = Field(
+        3.0, ge=0, description="A page needs the drop's lower bound (or point) at least this."
+    )
+    critical_drop_points: float = Field(10.0, ge=0, description="Drop that makes it critical.")
+    drop_bound: Literal["lower", "point"] = Field(
+        "lower", description="Compare the interval's lower bound (cautious) or the point estimate."
+    )
+    min_realized_labels: int = Field(
+        100, ge=1, description="Labelled logs in a window before its realized accuracy counts."
+    )
+    disagreement_points: float = Field(
+        5.0, ge=0, description="Realized vs estimated gap that flags a failed estimate."
+    )
+    retrain_requires: Literal["none", "estimated", "realized", "either"] = Field(
+        "either", description="Which drop a retrain needs (besides a paging alert)."
+    )
+    retrain_min_drop_points: float = Field(3.0, ge=0)
+    min_calibration_labels: int = Field(
+        50, ge=1, description="Labelled reference logs needed to fit temperature scaling."
+    )
+    worst_images: int = Field(24, ge=1, le=500, description="Worst images kept per window view.")
+    worst_images_url: str = Field(
+        "http://127.0.0.1:8000/api/v1/windows/{window_id}/outliers/page",
+        description="Link to a window's worst-images grid in alerts ({window_id} is filled in).",
+    )
+
+
 class PolicySettings(_Section):
     """How drift results become decisions (see ``monitor/policy.py``)."""
 
@@ -160,6 +193,7 @@ class PolicySettings(_Section):
     retrain_families: list[Family] = ["embedding", "pixel", "confidence", "classes"]
     retrain_max_per_day: int = Field(1, ge=0)
     retrain_min_severity: Literal["warning", "critical"] = "warning"
+    impact: ImpactSettings = ImpactSettings()
 
 
 class WebhookChannel(_Section):

@@ -46,23 +46,30 @@ class Interval:
         return asdict(self)
 
 
-def _z(level: float) -> float:
+def z_of(level: float) -> float:
+    """The two-sided normal quantile of ``level`` (1.96 for 0.95)."""
     if not 0 < level < 1:
         raise ValueError(f"interval level must be in (0, 1), got {level}")
     return float(norm.ppf(0.5 + level / 2))
 
 
-def estimate_accuracy(confidence: np.ndarray, level: float = 0.95) -> Interval:
+def estimate_accuracy(
+    confidence: np.ndarray, level: float = 0.95, calibration_se: float = 0.0
+) -> Interval:
     """CBPE accuracy of a window from its calibrated max-probabilities, with the
-    Poisson-binomial interval of the accuracy those predictions will realize."""
+    Poisson-binomial interval of the accuracy those predictions will realize.
+
+    ``calibration_se`` adds, in quadrature, the uncertainty of the calibration itself: the
+    temperature was fitted on a finite labelled reference, so the estimate's level carries that
+    reference accuracy's standard error."""
     p = np.asarray(confidence, dtype=np.float64)
     p = p[np.isfinite(p)]
     n = len(p)
     if n == 0:
         raise ValueError("no confidences to estimate accuracy from")
     value = float(p.mean())
-    se = float(np.sqrt(np.sum(p * (1 - p))) / n)
-    half = _z(level) * se
+    se = float(np.hypot(np.sqrt(np.sum(p * (1 - p))) / n, calibration_se))
+    half = z_of(level) * se
     return Interval(value, max(value - half, 0.0), min(value + half, 1.0), se, n)
 
 
@@ -80,7 +87,7 @@ def realized_accuracy(predicted: np.ndarray, labels: np.ndarray, level: float = 
         raise ValueError("no labelled rows")
     k = float((np.asarray(predicted)[known] == labels[known]).sum())
     value = k / n
-    z = _z(level)
+    z = z_of(level)
     centre = (value + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(value * (1 - value) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return Interval(value, float(centre - half), float(centre + half), float(np.sqrt(value * (1 - value) / n)), n)
@@ -90,7 +97,7 @@ def accuracy_drop(reference: Interval, current: Interval, level: float = 0.95) -
     """``reference - current`` (positive: accuracy lost), interval from both standard errors."""
     value = reference.value - current.value
     se = float(np.hypot(reference.se, current.se))
-    half = _z(level) * se
+    half = z_of(level) * se
     return Interval(value, value - half, value + half, se, current.n)
 
 
@@ -98,5 +105,5 @@ def disagrees(estimated: Interval, realized: Interval, tolerance: float) -> bool
     """Whether labels contradict the estimate: they differ by more than ``tolerance`` (a share)
     and by more than both intervals allow together."""
     gap = abs(realized.value - estimated.value)
-    allowed = _z(0.95) * float(np.hypot(estimated.se, realized.se))
+    allowed = z_of(0.95) * float(np.hypot(estimated.se, realized.se))
     return gap > max(tolerance, allowed)
