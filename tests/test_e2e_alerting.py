@@ -19,6 +19,7 @@ from monitor.profiles import fit_profile_from_batch
 from monitor.scheduler import Evaluator
 from monitor.settings import (
     AlertSettings,
+    ImpactSettings,
     KafkaSettings,
     PolicySettings,
     Settings,
@@ -55,7 +56,14 @@ def test_sustained_shift_alerts_once_and_resolves(
             db_url,
             kafka,
             windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
-            policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
+            # drift-only paging: this synthetic shift costs 5-13 points in windows of 150, too
+            # close to the noise to page under impact gating (tested in test_impact_policy.py)
+            policy=PolicySettings(
+                windows_to_warn=1,
+                windows_to_alert=2,
+                windows_to_resolve=2,
+                impact=ImpactSettings(enabled=False),
+            ),
             alerts=AlertSettings(channels=[WebhookChannel(url=rx.url, secret=SECRET)]),
         )
         with unit_of_work(sessions) as session:

@@ -10,6 +10,8 @@ window's results and the decisions they cause commit together (or not at all):
    of the same model version already has a paged alert firing, the new alert joins it
    (``grouped_into``) instead of paging again, and the resolve goes out when the last alert of
    the model version resolves.
+   The window's accuracy estimate (:mod:`monitor.impact`) rides along: drift that does not
+   cost estimated accuracy stays a warning (see ``rules``).
 4. :func:`monitor.policy.rules.retrain_decision` may queue a retraining job (idempotent per alert).
 
 Canary-arm windows are left to the rollout (``retrain/``): the policy watches the model's
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from monitor.alerts.message import dedup_key, evidence_from_result
 from monitor.alerts.outbox import enqueue
+from monitor.impact.stage import window_impact
 from monitor.metrics import metric
 from monitor.policy.rules import Observation, PolicyState, Transition, retrain_decision, step
 from monitor.results import DriftResult
@@ -237,6 +240,7 @@ def apply_window(
     if window.arm not in WATCHED_ARMS:
         return []
     decisions: list[Decision] = []
+    impact = window_impact(session, window.id, settings.policy.impact)
     # The family an on-call engineer reads most easily goes first, so it heads the page when
     # several families alert in the same window.
     for result in sorted(results, key=lambda r: PAGE_ORDER.get(r.family, len(PAGE_ORDER))):
@@ -250,6 +254,7 @@ def apply_window(
             float(result.effect_size),
             floor,
             evidence_from_result(result),
+            impact,
         )
         row = _load(session, window.model, window.model_version, family)
         state, t = step(_state(row), obs, settings.policy)

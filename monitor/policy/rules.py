@@ -11,13 +11,19 @@ States and rules (numbers come from :class:`~monitor.settings.PolicySettings`):
 2. ``ok``/``resolved`` -> ``warn`` after ``windows_to_warn`` drifted windows in a row.
 3. ``warn`` -> ``alert`` after ``windows_to_alert`` drifted windows in a row, the latest strong.
    Severity is ``critical`` when the effect is twice the alert level, else ``warning``.
+   *Severity by impact* (``policy.impact``): when the window has an accuracy estimate, the alert
+   pages only if the estimated drop (its interval's lower bound, or the point) or the realized
+   drop (once ``min_realized_labels`` labels arrived) reaches ``page_min_drop_points``; drift
+   that does not hurt stays a ``warn`` (never paged). Severity is then ``critical`` when that
+   drop reaches ``critical_drop_points``.
 4. ``alert`` -> ``resolved`` and ``warn`` -> ``ok`` only after ``windows_to_resolve`` clean
    windows in a row (hysteresis: one clean window between drifted ones changes nothing).
 5. Flapping: an alert that fires again within ``cooldown_seconds`` of the last page re-opens
    without paging (``notify`` is False); the transition says why.
 6. Retraining (:func:`retrain_decision`): an alert that pages, in a family listed in
    ``retrain_families`` and at least ``retrain_min_severity``, asks for a retrain unless the
-   model already had ``retrain_max_per_day`` in the last 24 hours.
+   model already had ``retrain_max_per_day`` in the last 24 hours, or the estimated/realized
+   drop that ``impact.retrain_requires`` names is under ``impact.retrain_min_drop_points``.
 
 Every change of state is a :class:`Transition` carrying its evidence.
 
@@ -41,7 +47,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from monitor.settings import PolicySettings
+from monitor.impact.view import Impact, describe
+from monitor.settings import ImpactSettings, PolicySettings
 
 State = Literal["ok", "warn", "alert", "resolved"]
 Severity = Literal["warning", "critical"]
@@ -60,6 +67,7 @@ class Observation:
     effect_size: float
     effect_floor: float
     evidence: dict[str, Any] = field(default_factory=dict)
+    impact: Impact | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +101,38 @@ class Transition:
     evidence: dict[str, Any]
 
 
-def _severity(obs: Observation, rules: PolicySettings) -> Severity:
+@dataclass(frozen=True, slots=True)
+class Harm:
+    """Whether a window's accuracy loss is large enough to page, and the drop it judged by."""
+
+    harmful: bool
+    drop_points: float  # the larger of the estimated and realized drops compared, in points
+    basis: str  # which figure decided ("estimated lower bound", "realized point", ...)
+
+
+def _bound(interval: Any, cfg: ImpactSettings) -> float:
+    return float(interval.low if cfg.drop_bound == "lower" else interval.value) * 100
+
+
+def harm(impact: Impact, cfg: ImpactSettings) -> Harm:
+    """Judge ``impact`` against ``cfg.page_min_drop_points`` (estimated and realized drops).
+
+    >>> from monitor.impact.estimate import Interval
+    >>> drop = Interval(0.08, 0.05, 0.11, 0.015, 500)
+    >>> est = Interval(0.87, 0.84, 0.9, 0.015, 500)
+    >>> harm(Impact(est, est, drop, None, None, False, None), ImpactSettings()).harmful
+    True
+    """
+    figures = [(_bound(impact.drop, cfg), f"estimated {cfg.drop_bound}")]
+    if impact.realized_drop is not None:
+        figures.append((_bound(impact.realized_drop, cfg), f"realized {cfg.drop_bound}"))
+    points, basis = max(figures)
+    return Harm(points >= cfg.page_min_drop_points, points, basis)
+
+
+def _severity(obs: Observation, rules: PolicySettings, judged: Harm | None = None) -> Severity:
+    if judged is not None:
+        return "critical" if judged.drop_points >= rules.impact.critical_drop_points else "warning"
     alert_level = obs.effect_floor * rules.alert_effect_multiple
     return "critical" if obs.effect_size >= 2 * alert_level else "warning"
 
@@ -127,6 +166,14 @@ def step(
         "clean_streak": clean,
     }
 
+    judged = None
+    if obs.impact is not None:
+        evidence["impact"] = obs.impact.evidence()
+        if rules.impact.enabled:
+            judged = harm(obs.impact, rules.impact)
+            evidence["harm"] = {"harmful": judged.harmful, "drop_points": judged.drop_points}
+    impact_line = "" if obs.impact is None else f"; {describe(evidence['impact'])}"
+
     def move(to: State, reason: str, notify: bool, severity: Severity | None) -> Transition:
         return Transition(current, to, obs.end, obs.window_id, reason, notify, severity, evidence)
 
@@ -134,8 +181,25 @@ def step(
         current in ("ok", "resolved", "warn")
         and drift >= rules.windows_to_alert
         and _strong(obs, rules)
+        and judged is not None
+        and not judged.harmful
     ):
-        severity = _severity(obs, rules)
+        # Drift that does not hurt: a warning on the dashboards, never a page.
+        if current == "warn":
+            return new, None
+        new = replace(new, state="warn", severity=None)
+        reason = (
+            f"{drift} drifted windows in a row but no accuracy loss of "
+            f"{rules.impact.page_min_drop_points:g} pts ({judged.basis} drop "
+            f"{judged.drop_points:.1f} pts): warning, not paged{impact_line}"
+        )
+        return new, move("warn", reason, False, None)
+    if (
+        current in ("ok", "resolved", "warn")
+        and drift >= rules.windows_to_alert
+        and _strong(obs, rules)
+    ):
+        severity = _severity(obs, rules, judged)
         cooldown = timedelta(seconds=rules.cooldown_seconds)
         flapping = state.last_paged_at is not None and obs.end - state.last_paged_at < cooldown
         if flapping:
@@ -147,7 +211,7 @@ def step(
         else:
             reason = (
                 f"{drift} drifted windows in a row, effect {obs.effect_size:.3g} >= "
-                f"alert level {obs.effect_floor * rules.alert_effect_multiple:.3g}"
+                f"alert level {obs.effect_floor * rules.alert_effect_multiple:.3g}{impact_line}"
             )
         new = replace(
             new,
@@ -159,7 +223,7 @@ def step(
         return new, move("alert", reason, not flapping, severity)
     if current in ("ok", "resolved") and drift >= rules.windows_to_warn:
         new = replace(new, state="warn", severity=None)
-        return new, move("warn", f"{drift} drifted window(s) in a row", False, None)
+        return new, move("warn", f"{drift} drifted window(s) in a row{impact_line}", False, None)
     if current == "alert" and clean >= rules.windows_to_resolve:
         new = replace(new, state="resolved", opened_at=None)
         return new, move("resolved", f"{clean} clean windows in a row", True, state.severity)
@@ -204,6 +268,9 @@ def retrain_decision(
         return RetrainDecision(
             False, f"severity {transition.severity} below {rules.retrain_min_severity}"
         )
+    short = _drop_short(transition.evidence.get("impact"), rules.impact)
+    if short is not None:
+        return RetrainDecision(False, short)
     day_ago = transition.at - timedelta(days=1)
     used = sum(1 for ts in recent_retrains if day_ago < ts <= transition.at)
     if used >= rules.retrain_max_per_day:
@@ -215,4 +282,27 @@ def retrain_decision(
         True,
         f"{family} alert ({transition.severity}); "
         f"{used + 1}/{rules.retrain_max_per_day} retrains today",
+    )
+
+
+def _drop_short(impact: dict[str, Any] | None, cfg: ImpactSettings) -> str | None:
+    """Why the accuracy drop is too small for a retrain under ``cfg.retrain_requires``, or None.
+
+    A window without an estimate (a profile fitted before calibration) does not block.
+    """
+    if cfg.retrain_requires == "none" or impact is None:
+        return None
+    key = "low" if cfg.drop_bound == "lower" else "value"
+    found = {
+        "estimated": impact["drop"][key] * 100,
+        "realized": None if impact.get("realized_drop") is None else impact["realized_drop"][key] * 100,
+    }
+    wanted = ("estimated", "realized") if cfg.retrain_requires == "either" else (cfg.retrain_requires,)
+    best = max((found[w] for w in wanted if found[w] is not None), default=None)
+    if best is not None and best >= cfg.retrain_min_drop_points:
+        return None
+    shown = "none measured" if best is None else f"{best:.1f} pts"
+    return (
+        f"retraining needs a {' or '.join(wanted)} accuracy drop of "
+        f"{cfg.retrain_min_drop_points:g} pts ({cfg.drop_bound}); {shown}"
     )
