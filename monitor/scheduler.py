@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.outbox import deliver_pending
 from monitor.evaluate import evaluate_pending
+from monitor.impact.stage import refresh_realized
 from monitor.metrics import metric
 from monitor.policy.apply import Decision, apply_window
 from monitor.policy.rules import Transition
@@ -149,6 +150,8 @@ class Evaluator:
                 report.windows_evaluated += len(evaluations)
                 if len(evaluations) < self.batch_size:
                     break
+            with unit_of_work(self.factory) as session:  # late labels: realized accuracy
+                refresh_realized(session, wall)
         if deliver:
             report.deliveries = self.deliver(now)
         report.seconds = time.perf_counter() - started

@@ -21,6 +21,7 @@ from monitor.schemas import PredictionLog
 from monitor.settings import (
     AlertSettings,
     DatabaseSettings,
+    ImpactSettings,
     PolicySettings,
     SchedulerSettings,
     Settings,
@@ -65,7 +66,14 @@ def make_settings(db_url: str, hook: str, **overrides: Any) -> Settings:
         environment="test",
         database=DatabaseSettings(url=db_url),
         windows=WindowSettings(max_count=WINDOW, min_count=50, max_seconds=3600),
-        policy=PolicySettings(windows_to_warn=1, windows_to_alert=2, windows_to_resolve=2),
+        # drift-only paging: the synthetic shift here costs no accuracy, so impact gating
+        # would (rightly) only warn; gating is tested in tests/test_impact_policy.py
+        policy=PolicySettings(
+            windows_to_warn=1,
+            windows_to_alert=2,
+            windows_to_resolve=2,
+            impact=ImpactSettings(enabled=False),
+        ),
         alerts=AlertSettings(channels=[WebhookChannel(url=hook, secret="k" * 16)]),
         scheduler=SchedulerSettings(interval_seconds=0.2),
         **overrides,

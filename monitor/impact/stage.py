@@ -148,19 +148,23 @@ def window_impact(session: Session, window_id: int, settings: ImpactSettings) ->
 
 
 def refresh_realized(
-    session: Session, settings: ImpactSettings, now: datetime | None = None, days: float = 7.0
+    session: Session,
+    now: datetime | None = None,
+    *,
+    days: float = 2.0,
+    limit: int = 200,
 ) -> int:
-    """Update the realized accuracy of windows of the last ``days`` that were missing labels;
-    returns how many changed."""
+    """Update the realized accuracy of up to ``limit`` windows of the last ``days`` that were
+    missing labels (least recently checked first, so every tick moves on); returns how many
+    changed."""
     now = now or datetime.now(UTC)
     changed = 0
-    for row, window in estimates_to_refresh(session, now - timedelta(days=days)):
+    for row, window in estimates_to_refresh(session, now - timedelta(days=days), limit):
         predicted, labels = window_labels(session, window)
         before = row.n_labelled
         _realized(row, predicted, labels, row.level)
-        if row.n_labelled != before:
-            row.updated_at = now
-            changed += 1
+        row.updated_at = now
+        changed += row.n_labelled != before
     session.flush()
     if changed:
         log.info("realized accuracy updated for %d window(s) after late labels", changed)

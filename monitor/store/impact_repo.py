@@ -100,18 +100,22 @@ def save_log_scores(
     return len(rows)
 
 
-def estimates_to_refresh(session: Session, since: datetime) -> list[tuple[WindowEstimateRow, Window]]:
-    """Estimates of windows ending after ``since`` that still miss labels (late labels may have
-    arrived), with their windows."""
-    return [
-        (est, win)
-        for est, win in session.execute(
-            select(WindowEstimateRow, Window)
-            .join(Window, Window.id == WindowEstimateRow.window_id)
-            .where(WindowEstimateRow.window_end >= since, WindowEstimateRow.n_labelled < WindowEstimateRow.n)
-            .order_by(WindowEstimateRow.window_id)
-        ).tuples()
-    ]
+def estimates_to_refresh(
+    session: Session, since: datetime, limit: int
+) -> list[tuple[WindowEstimateRow, Window]]:
+    """Up to ``limit`` estimates of windows ending after ``since`` that still miss labels (late
+    labels may have arrived), least recently updated first, with their windows."""
+    stmt = (
+        select(WindowEstimateRow, Window)
+        .join(Window, Window.id == WindowEstimateRow.window_id)
+        .where(
+            WindowEstimateRow.window_end >= since,
+            WindowEstimateRow.n_labelled < WindowEstimateRow.n,
+        )
+        .order_by(WindowEstimateRow.updated_at, WindowEstimateRow.window_id)
+        .limit(limit)
+    )
+    return [(est, win) for est, win in session.execute(stmt).tuples()]
 
 
 def estimates(
