@@ -2,7 +2,9 @@
 
 An on-call engineer woken at 3 a.m. needs: which model and version, which family, how far the
 statistic is past its threshold, how big the effect is, what moved ("brightness −18%",
-"class 7: 9.0% → 2.0%"), which window, a dashboard link and what to do first.
+"class 7: 9.0% → 2.0%"), which window, a dashboard link and what to do first; and whether it
+hurts: the estimated accuracy drop (in the title) and a link to the window's worst images (in the
+runbook line, which every channel carries).
 
 >>> from datetime import UTC, datetime
 >>> from monitor.results import DriftResult, FeatureDrift
@@ -24,6 +26,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from monitor.impact.view import describe
 from monitor.results import DriftResult
 
 Event = Literal["trigger", "resolve", "test"]
@@ -85,6 +88,9 @@ class AlertMessage:
     dedup_key: str
     reason: str
     also_drifting: tuple[str, ...] = ()
+    impact: str = ""  # "estimated accuracy 87.4% (−7.6 pts vs reference ...)", "" without one
+    estimated_drop_points: float | None = None
+    worst_images_url: str = ""
 
     @classmethod
     def build(
@@ -102,6 +108,9 @@ class AlertMessage:
     ) -> AlertMessage:
         """A message from an alert's stored evidence (see :func:`evidence_from_result`)."""
         query = urlencode({"var-model": model, "var-version": version, "var-family": family})
+        impact = evidence.get("impact")
+        worst = str(evidence.get("worst_images_url", ""))
+        runbook = RUNBOOKS.get(family, "Check the dashboard for what moved.")
         return cls(
             alert_id=alert_id,
             event=event,
@@ -118,11 +127,14 @@ class AlertMessage:
             window_start=str(evidence.get("window_start", "")),
             window_end=str(evidence.get("window_end", "")),
             dashboard_url=f"{dashboard_url}?{query}",
-            runbook=RUNBOOKS.get(family, "Check the dashboard for what moved."),
+            runbook=f"{runbook} Worst images of the window: {worst}" if worst else runbook,
             runbook_url=runbook_url,
             dedup_key=dedup_key(model, version, family, alert_id),
             reason=str(evidence.get("reason", "")),
             also_drifting=tuple(evidence.get("also_drifting", ())),
+            impact=describe(impact) if impact else "",
+            estimated_drop_points=None if not impact else float(impact["drop"]["value"]) * 100,
+            worst_images_url=worst,
         )
 
     @property
@@ -134,7 +146,11 @@ class AlertMessage:
         what = "RESOLVED" if self.event == "resolve" else self.severity.upper()
         if self.event == "test":
             what = "TEST"
-        return f"[{what}] drift in {self.model} {self.version} ({self.family}): {self.moved}"
+        title = f"[{what}] drift in {self.model} {self.version} ({self.family}): {self.moved}"
+        if self.estimated_drop_points is not None and self.event != "resolve":
+            drop = self.estimated_drop_points
+            title += f"; est. accuracy {'−' if drop >= 0 else '+'}{abs(drop):.1f} pts"
+        return title
 
     @property
     def statistic_line(self) -> str:
@@ -161,7 +177,9 @@ class AlertMessage:
                     if self.also_drifting
                     else []
                 ),
+                *([f"impact: {self.impact}"] if self.impact else []),
                 self.window_line,
+                *([f"worst images: {self.worst_images_url}"] if self.worst_images_url else []),
                 f"dashboard: {self.dashboard_url}",
                 f"runbook: {self.runbook} ({self.runbook_url})",
             ]

@@ -169,6 +169,9 @@ def step(
     judged = None
     if obs.impact is not None:
         evidence["impact"] = obs.impact.evidence()
+        evidence["worst_images_url"] = rules.impact.worst_images_url.format(
+            window_id=obs.window_id
+        )
         if rules.impact.enabled:
             judged = harm(obs.impact, rules.impact)
             evidence["harm"] = {"harmful": judged.harmful, "drop_points": judged.drop_points}
