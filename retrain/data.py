@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, InvalidMessage
 from monitor.imagestats import decode_image
+from monitor.store.impact_tables import LabelQueueRow
 from monitor.store.tables import Label, Prediction
 
 
@@ -37,8 +38,9 @@ def load_labelled(
 ) -> Labelled:
     """The newest labelled predictions of ``model`` that carry a thumbnail, oldest first.
 
-    A label comes from the prediction row or, where the join has not filled it yet, from the
-    ``labels`` table. Undecodable thumbnails are counted in ``skipped['bad_image']``; images of a
+    Logs exported for labelling (:mod:`monitor.impact.label_queue`) come first: they are kept
+    even when ``limit`` cuts older logs. A label comes from the prediction row or, where the
+    join has not filled it yet, from the ``labels`` table. Undecodable thumbnails are counted in ``skipped['bad_image']``; images of a
     shape other than the most common one in ``skipped['other_shape']``.
     """
     label = Label.label
@@ -48,15 +50,20 @@ def load_labelled(
             Label, (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id)
         )
         .where(Prediction.model == model, Prediction.thumbnail.is_not(None))
+        .outerjoin(
+            LabelQueueRow,
+            (LabelQueueRow.model == Prediction.model)
+            & (LabelQueueRow.request_id == Prediction.request_id),
+        )
         .where(Prediction.label.is_not(None) | Label.label.is_not(None))
-        .order_by(Prediction.id.desc())
+        .order_by(LabelQueueRow.request_id.is_(None), Prediction.id.desc())
         .limit(limit)
     )
     if since is not None:
         query = query.where(Prediction.ts >= since)
     if until is not None:
         query = query.where(Prediction.ts < until)
-    rows = list(session.execute(query))[::-1]
+    rows = sorted(session.execute(query), key=lambda r: r[0])
     images, labels, ids = [], [], []
     skipped = {"bad_image": 0, "other_shape": 0}
     for pid, thumb, own_label, joined_label in rows:

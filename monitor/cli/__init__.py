@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "alerts": "monitor.cli.alerts:alerts",
     "retrain": "monitor.cli.retrain:retrain",
     "dashboards": "monitor.cli.dashboards:dashboards",
+    "labels": "monitor.cli.labels:labels",
     "demo": "monitor.demo.loop:demo",
 }
 

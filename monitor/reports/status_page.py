@@ -3,7 +3,8 @@
 For installs without Grafana. The page tells the same story as the On-call and Canary
 dashboards: drift effect size per family over time with its warn and alert thresholds, reference
 vs current class distribution and confidence histogram, the pixel statistics that moved, and the
-canary arms side by side. No JavaScript, no external CSS or fonts: the file opens anywhere.
+canary arms side by side; estimated vs realized accuracy over time, and the alerting window's
+worst images next to the reference's typical ones (:mod:`monitor.reports.worst_images`). No JavaScript, no external CSS or fonts: the file opens anywhere.
 
 :func:`gather` reads the store (I/O); :func:`render` is a pure function of :class:`StatusData`.
 
@@ -27,7 +28,17 @@ from sqlalchemy.orm import Session
 from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError, NotFound
 from monitor.profiles import active_profile, reference_batch
+from monitor.reports.worst_images import (
+    GRID_CSS,
+    WorstImages,
+    accuracy_svg,
+    alerting_window,
+    gather_worst,
+    worst_section,
+)
 from monitor.settings import FAMILIES, Settings
+from monitor.store.impact_repo import estimates
+from monitor.store.impact_tables import WindowEstimateRow
 from monitor.store.logs import load_window
 from monitor.store.tables import DriftResultRow, Window
 
@@ -68,6 +79,8 @@ class StatusData:
     current: Distribution | None = None
     moved: list[tuple[str, str, float, float]] = field(default_factory=list)
     arms: dict[str, Distribution] = field(default_factory=dict)
+    accuracy: list[WindowEstimateRow] = field(default_factory=list)
+    worst: WorstImages | None = None
 
 
 def distribution(batch: LogBatch, version: str = "") -> Distribution:
@@ -145,7 +158,12 @@ def gather(session: Session, settings: Settings, model: str, limit: int = 200) -
         ).first()
         if arm_window is not None:
             arms[arm] = distribution(load_window(session, arm_window), arm_window.model_version)
-    return StatusData(model, latest.created_at, families, reference, current, moved, arms)
+    accuracy = estimates(session, model, limit=limit)
+    worst_id = alerting_window(session, model)
+    worst = None if worst_id is None else gather_worst(session, settings, worst_id)
+    return StatusData(
+        model, latest.created_at, families, reference, current, moved, arms, accuracy, worst
+    )
 
 
 def _change_text(feature: dict[str, object]) -> str:
@@ -253,7 +271,7 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float]]) -> 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#f7f7f9}
 h1{margin:0 0 4px}h2{margin:24px 0 8px;font-size:18px}.grid{display:flex;flex-wrap:wrap;gap:12px}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 8px}
-.ok{color:#2ca02c}.drift{color:#d62728;font-weight:600}.muted{color:#777}"""
+.ok{color:#2ca02c}.drift{color:#d62728;font-weight:600}.muted{color:#777}""" + GRID_CSS
 
 
 def _dist_pair(title: str, a: tuple[str, Distribution], b: tuple[str, Distribution]) -> str:
@@ -302,6 +320,12 @@ def render(data: StatusData) -> str:
             )
             + "</div>"
         )
+    if data.accuracy or data.worst is not None:
+        parts.append("<h2>Is it harmful? Accuracy and the worst images</h2>")
+        if data.accuracy:
+            parts.append(f'<div class="grid">{accuracy_svg(data.accuracy)}</div>')
+        if data.worst is not None:
+            parts.append(worst_section(data.worst))
     if data.moved:
         parts.append(
             "<h2>Pixel statistics that moved</h2>"

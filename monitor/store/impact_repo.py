@@ -119,12 +119,19 @@ def estimates_to_refresh(
 
 
 def estimates(
-    session: Session, model: str, *, version: str | None = None, limit: int = 500
+    session: Session,
+    model: str,
+    *,
+    version: str | None = None,
+    arm: str | None = None,
+    limit: int = 500,
 ) -> list[WindowEstimateRow]:
-    """The newest ``limit`` estimates of ``model`` (and ``version``), oldest first."""
+    """The newest ``limit`` estimates of ``model`` (and ``version``, ``arm``), oldest first."""
     stmt = select(WindowEstimateRow).where(WindowEstimateRow.model == model)
     if version is not None:
         stmt = stmt.where(WindowEstimateRow.model_version == version)
+    if arm is not None:
+        stmt = stmt.where(WindowEstimateRow.arm == arm)
     stmt = stmt.order_by(WindowEstimateRow.window_end.desc(), WindowEstimateRow.window_id.desc())
     return list(session.scalars(stmt.limit(limit)))[::-1]
 
