@@ -120,6 +120,8 @@ def typical_reference(session: Session, profile_id: int, n: int) -> list[Tile]:
         None if start is None else datetime.fromisoformat(start),
         None if end is None else datetime.fromisoformat(end),
         arm=source.get("arm"),
+        # an open-ended range meant "what was stored when the profile was fitted"
+        ingested_before=profile.created_at if end is None else None,
     )
     if found is None:
         return []

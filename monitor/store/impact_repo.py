@@ -215,11 +215,13 @@ def logs_with_thumbnails(
     end: datetime | None,
     *,
     arm: str | None = None,
+    ingested_before: datetime | None = None,
     limit: int = 2000,
 ) -> tuple[np.ndarray, list[Any], LogBatch] | None:
-    """(prediction ids, rows with ``predicted_class, confidence, thumbnail``, batch) of the
-    newest ``limit`` logs with a thumbnail in a range; None when there are none."""
-    stmt = select(*_COLUMNS, Prediction.confidence, Prediction.thumbnail).where(
+    """(prediction ids, rows of ``(request_id, confidence, thumbnail)``, batch) of the
+    newest ``limit`` logs with a thumbnail in a range (stored by ``ingested_before``); None when
+    there are none."""
+    stmt = select(*_COLUMNS, Prediction.request_id, Prediction.confidence, Prediction.thumbnail).where(
         Prediction.model == model,
         Prediction.model_version == version,
         Prediction.thumbnail.is_not(None),
@@ -230,10 +232,12 @@ def logs_with_thumbnails(
         stmt = stmt.where(Prediction.ts < end)
     if arm is not None:
         stmt = stmt.where(Prediction.arm.is_(None) if arm == NO_ARM else Prediction.arm == arm)
+    if ingested_before is not None:
+        stmt = stmt.where(Prediction.ingested_at <= ingested_before)
     rows = session.connection().execute(stmt.order_by(Prediction.id.desc()).limit(limit)).all()
     if not rows:
         return None
     width = len(_COLUMNS)
     batch = rows_to_batch([r[:width] for r in rows])
-    extra = [(r[1], r[width], r[width + 1]) for r in rows]
+    extra = [tuple(r[width:]) for r in rows]
     return np.array([r[0] for r in rows], dtype=np.int64), extra, batch
