@@ -307,3 +307,63 @@ def test_harmless_shift_warns_and_harmful_shift_pages_with_the_estimated_drop(
     assert msg["worst_images_url"].endswith(link) and link in msg["runbook"]
     assert msg["severity"] == "critical"  # drop over critical_drop_points (10)
     assert any(d.retrain for d in decisions)  # the estimated drop allows the retrain
+
+
+def _chromium(*args: str, profile: Path) -> Any:
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed (run tests/services.sh)"
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--hide-scrollbars", *args],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+
+
+#: Appended to a copy of the page for the test only: the page itself runs no script.
+_PROBE = (
+    "<script>addEventListener('load',()=>{const i=[...document.images];"
+    "document.title='decoded '+i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length"
+    "+' status-grid '+document.querySelectorAll('#worst-images img').length;})</script>"
+)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_worst_images_grid_renders_in_headless_chromium(world: World, tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    from monitor.reports.status_page import status_html
+    from monitor.reports.worst_images import gather_worst, page_html
+
+    with world.sessions() as s:
+        grid = page_html(gather_worst(s, world.settings, world.window_id, 12))
+        status = status_html(s, world.settings, "digits")
+    assert "Accuracy: estimated (band: interval) vs realized" in status
+    artifacts = Path(__file__).resolve().parents[1] / "var" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for name, page, images in (("worst_images", grid, 24), ("status_page_impact", status, 48)):
+        path = tmp_path / f"{name}.html"
+        path.write_text(page.replace("</body>", _PROBE + "</body>"))
+        dom = _chromium(
+            "--virtual-time-budget=5000", "--dump-dom", path.as_uri(), profile=tmp_path / name
+        )
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        title = re.search(r"<title>(.*?)</title>", dom.stdout)
+        assert title is not None
+        decoded = re.search(r"decoded (\d+)/(\d+) status-grid (\d+)", title.group(1))
+        assert decoded is not None, title.group(1)
+        assert int(decoded.group(1)) == int(decoded.group(2)) == images  # every one decoded
+        assert int(decoded.group(3)) == images
+        shot = tmp_path / f"{name}.png"
+        run = _chromium(
+            "--window-size=1200,1700", f"--screenshot={shot}", path.as_uri(),
+            profile=tmp_path / f"{name}-shot",
+        )  # fmt: skip
+        assert run.returncode == 0 and shot.read_bytes()[:4] == b"\x89PNG"
+        shutil.copyfile(shot, artifacts / f"{name}.png")
+        shutil.copyfile(tmp_path / f"{name}.html", artifacts / f"{name}.html")

@@ -529,7 +529,7 @@ def test_api_serves_the_status_page(run: Run) -> None:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/html")
         page = resp.read().decode()
-    assert page.count('<svg class="plot"') == 9 and "Canary arms side by side" in page
+    assert page.count('<svg class="plot"') == 10 and "Canary arms side by side" in page
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{run.api}/status/no-such-model", timeout=30)
     assert missing.value.code == 404

@@ -144,7 +144,7 @@ def test_status_page_renders_in_headless_chromium(
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert _console_errors(dom.stderr) == []
     plots = re.findall(r'<svg class="plot"[^>]*aria-label="([^"]+)"', dom.stdout)
-    assert len(plots) == 9, plots  # 4 families, ref/cur x2, pixel, arms x2
+    assert len(plots) == 10, plots  # 4 families, accuracy, ref/cur x2, pixel, arms x2
     for title in (
         "pixel effect size",
         "Reference vs current: class distribution",
@@ -154,7 +154,7 @@ def test_status_page_renders_in_headless_chromium(
         "Stable vs canary: confidence histogram",
     ):
         assert title in plots
-    assert dom.stdout.count("<polyline") == 4 and dom.stdout.count("<rect") > 100
+    assert dom.stdout.count("<polyline") == 5 and dom.stdout.count("<rect") > 100
 
     shot = tmp_path / "status.png"
     run = _chromium(
@@ -186,6 +186,6 @@ def test_report_status_writes_the_page(
     out = tmp_path / "digits.html"
     result = CliRunner().invoke(cli, ["report", "status", MODEL, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.read_text().count('<svg class="plot"') == 9
+    assert out.read_text().count('<svg class="plot"') == 10
     missing = CliRunner().invoke(cli, ["report", "status", "nope", "--out", str(out)])
     assert missing.exit_code != 0

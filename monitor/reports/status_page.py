@@ -312,6 +312,12 @@ def render(data: StatusData) -> str:
         "</div><table><tr><th>family</th><th>latest effect</th>"
         "<th>warn / alert</th><th>state</th></tr>" + "".join(rows) + "</table>"
     )
+    if data.accuracy or data.worst is not None:
+        parts.append("<h2>Is it harmful? Accuracy and the worst images</h2>")
+        if data.accuracy:
+            parts.append(f'<div class="grid">{accuracy_svg(data.accuracy)}</div>')
+        if data.worst is not None:
+            parts.append(worst_section(data.worst))
     if data.reference and data.current:
         parts.append(
             '<h2>Reference vs current</h2><div class="grid">'
@@ -320,12 +326,6 @@ def render(data: StatusData) -> str:
             )
             + "</div>"
         )
-    if data.accuracy or data.worst is not None:
-        parts.append("<h2>Is it harmful? Accuracy and the worst images</h2>")
-        if data.accuracy:
-            parts.append(f'<div class="grid">{accuracy_svg(data.accuracy)}</div>')
-        if data.worst is not None:
-            parts.append(worst_section(data.worst))
     if data.moved:
         parts.append(
             "<h2>Pixel statistics that moved</h2>"

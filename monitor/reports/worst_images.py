@@ -313,6 +313,13 @@ def accuracy_svg(rows: list[WindowEstimateRow], width: int = 520, height: int = 
         + (f'<polygon points="{band}" fill="#1f77b4" fill-opacity="0.15"/>' if n else "")
         + (f'<polyline class="estimate" fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>' if n else "")
         + dots
+        + (
+            f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{rows[0].window_end:%H:%M}'
+            f'</text><text x="{width - 10}" y="{height - pad + 14}" font-size="10" '
+            f'text-anchor="end">{rows[-1].window_end:%H:%M}</text>'
+            if n
+            else ""
+        )
         + f'<text x="{pad - 4}" y="{top + 4}" font-size="10" text-anchor="end">100%</text>'
         f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{lo:.0%}</text>'
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - 10}" y2="{height - pad}" stroke="#333"/>'
