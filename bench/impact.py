@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from monitor.impact.estimate import estimate_accuracy
+from monitor.impact.estimate import accuracy_drop, estimate_accuracy
 from monitor.impact.temperature import apply_temperature, ece, fit_temperature
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ N_REF = 500
 WINDOW = 500
 COVARIATE = ("brightness", "noise", "blur", "rotation", "camera")
 TARGET_MAE, TARGET_COVERAGE = 3.0, 0.90
+PAGE_DROP = 3.0  # policy.impact.page_min_drop_points: the drop's lower bound must reach it
 
 
 def fgsm(net: DigitsNet, images: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
@@ -82,7 +83,7 @@ def run(trials: int, seed: int) -> dict[str, dict[str, float]]:
     data, clean = streams(seed)
     _, hold_labels = data["clean"]
     rng = np.random.default_rng(seed)
-    rows: dict[str, list[tuple[float, float, float, bool, float]]] = {k: [] for k in data}
+    rows: dict[str, list[tuple[float, ...]]] = {k: [] for k in data}
     eces = []
     for _ in range(trials):
         order = rng.permutation(len(hold_labels))
@@ -90,14 +91,25 @@ def run(trials: int, seed: int) -> dict[str, dict[str, float]]:
         t = fit_temperature(clean[ref], hold_labels[ref])
         ref_acc = float((clean[ref].argmax(axis=1) == hold_labels[ref]).mean())
         cal_se = float(np.sqrt(ref_acc * (1 - ref_acc) / N_REF))
-        eces.append((ece(clean[ref], hold_labels[ref]), ece(apply_temperature(clean[ref], t), hold_labels[ref]), t))
+        ref_est = estimate_accuracy(apply_temperature(clean[ref], t).max(axis=1))
+        eces.append(
+            (
+                ece(clean[ref], hold_labels[ref]),
+                ece(apply_temperature(clean[ref], t), hold_labels[ref]),
+                t,
+            )
+        )
         for name, (probs, labels) in data.items():
             idx = rng.choice(pool, WINDOW, replace=False)
             cal = apply_temperature(probs[idx], t).max(axis=1)
             est = estimate_accuracy(cal, calibration_se=cal_se)
             raw = float(probs[idx].max(axis=1).mean())
             real = float((probs[idx].argmax(axis=1) == labels[idx]).mean())
-            rows[name].append((est.value, raw, real, est.covers(real), est.high - est.low))
+            drop = accuracy_drop(ref_est, est)
+            rows[name].append(
+                (est.value, raw, real, est.covers(real), est.high - est.low,
+                 drop.value, drop.low * 100 >= PAGE_DROP, ref_acc - real)
+            )  # fmt: skip
     summary = {}
     for name, vals in rows.items():
         a = np.array(vals, dtype=np.float64)
@@ -108,9 +120,16 @@ def run(trials: int, seed: int) -> dict[str, dict[str, float]]:
             "mae_raw": np.abs(a[:, 1] - a[:, 2]).mean() * 100,
             "coverage": a[:, 3].mean(),
             "width": a[:, 4].mean() * 100,
+            "est_drop": a[:, 5].mean() * 100,
+            "real_drop": a[:, 7].mean() * 100,
+            "pages": a[:, 6].mean(),
         }
     e = np.array(eces)
-    summary["_ece"] = {"before": e[:, 0].mean() * 100, "after": e[:, 1].mean() * 100, "t": e[:, 2].mean()}
+    summary["_ece"] = {
+        "before": e[:, 0].mean() * 100,
+        "after": e[:, 1].mean() * 100,
+        "t": e[:, 2].mean(),
+    }
     return summary
 
 
@@ -127,12 +146,16 @@ def main() -> None:
         f"temperature scaling (mean T={e['t']:.2f}), {args.trials} trials"
     )
     print(f"\nwindows of {WINDOW}, {args.trials} per stream; figures in accuracy points")
-    print("| stream | realized | estimated | MAE (calibrated) | MAE (raw confidence) | 95% interval covers | interval width |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| stream | realized | estimated | MAE calibrated | MAE raw confidence | 95% interval "
+        "covers | interval width | realized drop | estimated drop | pages (drop low >= 3) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in s.items():
         print(
             f"| {name} | {r['realized']:.1f} | {r['estimated']:.1f} | {r['mae']:.2f} | "
-            f"{r['mae_raw']:.2f} | {r['coverage']:.0%} | {r['width']:.1f} |"
+            f"{r['mae_raw']:.2f} | {r['coverage']:.0%} | {r['width']:.1f} | "
+            f"{r['real_drop']:.1f} | {r['est_drop']:.1f} | {r['pages']:.0%} |"
         )
     cov = [s[n] for n in COVARIATE]
     mae = float(np.mean([r["mae"] for r in cov]))
@@ -140,7 +163,9 @@ def main() -> None:
     print(
         f"\ncovariate shifts: MAE {mae:.2f} points (target <= {TARGET_MAE}), coverage "
         f"{coverage:.0%} (target >= {TARGET_COVERAGE:.0%}); worst: "
-        + ", ".join(f"{n} MAE {s[n]['mae']:.2f}, coverage {s[n]['coverage']:.0%}" for n in COVARIATE)
+        + ", ".join(
+            f"{n} MAE {s[n]['mae']:.2f}, coverage {s[n]['coverage']:.0%}" for n in COVARIATE
+        )
     )
     print(f"({time.perf_counter() - started:.0f} s)")
 

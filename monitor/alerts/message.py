@@ -90,6 +90,7 @@ class AlertMessage:
     also_drifting: tuple[str, ...] = ()
     impact: str = ""  # "estimated accuracy 87.4% (−7.6 pts vs reference ...)", "" without one
     estimated_drop_points: float | None = None
+    realized_drop_points: float | None = None
     worst_images_url: str = ""
 
     @classmethod
@@ -134,6 +135,9 @@ class AlertMessage:
             also_drifting=tuple(evidence.get("also_drifting", ())),
             impact=describe(impact) if impact else "",
             estimated_drop_points=None if not impact else float(impact["drop"]["value"]) * 100,
+            realized_drop_points=None
+            if not impact or not impact.get("realized_drop")
+            else float(impact["realized_drop"]["value"]) * 100,
             worst_images_url=worst,
         )
 
@@ -149,7 +153,9 @@ class AlertMessage:
         title = f"[{what}] drift in {self.model} {self.version} ({self.family}): {self.moved}"
         if self.estimated_drop_points is not None and self.event != "resolve":
             drop = self.estimated_drop_points
-            title += f"; est. accuracy {'−' if drop >= 0 else '+'}{abs(drop):.1f} pts"
+            title += f"; est. accuracy {_signed(-drop)} pts"
+            if self.realized_drop_points is not None:
+                title += f" (realized {_signed(-self.realized_drop_points)})"
         return title
 
     @property
@@ -187,6 +193,10 @@ class AlertMessage:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "title": self.title, "text": self.text()}
+
+
+def _signed(points: float) -> str:
+    return f"{'−' if points < 0 else '+'}{abs(points):.1f}"
 
 
 def parse_time(value: str) -> datetime | None:

@@ -88,7 +88,9 @@ def window_outliers(window_id: int, request: Request, session: DB, n: N = None) 
     response_class=HTMLResponse,
     summary="The same as a self-contained HTML grid (what alerts link to).",
 )
-def window_outliers_page(window_id: int, request: Request, session: DB, n: N = None) -> HTMLResponse:
+def window_outliers_page(
+    window_id: int, request: Request, session: DB, n: N = None
+) -> HTMLResponse:
     return HTMLResponse(page_html(gather_worst(session, _settings(request), window_id, n)))
 
 

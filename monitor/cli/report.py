@@ -149,7 +149,9 @@ def outliers(
             f"window {data.window_id} ({data.model} {data.version}/{data.arm}, {data.n} logs): "
             f"{estimate_line(data.estimate)}"
         )
-        click.echo(f"{'rank':>4} {'request':<24} {'score':>7} {'pred':>4} {'conf':>6} {'cal':>6} thumb")
+        click.echo(
+            f"{'rank':>4} {'request':<24} {'score':>7} {'pred':>4} {'conf':>6} {'cal':>6} thumb"
+        )
         for i, t in enumerate(data.worst, 1):
             score = "-" if t.outlier_score is None else f"{t.outlier_score:.2f}"
             cal = "-" if t.calibrated_confidence is None else f"{t.calibrated_confidence:.0%}"

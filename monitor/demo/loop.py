@@ -14,6 +14,7 @@ figures to the final timeline.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from monitor.store.alerting_tables import AlertRow
 from monitor.store.db import unit_of_work
 from monitor.store.logs import _logs_to_batch
 from monitor.store.retrain_tables import RetrainJob, Rollout
+from monitor.store.tables import Window
 from retrain.data import load_labelled
 from retrain.gate import gate_report
 from retrain.jobs import get_job
@@ -91,7 +93,6 @@ def _policy_trigger(demo: Demo) -> str:
 def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     """Fit and activate ``version``'s reference on the labelled images its job trained on,
     as served by ``version`` itself; returns how many logs it was fitted on."""
-    from datetime import datetime
 
     assert demo.settings is not None
     with demo.factory() as s:
@@ -99,7 +100,8 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
         began = datetime.fromisoformat(
             next(h["ts"] for h in job.history if h["state"] == "running")
         )
-        data = load_labelled(s, MODEL, until=began)
+        # the changed camera's images only (earlier traffic sent normal-camera thumbnails too)
+        data = load_labelled(s, MODEL, since=_camera_changed_at(demo), until=began)
     server = ModelServer(demo.settings.retrain.deployment_spec_path, digits_input)
     if server.reload().stable.version != version:
         raise click.ClickException(f"{version} is not the deployed stable version")
@@ -118,6 +120,15 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
         )
         reopen_windows(s, MODEL, version)
     return len(logs)
+
+
+def _camera_changed_at(demo: Demo) -> datetime | None:
+    """When the first window of the changed camera began (None before the change)."""
+    ids = [w for w, phase in demo.window_phase.items() if phase == "camera changed"]
+    with demo.factory() as s:
+        return s.scalars(
+            select(Window.start_ts).where(Window.id.in_(ids)).order_by(Window.start_ts)
+        ).first()
 
 
 def _incident_open(demo: Demo) -> bool:

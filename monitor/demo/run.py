@@ -3,8 +3,10 @@
 A small CNN trained on scikit-learn's digits serves simulated traffic and logs every prediction
 through the SDK into a local Kafka-protocol broker; the ingest worker stores it in SQLite under
 ``var/``; the reference is fitted from clean traffic; after a few clean windows the "camera"
-changes (brighter and blurred); the evaluator detects it, the policy pages once, a local webhook
-receiver prints the alert; the camera is fixed, the alert resolves; a timeline closes the run.
+changes (brighter and blurred); the evaluator detects it and estimates the accuracy it costs
+(without labels), the policy pages once, a local webhook receiver prints the alert with the
+estimated drop, and the worst images of the paging window are written as an HTML page; the
+camera is fixed, the alert resolves; a timeline closes the run.
 
 The run is a list of stages (functions of one :class:`Demo`), so later work can append its own:
 ``run_demo(after_alert=[my_stage])`` runs ``my_stage(demo)`` after the alert stages (the
@@ -30,6 +32,7 @@ from ingest.broker import LocalBroker
 from ingest.sdk import PredictionLogger
 from ingest.worker import IngestWorker
 from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.demo.impact import estimate_note, say_calibration, write_worst_images
 from monitor.demo.receiver import Receiver
 from monitor.demo.state import PHASES, SECRET, WINDOW, Demo, Phase, Stage
 from monitor.demo.timeline import print_timeline
@@ -160,7 +163,9 @@ def fit_reference(demo: Demo) -> None:
     """Log clean traffic, then fit and activate the reference profile from it."""
 
     assert demo.settings is not None
-    demo.logger = PredictionLogger(demo.settings.kafka, "digits", "v1", embedding_dtype="float32")
+    demo.logger = PredictionLogger(
+        demo.settings.kafka, "digits", "v1", embedding_dtype="float32", send_thumbnails=True
+    )
     phase = PHASES[0]
     for _ in range(phase.windows):
         serve_window(demo, phase)
@@ -169,7 +174,9 @@ def fit_reference(demo: Demo) -> None:
             session, demo.settings, "digits", "v1", None, None, "clean-traffic", activate=True
         )
         n_ref = profile.n_ref
+        profile_id = profile.id
     demo.say(f"reference profile fitted on {n_ref} clean logs and activated")
+    say_calibration(demo, profile_id)
     _evaluate(demo, phase)
 
 
@@ -190,6 +197,7 @@ def camera_change(demo: Demo) -> None:
     """The camera gets brighter and blurred: the monitor warns, then pages once."""
     demo.shifted = PHASES[2]
     run_phase(demo, PHASES[2])
+    write_worst_images(demo)
 
 
 def camera_fixed(demo: Demo) -> None:
@@ -265,6 +273,7 @@ def _evaluate(demo: Demo, phase: Phase) -> None:
                 " ".join(f"{r.family}={r.effect_size:.3f}{'*' if r.drifted else ''}" for r in rows)
                 or "not evaluated (no reference for this version yet)"
             )
+            stats += estimate_note(session, w.id)
             demo.say(f"window {w.id:>2} [{phase.name}] {w.model_version}/{w.arm} {stats}")
     for d in report.decisions:
         t = d.transition

@@ -90,7 +90,13 @@ def realized_accuracy(predicted: np.ndarray, labels: np.ndarray, level: float = 
     z = z_of(level)
     centre = (value + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(value * (1 - value) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(value, float(centre - half), float(centre + half), float(np.sqrt(value * (1 - value) / n)), n)
+    return Interval(
+        value,
+        float(centre - half),
+        float(centre + half),
+        float(np.sqrt(value * (1 - value) / n)),
+        n,
+    )
 
 
 def accuracy_drop(reference: Interval, current: Interval, level: float = 0.95) -> Interval:

@@ -13,8 +13,8 @@ import base64
 import csv
 import json
 from dataclasses import asdict, dataclass
-from itertools import zip_longest
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,10 +24,21 @@ from monitor.errors import DriftwatchError
 from monitor.store.impact_repo import label_candidates, queue_for_labelling
 
 Reason = Literal["uncertain", "unusual"]
-FIELDS = (
-    "rank request_id prediction_id model model_version window_id ts reason predicted_class "
-    "confidence calibrated_confidence outlier_score thumbnail"
-).split()
+FIELDS = [
+    "rank",
+    "request_id",
+    "prediction_id",
+    "model",
+    "model_version",
+    "window_id",
+    "ts",
+    "reason",
+    "predicted_class",
+    "confidence",
+    "calibrated_confidence",
+    "outlier_score",
+    "thumbnail",
+]
 
 
 @dataclass(frozen=True)
@@ -71,17 +82,20 @@ def build_label_queue(
         raise DriftwatchError(f"need n >= 1 and 0 <= unusual_share <= 1, got {n}, {unusual_share}")
     n_unusual = round(n * unusual_share)
     uncertain = label_candidates(session, model, version, "uncertain", n)
-    unusual = [r for r in label_candidates(session, model, version, "unusual", n) if r[10] is not None]
+    unusual = [
+        r for r in label_candidates(session, model, version, "unusual", n) if r[10] is not None
+    ]
     top_unusual = unusual[:n_unusual]
     seen = {r[0] for r in top_unusual}
     top_uncertain = [r for r in uncertain if r[0] not in seen][: n - len(top_unusual)]
     seen |= {r[0] for r in top_uncertain}
     short = n - len(top_unusual) - len(top_uncertain)  # too few uncertain: more unusual ones
     top_unusual += [r for r in unusual[n_unusual:] if r[0] not in seen][: max(short, 0)]
-    pairs = zip_longest(
-        [(r, "uncertain") for r in top_uncertain], [(r, "unusual") for r in top_unusual]
-    )
-    picked: list[tuple[Any, Reason]] = [p for pair in pairs for p in pair if p is not None]
+    first: list[tuple[Any, Reason]] = [(r, "uncertain") for r in top_uncertain]
+    second: list[tuple[Any, Reason]] = [(r, "unusual") for r in top_unusual]
+    picked: list[tuple[Any, Reason]] = [
+        p for pair in zip_longest(first, second) for p in pair if p is not None
+    ]
     now = now or datetime.now(UTC)
     items = [
         QueueItem(

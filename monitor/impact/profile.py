@@ -66,7 +66,7 @@ class ImpactProfile:
             "schema_version": self.schema_version,
             "outliers": None,
         }
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}
         if self.outliers is not None:
             o = asdict(self.outliers)
             head["outliers"] = {k: v for k, v in o.items() if k not in _ARRAYS}

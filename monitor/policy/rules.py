@@ -169,9 +169,7 @@ def step(
     judged = None
     if obs.impact is not None:
         evidence["impact"] = obs.impact.evidence()
-        evidence["worst_images_url"] = rules.impact.worst_images_url.format(
-            window_id=obs.window_id
-        )
+        evidence["worst_images_url"] = rules.impact.worst_images_url.format(window_id=obs.window_id)
         if rules.impact.enabled:
             judged = harm(obs.impact, rules.impact)
             evidence["harm"] = {"harmful": judged.harmful, "drop_points": judged.drop_points}
@@ -298,9 +296,13 @@ def _drop_short(impact: dict[str, Any] | None, cfg: ImpactSettings) -> str | Non
     key = "low" if cfg.drop_bound == "lower" else "value"
     found = {
         "estimated": impact["drop"][key] * 100,
-        "realized": None if impact.get("realized_drop") is None else impact["realized_drop"][key] * 100,
+        "realized": None
+        if impact.get("realized_drop") is None
+        else impact["realized_drop"][key] * 100,
     }
-    wanted = ("estimated", "realized") if cfg.retrain_requires == "either" else (cfg.retrain_requires,)
+    wanted = (
+        ("estimated", "realized") if cfg.retrain_requires == "either" else (cfg.retrain_requires,)
+    )
     best = max((found[w] for w in wanted if found[w] is not None), default=None)
     if best is not None and best >= cfg.retrain_min_drop_points:
         return None

@@ -268,10 +268,13 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float]]) -> 
 
 # ---------------------------------------------------------------- page (pure)
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#f7f7f9}
+_CSS = (
+    """body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#f7f7f9}
 h1{margin:0 0 4px}h2{margin:24px 0 8px;font-size:18px}.grid{display:flex;flex-wrap:wrap;gap:12px}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 8px}
-.ok{color:#2ca02c}.drift{color:#d62728;font-weight:600}.muted{color:#777}""" + GRID_CSS
+.ok{color:#2ca02c}.drift{color:#d62728;font-weight:600}.muted{color:#777}"""
+    + GRID_CSS
+)
 
 
 def _dist_pair(title: str, a: tuple[str, Distribution], b: tuple[str, Distribution]) -> str:

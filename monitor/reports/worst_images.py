@@ -93,11 +93,22 @@ def estimate_dict(row: WindowEstimateRow | None) -> dict[str, Any] | None:
     """The stored estimate as plain JSON (None when the window has none)."""
     if row is None:
         return None
-    keys = (
-        "n level estimated_accuracy estimated_low estimated_high reference_accuracy "
-        "reference_realized n_labelled realized_accuracy realized_low realized_high "
-        "outlier_share outlier_threshold temperature"
-    ).split()
+    keys = [
+        "n",
+        "level",
+        "estimated_accuracy",
+        "estimated_low",
+        "estimated_high",
+        "reference_accuracy",
+        "reference_realized",
+        "n_labelled",
+        "realized_accuracy",
+        "realized_low",
+        "realized_high",
+        "outlier_share",
+        "outlier_threshold",
+        "temperature",
+    ]
     return {k: getattr(row, k) for k in keys}
 
 
@@ -221,7 +232,9 @@ def grid_html(tiles: list[Tile], title: str) -> str:
             f"<figcaption>{_esc(_caption(t))}</figcaption></figure>"
         )
     body = "".join(cells) or '<p class="muted">no images</p>'
-    return f'<section class="images"><h3>{_esc(title)}</h3><div class="tiles">{body}</div></section>'
+    return (
+        f'<section class="images"><h3>{_esc(title)}</h3><div class="tiles">{body}</div></section>'
+    )
 
 
 GRID_CSS = (
@@ -234,7 +247,7 @@ GRID_CSS = (
 
 
 def estimate_line(est: dict[str, Any] | None) -> str:
-    """"estimated 87.4% (85.0-89.8%) vs reference 95.0%; realized 78.0% on 500 labels"."""
+    """ "estimated 87.4% (85.0-89.8%) vs reference 95.0%; realized 78.0% on 500 labels"."""
     if est is None:
         return "no accuracy estimate for this window"
     line = (
@@ -254,7 +267,7 @@ def worst_section(data: WorstImages) -> str:
     return (
         f'<div id="worst-images"><p>window {data.window_id} ({_esc(data.version)}/'
         f"{_esc(data.arm)}, {data.n} logs, {data.start:%Y-%m-%d %H:%M}–{data.end:%H:%M} UTC): "
-        f"{_esc(estimate_line(data.estimate))}</p><div class=\"pair\">"
+        f'{_esc(estimate_line(data.estimate))}</p><div class="pair">'
         + grid_html(data.worst, f"Most unusual images of window {data.window_id}")
         + grid_html(data.typical, "Typical reference images")
         + "</div></div>"
@@ -278,7 +291,12 @@ def accuracy_svg(rows: list[WindowEstimateRow], width: int = 520, height: int = 
     """Estimated accuracy (line and interval band) and realized accuracy (dots) per window."""
     pad, top = 40, 44
     rows = [r for r in rows if r.arm in ("all", "stable")]
-    values = [v for r in rows for v in (r.estimated_low, r.estimated_high, r.realized_accuracy) if v is not None]
+    values = [
+        v
+        for r in rows
+        for v in (r.estimated_low, r.estimated_high, r.realized_accuracy)
+        if v is not None
+    ]
     lo = max(0.0, min([*values, 1.0]) - 0.05)
     n = len(rows)
 
@@ -311,7 +329,11 @@ def accuracy_svg(rows: list[WindowEstimateRow], width: int = 520, height: int = 
         f'<rect x="{pad + 120}" y="22" width="10" height="10" fill="#d62728"/>'
         f'<text x="{pad + 134}" y="31" font-size="11">realized</text>'
         + (f'<polygon points="{band}" fill="#1f77b4" fill-opacity="0.15"/>' if n else "")
-        + (f'<polyline class="estimate" fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>' if n else "")
+        + (
+            f'<polyline class="estimate" fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>'
+            if n
+            else ""
+        )
         + dots
         + (
             f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{rows[0].window_end:%H:%M}'

@@ -221,7 +221,9 @@ def logs_with_thumbnails(
     """(prediction ids, rows of ``(request_id, confidence, thumbnail)``, batch) of the
     newest ``limit`` logs with a thumbnail in a range (stored by ``ingested_before``); None when
     there are none."""
-    stmt = select(*_COLUMNS, Prediction.request_id, Prediction.confidence, Prediction.thumbnail).where(
+    stmt = select(
+        *_COLUMNS, Prediction.request_id, Prediction.confidence, Prediction.thumbnail
+    ).where(
         Prediction.model == model,
         Prediction.model_version == version,
         Prediction.thumbnail.is_not(None),
