@@ -228,6 +228,36 @@ def _resolve_alert(
     return alert
 
 
+def _record(
+    session: Session,
+    window: Window,
+    family: str,
+    t: Transition,
+    retrain: bool,
+    retrain_reason: str | None,
+    now: datetime,
+) -> None:
+    """Store ``t`` with its evidence and the retrain decision."""
+    session.add(
+        PolicyTransitionRow(
+            model=window.model,
+            model_version=window.model_version,
+            family=family,
+            window_id=window.id,
+            from_state=t.from_state,
+            to_state=t.to_state,
+            at=t.at,
+            reason=t.reason,
+            notify=t.notify,
+            severity=t.severity,
+            retrain=retrain,
+            retrain_reason=retrain_reason,
+            evidence=t.evidence,
+            created_at=now,
+        )
+    )
+
+
 def apply_window(
     session: Session,
     settings: Settings,
@@ -272,24 +302,7 @@ def apply_window(
             retrain, retrain_reason = choice.retrain, choice.reason
         elif t.to_state == "resolved":
             alert = _resolve_alert(session, settings, window, family, t, now)
-        session.add(
-            PolicyTransitionRow(
-                model=window.model,
-                model_version=window.model_version,
-                family=family,
-                window_id=window.id,
-                from_state=t.from_state,
-                to_state=t.to_state,
-                at=t.at,
-                reason=t.reason,
-                notify=t.notify,
-                severity=t.severity,
-                retrain=retrain,
-                retrain_reason=retrain_reason,
-                evidence=t.evidence,
-                created_at=now,
-            )
-        )
+        _record(session, window, family, t, retrain, retrain_reason, now)
         log.info(
             "%s %s %s: %s -> %s (%s)",
             window.model,

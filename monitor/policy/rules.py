@@ -141,6 +141,33 @@ def _strong(obs: Observation, rules: PolicySettings) -> bool:
     return obs.drifted and obs.effect_size >= obs.effect_floor * rules.alert_effect_multiple
 
 
+def _evidence(obs: Observation, rules: PolicySettings, drift: int, clean: int) -> dict[str, Any]:
+    return {
+        **obs.evidence,
+        "window_id": obs.window_id,
+        "window_start": obs.start.isoformat(),
+        "window_end": obs.end.isoformat(),
+        "effect_size": obs.effect_size,
+        "effect_floor": obs.effect_floor,
+        "alert_level": obs.effect_floor * rules.alert_effect_multiple,
+        "drift_streak": drift,
+        "clean_streak": clean,
+    }
+
+
+def _judge(obs: Observation, rules: PolicySettings, evidence: dict[str, Any]) -> Harm | None:
+    """Add the window's impact to ``evidence``; the harm verdict when impact gating is on."""
+    if obs.impact is None:
+        return None
+    evidence["impact"] = obs.impact.evidence()
+    evidence["worst_images_url"] = rules.impact.worst_images_url.format(window_id=obs.window_id)
+    if not rules.impact.enabled:
+        return None
+    judged = harm(obs.impact, rules.impact)
+    evidence["harm"] = {"harmful": judged.harmful, "drop_points": judged.drop_points}
+    return judged
+
+
 def step(
     state: PolicyState, obs: Observation, rules: PolicySettings
 ) -> tuple[PolicyState, Transition | None]:
@@ -154,37 +181,16 @@ def step(
     clean = 0 if obs.drifted else state.clean_streak + 1
     new = replace(state, drift_streak=drift, clean_streak=clean, last_window_id=obs.window_id)
     current = state.state
-    evidence = {
-        **obs.evidence,
-        "window_id": obs.window_id,
-        "window_start": obs.start.isoformat(),
-        "window_end": obs.end.isoformat(),
-        "effect_size": obs.effect_size,
-        "effect_floor": obs.effect_floor,
-        "alert_level": obs.effect_floor * rules.alert_effect_multiple,
-        "drift_streak": drift,
-        "clean_streak": clean,
-    }
-
-    judged = None
-    if obs.impact is not None:
-        evidence["impact"] = obs.impact.evidence()
-        evidence["worst_images_url"] = rules.impact.worst_images_url.format(window_id=obs.window_id)
-        if rules.impact.enabled:
-            judged = harm(obs.impact, rules.impact)
-            evidence["harm"] = {"harmful": judged.harmful, "drop_points": judged.drop_points}
+    evidence = _evidence(obs, rules, drift, clean)
+    judged = _judge(obs, rules, evidence)
     impact_line = "" if obs.impact is None else f"; {describe(evidence['impact'])}"
+    due = current in ("ok", "resolved", "warn") and drift >= rules.windows_to_alert
+    due = due and _strong(obs, rules)
 
     def move(to: State, reason: str, notify: bool, severity: Severity | None) -> Transition:
         return Transition(current, to, obs.end, obs.window_id, reason, notify, severity, evidence)
 
-    if (
-        current in ("ok", "resolved", "warn")
-        and drift >= rules.windows_to_alert
-        and _strong(obs, rules)
-        and judged is not None
-        and not judged.harmful
-    ):
+    if due and judged is not None and not judged.harmful:
         # Drift that does not hurt: a warning on the dashboards, never a page.
         if current == "warn":
             return new, None
@@ -195,11 +201,7 @@ def step(
             f"{judged.drop_points:.1f} pts): warning, not paged{impact_line}"
         )
         return new, move("warn", reason, False, None)
-    if (
-        current in ("ok", "resolved", "warn")
-        and drift >= rules.windows_to_alert
-        and _strong(obs, rules)
-    ):
+    if due:
         severity = _severity(obs, rules, judged)
         cooldown = timedelta(seconds=rules.cooldown_seconds)
         flapping = state.last_paged_at is not None and obs.end - state.last_paged_at < cooldown
