@@ -124,11 +124,14 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
 
 def _camera_changed_at(demo: Demo) -> datetime | None:
     """When the first window of the changed camera began (None before the change)."""
+    from sqlalchemy import select
+
     ids = [w for w, phase in demo.window_phase.items() if phase == "camera changed"]
     with demo.factory() as s:
-        return s.scalars(
+        first: datetime | None = s.scalars(
             select(Window.start_ts).where(Window.id.in_(ids)).order_by(Window.start_ts)
         ).first()
+    return first
 
 
 def _incident_open(demo: Demo) -> bool:
