@@ -22,7 +22,7 @@ install: $(STAMP)
 services:
 	bash tests/services.sh
 
-LINTED := monitor ingest retrain dashboards tests bench alembic
+LINTED := monitor ingest retrain dashboards tests bench
 
 lint: install
 	$(BIN)/ruff check $(LINTED)

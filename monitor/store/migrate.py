@@ -8,13 +8,13 @@ from alembic.config import Config
 
 from alembic import command
 
-ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
-    """An Alembic config for the repository's ``alembic/`` scripts and ``url``."""
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    """An Alembic config for the packaged scripts (``monitor/store/migrations``) and ``url``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
