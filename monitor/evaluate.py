@@ -19,6 +19,7 @@ never score the same window at once; the unique key keeps results single even if
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,14 +171,21 @@ def evaluate_window(
 
 
 def evaluate_pending(
-    session: Session, settings: Settings, now: datetime | None = None, limit: int | None = None
+    session: Session,
+    settings: Settings,
+    now: datetime | None = None,
+    limit: int | None = None,
+    models: Collection[str] | None = None,
 ) -> list[WindowEvaluation]:
-    """Evaluate closed windows, oldest first (at most ``limit``); the caller commits.
+    """Evaluate closed windows, oldest first (at most ``limit``; only ``models`` when given);
+    the caller commits.
 
     Returns the evaluations of the windows scored (or found without a profile); windows that
     failed are marked ``failed`` and left out.
     """
     stmt = select(Window).where(Window.state == PENDING).order_by(Window.id)
+    if models is not None:
+        stmt = stmt.where(Window.model.in_(list(models)))
     if limit is not None:
         stmt = stmt.limit(limit)
     if session.get_bind().dialect.name == "postgresql":

@@ -1,30 +1,39 @@
 """The evaluator: an APScheduler job that turns closed windows into decisions and alerts.
 
-Each tick, under one lock (PostgreSQL ``pg_try_advisory_lock(settings.scheduler.lock_id)``; one
-process on SQLite):
+Each tick, model by model (in a random order, so replicas spread out), under that model's lock
+(PostgreSQL ``pg_try_advisory_lock(lock_id, hashtext(model))``; one process on SQLite):
 
-1. close due windows (:func:`monitor.windows.close_windows`);
-2. evaluate pending windows in batches (:func:`monitor.evaluate.evaluate_pending`) and run the
-   policy on each (:func:`monitor.policy.apply.apply_window`), one transaction per batch;
-3. send due alert deliveries (:func:`monitor.alerts.outbox.deliver_pending`), outside the
-   evaluation transaction, so a slow channel never holds up evaluation.
+1. close the model's due windows (:func:`monitor.windows.close_windows`);
+2. evaluate its pending windows in window order, in batches
+   (:func:`monitor.evaluate.evaluate_pending`), and run the policy on each
+   (:func:`monitor.policy.apply.apply_window`), one transaction per batch;
+
+then, once per tick, send due alert deliveries (:func:`monitor.alerts.outbox.deliver_pending`,
+which claims rows with ``FOR UPDATE SKIP LOCKED``), outside the evaluation transactions, so a
+slow channel never holds up evaluation.
+
+Sharding: every replica works. A model is the unit of work because the policy crosses versions
+and arms of one model (a promoted version supersedes the old one's alerts); a replica skips the
+models another replica holds and takes the rest. The locks are session locks: when a replica
+dies, PostgreSQL ends its session and its models are free at the next tick of any other replica
+(no lease period to wait out); a replica that joins takes its share at its first tick.
 
 A fourth job, ``retrain``, hands the retrain side its turn (:func:`retrain.worker.run_once`):
 it runs the oldest queued retraining job (those the policy queues on an alert) when
-``scheduler.run_retrain_jobs``, and judges running canary rollouts. It holds its own lock
+``scheduler.run_retrain_jobs``, and judges running canary rollouts. It holds its own single lock
 (``lock_id + 1``), so a job that trains for minutes never holds up evaluation, and only one
-replica trains at a time. torch is imported inside that job only.
+replica trains at a time. Retention and late-label refresh hold the evaluator's global lock
+(``lock_id``). torch is imported inside the retrain job only.
 
 The jobs live in the same database (``apscheduler_jobs``), with ``coalesce`` and a long
 ``misfire_grace_time``: after downtime one catch-up run evaluates every window that closed
-meanwhile, in window order, so the policy sees them as if it had never stopped. Replicas share
-the job rows; the advisory lock makes sure only one acts at a time, so nothing is evaluated or
-alerted twice.
+meanwhile, in window order, so the policy sees them as if it had never stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -48,7 +57,7 @@ from monitor.store.alerting_tables import AlertRow, PolicyTransitionRow
 from monitor.store.db import session_factory, unit_of_work
 from monitor.store.ingest_repo import delete_older_than
 from monitor.store.tables import Window
-from monitor.windows import close_windows
+from monitor.windows import close_windows, models_with_work
 from retrain.jobs import enqueue_job
 from retrain.worker import run_once
 
@@ -77,10 +86,14 @@ class TickReport:
     superseded: list[Transition] = field(default_factory=list)
     deliveries: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    #: models this replica evaluated, and how many it left to the replicas holding them
+    models: list[str] = field(default_factory=list)
+    models_held_elsewhere: int = 0
+    window_ids: list[int] = field(default_factory=list)
 
 
 class Evaluator:
-    """Runs ticks for one process; on PostgreSQL only one :class:`Evaluator` acts at a time."""
+    """Runs ticks for one process; on PostgreSQL, replicas share the models between them."""
 
     def __init__(
         self,
@@ -95,63 +108,49 @@ class Evaluator:
         self.factory: sessionmaker[Session] = session_factory(engine)
 
     @contextmanager
-    def lock(self, offset: int = 0) -> Iterator[bool]:
-        """Hold the evaluator lock (``lock_id + offset``) for the block; yields False when
-        another process has it."""
+    def lock(self, offset: int = 0, model: str | None = None) -> Iterator[bool]:
+        """Hold the evaluator lock (``lock_id + offset``, or the lock of ``model``) for the
+        block; yields False when another process has it."""
         if self.engine.dialect.name != "postgresql":
             yield True
             return
         lock_id = self.settings.scheduler.lock_id + offset
+        args: dict[str, object]
+        if model is None:
+            key, args = ":k", {"k": lock_id}
+        else:  # two-key form: (namespace, model); collisions only serialize two models
+            key, args = "CAST(:ns AS integer), hashtext(:m)", {"ns": lock_id % 2**31, "m": model}
         with self.engine.connect() as conn:
-            got = bool(
-                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar()
-            )
+            got = bool(conn.execute(text(f"SELECT pg_try_advisory_lock({key})"), args).scalar())
             conn.commit()
             try:
                 yield got
             finally:
                 if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                    conn.execute(text(f"SELECT pg_advisory_unlock({key})"), args)
                     conn.commit()
 
     def tick(self, now: datetime | None = None, deliver: bool = True) -> TickReport:
-        """Close, evaluate and decide everything that is due; then deliver alerts."""
-
+        """Close, evaluate and decide what is due for every model no other replica holds; then
+        deliver alerts."""
         started = time.perf_counter()
         report = TickReport()
+        wall = now or datetime.now(UTC)
+        with unit_of_work(self.factory) as session:
+            models = models_with_work(session)
+        random.shuffle(models)  # replicas start at different models, so they spread out
+        for model in models:
+            with self.lock(model=model) as got:
+                if got:
+                    self._evaluate_model(model, wall, report)
+                    report.models.append(model)
+                else:
+                    report.models_held_elsewhere += 1
         with self.lock() as got:
-            if not got:
-                log.debug(
-                    "another evaluator holds lock %s: skipping", self.settings.scheduler.lock_id
-                )
-                return TickReport(ran=False)
-            wall = now or datetime.now(UTC)
-            with unit_of_work(self.factory) as session:
-                settle = (
-                    {} if self.settle_seconds is None else {"settle_seconds": self.settle_seconds}
-                )
-                report.windows_closed = len(close_windows(session, self.settings, wall, **settle))
-            while True:
-                with unit_of_work(self.factory) as session:
-                    evaluations = evaluate_pending(
-                        session, self.settings, wall, limit=self.batch_size
-                    )
-                    for ev in evaluations:
-                        w = ev.window
-                        decisions = apply_window(session, self.settings, w, ev.results, wall)
-                        queue_retrains(session, w, decisions)
-                        report.decisions += decisions
-                        report.superseded += resolve_superseded(
-                            session, self.settings, w, ev.results, wall
-                        )
-                        metric("driftwatch_windows_evaluated_total").labels(
-                            model=w.model, version=w.model_version, arm=w.arm
-                        ).inc()
-                report.windows_evaluated += len(evaluations)
-                if len(evaluations) < self.batch_size:
-                    break
-            with unit_of_work(self.factory) as session:  # late labels: realized accuracy
-                refresh_realized(session, wall)
+            if got:
+                with unit_of_work(self.factory) as session:  # late labels: realized accuracy
+                    refresh_realized(session, wall)
+        report.ran = bool(report.models) or not report.models_held_elsewhere
         if deliver:
             report.deliveries = self.deliver(now)
         report.seconds = time.perf_counter() - started
@@ -160,6 +159,33 @@ class Evaluator:
                 report.seconds / report.windows_evaluated
             )
         return report
+
+    def _evaluate_model(self, model: str, wall: datetime, report: TickReport) -> None:
+        """Close and evaluate one model's windows, in window order; the caller holds its lock."""
+        settle = {} if self.settle_seconds is None else {"settle_seconds": self.settle_seconds}
+        with unit_of_work(self.factory) as session:
+            closed = close_windows(session, self.settings, wall, models=[model], **settle)
+            report.windows_closed += len(closed)
+        while True:
+            with unit_of_work(self.factory) as session:
+                evaluations = evaluate_pending(
+                    session, self.settings, wall, limit=self.batch_size, models=[model]
+                )
+                for ev in evaluations:
+                    w = ev.window
+                    decisions = apply_window(session, self.settings, w, ev.results, wall)
+                    queue_retrains(session, w, decisions)
+                    report.decisions += decisions
+                    report.superseded += resolve_superseded(
+                        session, self.settings, w, ev.results, wall
+                    )
+                    metric("driftwatch_windows_evaluated_total").labels(
+                        model=w.model, version=w.model_version, arm=w.arm
+                    ).inc()
+            report.windows_evaluated += len(evaluations)
+            report.window_ids += [ev.window.id for ev in evaluations]
+            if len(evaluations) < self.batch_size:
+                return
 
     def deliver(self, now: datetime | None = None) -> Counter[str]:
 

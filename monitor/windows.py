@@ -24,11 +24,11 @@ two evaluators racing on the same stream cannot create it twice; the loser stops
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, bindparam, func, literal, select
+from sqlalchemy import ColumnElement, bindparam, func, literal, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,9 @@ from monitor.store.logs import NO_ARM
 from monitor.store.tables import Prediction, Window
 
 log = logging.getLogger(__name__)
+
+#: the state of a window that is closed and waits for evaluation
+CLOSED = "closed"
 
 #: Seconds a stored log must have been in the store before a window may cover it.
 SETTLE_SECONDS = 10.0
@@ -77,8 +80,12 @@ def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> W
     return WindowPlan(n, "time")
 
 
-def _streams(session: Session) -> list[tuple[str, str, str | None, int]]:
-    """Streams with logs after their last window: (model, version, arm or None, last_id)."""
+def _streams(
+    session: Session, models: Collection[str] | None = None
+) -> list[tuple[str, str, str | None, int]]:
+    """Streams with logs after their last window: (model, version, arm or None, last_id).
+
+    ``models`` limits the scan to those models (one evaluator replica's share)."""
     arm_key = func.coalesce(Window.arm, NO_ARM)
     last = (
         select(
@@ -106,6 +113,7 @@ def _streams(session: Session) -> list[tuple[str, str, str | None, int]]:
             isouter=True,
         )
         .where(Prediction.id > func.coalesce(last.c.last_id, 0))
+        .where(true() if models is None else Prediction.model.in_(list(models)))
         .group_by(Prediction.model, Prediction.model_version, Prediction.arm, last.c.last_id)
         .order_by(Prediction.model, Prediction.model_version, Prediction.arm)
     )
@@ -160,7 +168,7 @@ def _close_stream(
             end_ts=max(ts),
             n=len(part),
             closed_by=plan.closed_by,
-            state="closed",
+            state=CLOSED,
             closed_at=now,
         )
         try:
@@ -179,14 +187,22 @@ def _close_stream(
         after_id = part[-1].id
 
 
+def models_with_work(session: Session) -> list[str]:
+    """Models with logs after their last window or with windows waiting to be evaluated."""
+    pending = select(Window.model).where(Window.state == CLOSED).distinct()
+    return sorted({m for m, *_ in _streams(session)} | set(session.scalars(pending)))
+
+
 def close_windows(
     session: Session,
     settings: Settings,
     now: datetime,
     *,
     settle_seconds: float = SETTLE_SECONDS,
+    models: Collection[str] | None = None,
 ) -> list[Window]:
-    """Close every window that is due at ``now``, across all streams; returns the new rows.
+    """Close every window that is due at ``now``, across all streams (or those of ``models``);
+    returns the new rows.
 
     Logs stored less than ``settle_seconds`` ago (wall clock) are left for a later call.
     Idempotent and safe to run from two processes: a window another one already closed is
@@ -194,7 +210,7 @@ def close_windows(
     """
     settled_before = datetime.now(UTC) - timedelta(seconds=settle_seconds)
     closed: list[Window] = []
-    for model, version, arm, after_id in _streams(session):
+    for model, version, arm, after_id in _streams(session, models):
         closed += _close_stream(
             session, settings.windows, model, version, arm, after_id, now, settled_before
         )

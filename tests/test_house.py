@@ -90,9 +90,15 @@ DEBT = {
 }
 
 
+#: Migration scripts are declarative lists of tables, frozen once released: not measured.
+MIGRATIONS = ROOT / "monitor" / "store" / "migrations"
+
+
 def _sizes() -> dict[str, int]:
     sizes: dict[str, int] = {}
     for path in _sources():
+        if path.is_relative_to(MIGRATIONS):
+            continue
         text = path.read_text()
         name = str(path.relative_to(ROOT))
         sizes[name] = len(text.splitlines())
