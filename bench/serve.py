@@ -11,7 +11,8 @@ does the API answer a 7-day drift history?
    /api/v1/models/m07/drift`` over 7 days (first page of 500) against ``/healthz`` and against
    the bare SQL query (the peers measured in the same run).
 
-Run: ``.venv/bin/python bench/serve.py`` (needs PostgreSQL on 127.0.0.1:5432).
+Run: ``.venv/bin/python bench/serve.py`` (needs PostgreSQL on 127.0.0.1:5432);
+``--replicas 1 2`` times sharded evaluation instead (bench/serve_replicas.py).
 """
 
 from __future__ import annotations
@@ -278,7 +279,22 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=5, help="Window length of the history.")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--api-only", action="store_true", help="Skip the evaluation part.")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        help="Only time sharded evaluation with these replica counts (bench/serve_replicas.py).",
+    )
+    parser.add_argument("--models", type=int, default=200, help="Models for --replicas.")
     args = parser.parse_args()
+    if args.replicas:
+        from serve_replicas import bench_replicas
+
+        rates = bench_replicas(args.replicas, args.models, args.windows, args.max_count)
+        for n, rate in rates.items():
+            ratio = rate / rates[args.replicas[0]]
+            print(f"replicas {n}: {rate:.1f} windows/s ({args.models} models; {ratio:.2f}x)")
+        return
     name = f"dw_bench_{uuid.uuid4().hex[:8]}"
     _admin(f'CREATE DATABASE "{name}"')
     url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
