@@ -6,6 +6,11 @@ ceiling for SQLite and PostgreSQL, then the worker's RSS over a 10x longer strea
 Run it as a module (``-m``): as a script its own name would shadow the ``ingest`` package.
 
     .venv/bin/python -m bench.ingest [--n 50000] [--long-factor 10] [--no-pg]
+    .venv/bin/python -m bench.ingest --processes 1 2 [--n 200000]
+
+With ``--processes``, the topic has 4 partitions and ``driftwatch ingest --processes N``'s pool
+(:class:`ingest.processes.IngestPool`) is timed instead, for each N, from its first stored row
+to the last (so the group join is not counted), against the raw rate over all partitions.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from sqlalchemy import create_engine, text
 
 from ingest.broker import LocalBroker
+from ingest.processes import IngestPool
 from ingest.sdk import encode_prediction
 from ingest.worker import FETCH_MAX_WAIT_MS, IngestWorker
 from monitor.imagestats import STAT_NAMES
@@ -82,9 +88,12 @@ def raw_consume(kafka: KafkaSettings, n: int) -> float:
         receive_message_max_bytes=kafka.fetch_max_bytes + 1_048_576,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
-    tp = TopicPartition(kafka.predictions_topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
+    tps = [
+        TopicPartition(kafka.predictions_topic, p)
+        for p in sorted(consumer.partitions_for_topic(kafka.predictions_topic) or {0})
+    ]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
     got, started = 0, time.perf_counter()
     while got < n:
         for records in consumer.poll(timeout_ms=1000).values():
@@ -129,16 +138,80 @@ def driftwatch(
     return n / (end - stats.assigned_at), samples
 
 
+def _rows(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        n = int(conn.scalar(text("SELECT count(*) FROM predictions")) or 0)
+    engine.dispose()
+    return n
+
+
+def pool_rate(kafka: KafkaSettings, url: str, n: int, processes: int) -> float:
+    """Records/s of an :class:`IngestPool` of ``processes`` workers, first row to last."""
+    settings = Settings(
+        environment="test",
+        kafka=kafka.model_copy(update={"group_id": f"g-{uuid.uuid4().hex[:8]}"}),
+        database=DatabaseSettings(url=url),
+        ingest=IngestSettings(batch_max_messages=kafka.max_poll_records),
+    )
+    pool = IngestPool(settings, processes)
+    pool.start()
+    try:
+        while _rows(url) == 0:
+            time.sleep(0.01)
+        started = time.perf_counter()
+        while _rows(url) < n:
+            time.sleep(0.02)
+        return n / (time.perf_counter() - started)
+    finally:
+        pool.stop()
+
+
+def bench_processes(broker: LocalBroker, counts: list[int], n: int, pg: bool, tmp: Path) -> None:
+    kafka = broker.fresh_topics(4)
+    for start in range(0, n, 50_000):
+        produce(broker.bootstrap, kafka.predictions_topic, messages(min(50_000, n - start), start))
+    raw = raw_consume(kafka, n)
+    print(f"{n} messages on 4 partitions; raw kafka-python consume: {raw:,.0f} msg/s")
+    for processes in counts:
+        sqlite_url = f"sqlite:///{tmp / f'p{processes}.db'}"
+        migrate.upgrade(sqlite_url)
+        rate = pool_rate(kafka, sqlite_url, n, processes)
+        print(
+            f"  {processes} process(es) -> SQLite:     {rate:>9,.0f} msg/s  ratio {rate / raw:.2f}"
+        )
+        if pg:
+            name = f"dw_bench_{uuid.uuid4().hex[:8]}"
+            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            pg_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+            try:
+                migrate.upgrade(pg_url)
+                rate = pool_rate(kafka, pg_url, n, processes)
+                print(
+                    f"  {processes} process(es) -> PostgreSQL: {rate:>9,.0f} msg/s  ratio {rate / raw:.2f}"
+                )
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--long-factor", type=int, default=10)
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--processes", type=int, nargs="+", help="Time the process pool instead.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="dw-bench-"))
     try:
         with LocalBroker() as broker:
+            if args.processes:
+                bench_processes(broker, args.processes, args.n, not args.no_pg, tmp)
+                return
 
             def topic_with(n: int) -> KafkaSettings:
                 kafka = broker.fresh_topics()

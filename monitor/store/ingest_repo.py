@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from monitor.schemas import EncodedArray, LabelEvent, PredictionLog
 from monitor.store.base import utcnow
+from monitor.store.pg_copy import copy_insert
 from monitor.store.tables import Label, Prediction
 
 #: (model, model_version, arm or "all") -> number of prediction rows stored.
@@ -174,8 +175,8 @@ _KEY = itemgetter("model", "request_id")
 
 
 def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
-    """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` through the driver's executemany,
-    stamped ``ingested_at=now``; a row without a label takes the one stored in ``labels`` (the
+    """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` (SQLite: the driver's executemany;
+    PostgreSQL: ``COPY`` into a staging table first), stamped ``ingested_at=now``; a row without a label takes the one stored in ``labels`` (the
     late-label join, done by the database in the same statement: no extra round trip).
 
     The hot path of ingest: SQLAlchemy's per-row parameter processing cost more than the
@@ -191,10 +192,10 @@ def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime)
         marks += f", COALESCE(?{len(_COLUMNS)}, {join.format(m='?1', r='?3')})"
         stamp: Any = _sqlite_time(now)
         params = [(*_HEAD(r), _sqlite_time(r["ts"]), stamp, *_TAIL(r)) for r in rows]
-    elif dialect == "postgresql":
-        marks = ", ".join("%s::json" if c == "pixel_stats" else "%s" for c in _COLUMNS[:-1])
-        marks += f", COALESCE(%s, {join.format(m='%s', r='%s')})"
-        params = [(*_HEAD(r), r["ts"], now, *_TAIL(r), *_KEY(r)) for r in rows]
+    elif dialect == "postgresql":  # COPY, then one INSERT .. SELECT (monitor.store.pg_copy)
+        return copy_insert(
+            session.connection(), _COLUMNS, ((*_HEAD(r), r["ts"], now, *_TAIL(r)) for r in rows)
+        )
     else:
         raise NotImplementedError(f"ingest writes SQLite and PostgreSQL, not {dialect}")
     sql = (
