@@ -27,8 +27,9 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, literal, select, true
+from sqlalchemy import ColumnElement, Select, bindparam, func, literal, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,15 +57,16 @@ class WindowPlan:
 def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> WindowPlan | None:
     """The next window over pending logs with timestamps ``ts`` (in id order), or None to wait.
 
-    >>> from datetime import UTC, datetime, timedelta
-    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> cfg = WindowSettings(max_count=10, max_seconds=60, min_count=2)
-    >>> plan_window([t0 + timedelta(seconds=i) for i in range(12)], cfg, t0)
-    WindowPlan(n=10, closed_by='count')
-    >>> plan_window([t0, t0, t0 + timedelta(seconds=90)], cfg, t0 + timedelta(seconds=90))
-    WindowPlan(n=2, closed_by='time')
-    >>> plan_window([t0], cfg, t0 + timedelta(seconds=30)) is None
-    True
+        >>> from datetime import UTC, datetime, timedelta
+    from typing import Any
+        >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> cfg = WindowSettings(max_count=10, max_seconds=60, min_count=2)
+        >>> plan_window([t0 + timedelta(seconds=i) for i in range(12)], cfg, t0)
+        WindowPlan(n=10, closed_by='count')
+        >>> plan_window([t0, t0, t0 + timedelta(seconds=90)], cfg, t0 + timedelta(seconds=90))
+        WindowPlan(n=2, closed_by='time')
+        >>> plan_window([t0], cfg, t0 + timedelta(seconds=30)) is None
+        True
     """
     if len(ts) >= cfg.max_count:
         return WindowPlan(cfg.max_count, "count")
@@ -80,9 +82,9 @@ def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> W
     return WindowPlan(n, "time")
 
 
-def _streams(
-    session: Session, models: Collection[str] | None = None
-) -> list[tuple[str, str, str | None, int]]:
+def streams_query(
+    models: Collection[str] | None = None,
+) -> Select[tuple[str, str, str | None, int]]:
     """Streams with logs after their last window: (model, version, arm or None, last_id).
 
     ``models`` limits the scan to those models (one evaluator replica's share)."""
@@ -98,7 +100,7 @@ def _streams(
         .subquery()
     )
     p_arm = func.coalesce(Prediction.arm, NO_ARM)
-    stmt = (
+    return (
         select(
             Prediction.model,
             Prediction.model_version,
@@ -117,7 +119,35 @@ def _streams(
         .group_by(Prediction.model, Prediction.model_version, Prediction.arm, last.c.last_id)
         .order_by(Prediction.model, Prediction.model_version, Prediction.arm)
     )
-    return [(m, v, a, int(n)) for m, v, a, n in session.execute(stmt).all()]
+
+
+def _streams(
+    session: Session, models: Collection[str] | None = None
+) -> list[tuple[str, str, str | None, int]]:
+    return [(m, v, a, int(n)) for m, v, a, n in session.execute(streams_query(models)).all()]
+
+
+def pending_logs_query(
+    model: str, version: str, arm: str | None, limit: int, settled_before: datetime | None
+) -> Select[Any]:
+    """The next ``limit`` logs of a stream after the id bound as ``after_id``, oldest first,
+    each with a flag saying it is too fresh to close a window on."""
+    arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
+    # compared in SQL: a flag per row instead of decoding every ingested_at in Python
+    fresh: ColumnElement[bool] = (
+        literal(False) if settled_before is None else Prediction.ingested_at > settled_before
+    )
+    return (
+        select(Prediction.id, Prediction.ts, fresh.label("fresh"))
+        .where(
+            Prediction.model == model,
+            Prediction.model_version == version,
+            arm_filter,
+            Prediction.id > bindparam("after_id"),
+        )
+        .order_by(Prediction.id)
+        .limit(limit)
+    )
 
 
 def _close_stream(
@@ -131,22 +161,7 @@ def _close_stream(
     settled_before: datetime | None = None,
 ) -> list[Window]:
     closed: list[Window] = []
-    arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
-    # compared in SQL: a flag per row instead of decoding every ingested_at in Python
-    fresh: ColumnElement[bool] = (
-        literal(False) if settled_before is None else Prediction.ingested_at > settled_before
-    )
-    query = (
-        select(Prediction.id, Prediction.ts, fresh.label("fresh"))
-        .where(
-            Prediction.model == model,
-            Prediction.model_version == version,
-            arm_filter,
-            Prediction.id > bindparam("after_id"),
-        )
-        .order_by(Prediction.id)
-        .limit(cfg.max_count)
-    )
+    query = pending_logs_query(model, version, arm, cfg.max_count, settled_before)
     while True:
         session.flush()
         # Core rows (no ORM loading per row) of at most max_count pending logs

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,14 +34,9 @@ WINDOW = 150
 SECRET = "e2e-webhook-secret"
 
 
-def _wait_for(sessions: sessionmaker[Session], n: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sessions() as session:
-            if session.scalar(select(func.count()).select_from(Prediction)) >= n:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"the ingest worker did not store {n} logs in {timeout}s")
+def _stored(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(Prediction)) or 0
 
 
 def test_sustained_shift_alerts_once_and_resolves(
@@ -49,6 +44,7 @@ def test_sustained_shift_alerts_once_and_resolves(
     sessions: sessionmaker[Session],
     make_topics: Callable[..., KafkaSettings],
     settings_for: Callable[..., Settings],
+    wait_until: Callable[..., Any],
 ) -> None:
     kafka = make_topics()
     with Receiver() as rx:
@@ -101,7 +97,7 @@ def test_sustained_shift_alerts_once_and_resolves(
                     )
                     assert logger.flush()
                     stored += WINDOW
-                    _wait_for(sessions, stored)
+                    wait_until(lambda n=stored: _stored(sessions) >= n, what=f"{stored} logs")
                     evaluator.tick()
         finally:
             logger.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,7 +110,7 @@ class CountingEvaluator(Evaluator):
 
 
 def test_two_schedulers_on_postgresql_evaluate_each_window_once_and_alert_once(
-    pg_url: str,
+    pg_url: str, wait_until: Callable[..., Any]
 ) -> None:
     with Receiver() as rx:
         settings = make_settings(pg_url, rx.url)
@@ -124,17 +123,17 @@ def test_two_schedulers_on_postgresql_evaluate_each_window_once_and_alert_once(
         schedulers = [build_scheduler(ev, key=f"replica-{i}") for i, ev in enumerate(evaluators)]
         for s in schedulers:
             s.start()
-        deadline = time.monotonic() + 60
         factory = session_factory(engines[0])
-        while time.monotonic() < deadline:
+
+        def settled() -> bool:
             with factory() as session:
                 open_windows = session.scalar(
                     select(func.count()).select_from(Window).where(Window.state != "evaluated")
                 )
                 done = session.scalar(select(func.count()).select_from(Window))
-            if done == 6 and open_windows == 0 and rx.received:
-                break
-            time.sleep(0.2)
+            return done == 6 and open_windows == 0 and bool(rx.received)
+
+        wait_until(settled, timeout=60, what="6 evaluated windows and a page")
         for s in schedulers:
             s.shutdown()
         for e in engines:

@@ -3,9 +3,9 @@ on SQLite and PostgreSQL, and only one replica runs them at a time."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,15 +33,11 @@ def _settings(
     )
 
 
-def _wait_terminal(sessions: sessionmaker[Session], job_id: int, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sessions() as s:
-            state = jobs.get_job(s, job_id).state
-        if state in ("succeeded", "failed"):
-            return state
-        time.sleep(0.1)
-    return state
+def _terminal(sessions: sessionmaker[Session], job_id: int) -> str | None:
+    """The job's state once it is terminal, else None."""
+    with sessions() as s:
+        state = jobs.get_job(s, job_id).state
+    return state if state in ("succeeded", "failed") else None
 
 
 def test_a_policy_queued_job_is_picked_up_and_reaches_a_terminal_state(
@@ -49,6 +45,7 @@ def test_a_policy_queued_job_is_picked_up_and_reaches_a_terminal_state(
     sessions: sessionmaker[Session],
     settings_for: Callable[..., Settings],
     tmp_path: Path,
+    wait_until: Callable[..., Any],
 ) -> None:
     settings = _settings(settings_for, db_url, tmp_path)
     with unit_of_work(sessions) as s:
@@ -58,7 +55,7 @@ def test_a_policy_queued_job_is_picked_up_and_reaches_a_terminal_state(
     scheduler = build_scheduler(Evaluator(engine, settings), key="retrain-test")
     scheduler.start()
     try:
-        state = _wait_terminal(sessions, job_id)
+        state = wait_until(lambda: _terminal(sessions, job_id), timeout=30, what="the job")
     finally:
         scheduler.shutdown()
         engine.dispose()

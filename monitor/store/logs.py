@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Select, Text, cast, select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
@@ -157,9 +157,9 @@ def _arm_filter(arm: str | None) -> Any:
     return Prediction.arm.is_(None) if arm == NO_ARM else Prediction.arm == arm
 
 
-def load_window(session: Session, window: Window) -> LogBatch:
-    """The logs of ``window`` (ids ``first_id..last_id`` of its model, version and arm)."""
-    stmt = (
+def window_query(window: Window) -> Select[Any]:
+    """The statement that reads ``window``'s logs, oldest first."""
+    return (
         select(*_COLUMNS)
         .where(
             Prediction.model == window.model,
@@ -169,6 +169,11 @@ def load_window(session: Session, window: Window) -> LogBatch:
         )
         .order_by(Prediction.id)
     )
+
+
+def load_window(session: Session, window: Window) -> LogBatch:
+    """The logs of ``window`` (ids ``first_id..last_id`` of its model, version and arm)."""
+    stmt = window_query(window)
     session.flush()  # what the ORM's autoflush would do; Core rows skip per-row ORM loading
     rows = session.connection().execute(stmt).all()
     if not rows:
