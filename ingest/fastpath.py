@@ -27,7 +27,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from monitor.schemas import NAME_PATTERN, SUPPORTED_VERSIONS, Limits
+from monitor.schemas import ID_PATTERN, NAME_PATTERN, STAT_KEY_PATTERN, SUPPORTED_VERSIONS, Limits
 
 
 class _Embedding(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,6 +53,8 @@ class _Log(msgspec.Struct, forbid_unknown_fields=True):
 
 _DECODER = msgspec.json.Decoder(_Log)
 _NAME = re.compile(NAME_PATTERN)
+_ID = re.compile(ID_PATTERN)
+_STAT_KEY = re.compile(STAT_KEY_PATTERN)
 _ITEMSIZE = {"float16": 2, "float32": 4}
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -63,7 +65,7 @@ def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
         return None
     if not (_NAME.fullmatch(log.model) and _NAME.fullmatch(log.model_version)):
         return None
-    if not 1 <= len(log.request_id) <= 128 or log.predicted_class < 0:
+    if not _ID.fullmatch(log.request_id) or log.predicted_class < 0:
         return None
     probs = log.probabilities
     n = len(probs)
@@ -74,10 +76,14 @@ def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
     if abs(math.fsum(probs) - 1.0) > limits.probability_tolerance:
         return None
     ts = log.timestamp if log.timestamp.tzinfo else log.timestamp.replace(tzinfo=UTC)
-    if ts - now > limits.max_future_skew:
+    if ts - now > limits.max_future_skew or ts < limits.earliest(now):
         return None
     stats = log.pixel_stats
-    if stats is not None and (len(stats) > 64 or not all(map(math.isfinite, stats.values()))):
+    if stats is not None and (
+        len(stats) > 64
+        or not all(map(math.isfinite, stats.values()))
+        or not all(map(_STAT_KEY.fullmatch, stats))
+    ):
         return None
     if log.latency_ms is not None and not (math.isfinite(log.latency_ms) and log.latency_ms >= 0):
         return None

@@ -43,6 +43,15 @@ class WriteCounts:
     labels_joined: int = 0
     by_series: SeriesCounts = field(default_factory=Counter)
 
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.labels + other.labels,
+            self.labels_joined + other.labels_joined,
+            self.by_series + other.by_series,
+        )
+
 
 def _insert(session: Session, table: Any) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``_do_update``."""
