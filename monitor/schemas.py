@@ -127,6 +127,16 @@ def decode_array(encoded: EncodedArray | list[float]) -> np.ndarray:
 _STAT_KEY = re.compile(STAT_KEY_PATTERN)
 
 
+def path_safe(name: str) -> bool:
+    """Whether ``name`` (already matching :data:`NAME_PATTERN`) has no empty, ``.`` or ``..``
+    path segment, so that a registry path built from it stays under its root.
+
+    >>> path_safe("org/digits"), path_safe("a/../../etc"), path_safe("a//b"), path_safe("a/")
+    (True, False, False, False)
+    """
+    return "/" not in name or all(seg not in ("", ".", "..") for seg in name.split("/"))
+
+
 def _finite(values: np.ndarray, what: str) -> None:
     if not np.isfinite(values).all():
         raise ValueError(f"{what} contains NaN or infinity")
@@ -171,6 +181,12 @@ class _Message(BaseModel):
         return value.astimezone(UTC)
 
 
+def _path_safe(value: str) -> str:
+    if not path_safe(value):
+        raise ValueError(f"{value!r} has an empty, '.' or '..' path segment")
+    return value
+
+
 class PredictionLog(_Message):
     """One prediction as a model server logs it."""
 
@@ -190,6 +206,8 @@ class PredictionLog(_Message):
     latency_ms: float | None = Field(None, ge=0)
     arm: Arm | None = None
     label: int | None = Field(None, ge=0)
+
+    _safe_names = field_validator("model", "model_version")(_path_safe)
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> PredictionLog:
@@ -299,6 +317,8 @@ class LabelEvent(_Message):
     request_id: str = Field(pattern=ID_PATTERN)
     label: int = Field(ge=0)
     timestamp: datetime
+
+    _safe_name = field_validator("model")(_path_safe)
 
     @field_validator("label")
     @classmethod
