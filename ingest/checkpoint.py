@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.batching import backoff, next_offsets
@@ -36,7 +36,7 @@ from monitor.metrics import metric
 from monitor.schemas import Rejected
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
-from monitor.store.ingest_repo import WriteCounts, write_batch
+from monitor.store.ingest_repo import WriteCounts, probe_writable, write_batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -154,10 +154,11 @@ class Checkpoint:
             )
 
     def store_answers(self) -> bool:
-        """Whether the store answers a trivial query right now."""
+        """Whether the store accepts a write right now (a probe that changes nothing)."""
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            with self.sessions() as session:
+                probe_writable(session)
+                session.rollback()
             return True
         except Exception:
             return False

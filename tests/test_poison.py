@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import select
 
 from ingest.checkpoint import IngestStats
-from ingest.sdk import encode_label, encode_prediction
+from ingest.sdk import encode_label
 from ingest.validate import Validator
 from ingest.worker import IngestWorker
 from monitor.imagestats import encode_png

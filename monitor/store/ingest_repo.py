@@ -301,6 +301,13 @@ def write_batch(
     )
 
 
+def probe_writable(session: Session) -> None:
+    """Raise unless ``session`` can start writing ``predictions`` right now (an UPDATE of no
+    row: it takes SQLite's write lock and fails on a read-only PostgreSQL). The caller rolls
+    back."""
+    session.execute(update(Prediction).where(Prediction.id < 0).values(label=Prediction.label))
+
+
 def delete_older_than(session: Session, cutoff: datetime) -> tuple[int, int]:
     """Retention: delete predictions and labels with a timestamp before ``cutoff``.
 
