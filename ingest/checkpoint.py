@@ -138,20 +138,28 @@ class Checkpoint:
             done, failed = bisect_write(self._write_rows, rows, fails=data_error)
         except Exception as exc:
             raise StoreUnavailable(f"database write failed: {describe(exc)}") from exc
-        refused = [
+        refused = [r for w in done for r in w.refused]
+        refused += [
             rejection(InvalidMessage("store_refused", describe(exc)), row.record)
             for row, exc in failed
         ]
-        return Written(sum(done, WriteCounts()), refused)
+        return Written(sum((w.counts for w in done), WriteCounts()), refused)
 
-    def _write_rows(self, rows: Sequence[Row]) -> WriteCounts:
+    def _write_rows(self, rows: Sequence[Row]) -> Written:
+        """One transaction; the rows the store screened out (shape, conflicts) as rejections."""
+        preds = [r for r in rows if r.prediction is not None]
         with unit_of_work(self.sessions) as session:
-            return write_batch(
+            counts = write_batch(
                 session,
                 (),
                 [r.label for r in rows if r.label is not None],
-                rows=[r.prediction for r in rows if r.prediction is not None],
+                rows=[r.prediction for r in preds if r.prediction is not None],
             )
+        refused = [
+            rejection(InvalidMessage(reason, detail), preds[i].record)
+            for i, reason, detail in counts.refused
+        ]
+        return Written(counts, refused)
 
     def store_answers(self) -> bool:
         """Whether the store accepts a write right now (a probe that changes nothing)."""

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from monitor.schemas import EncodedArray, LabelEvent, PredictionLog
 from monitor.store.base import utcnow
+from monitor.store.shapes import ModelShape, Shape, mismatch, row_shape
 from monitor.store.tables import Label, Prediction
 
 #: (model, model_version, arm or "all") -> number of prediction rows stored.
@@ -42,14 +43,19 @@ class WriteCounts:
     labels: int = 0
     labels_joined: int = 0
     by_series: SeriesCounts = field(default_factory=Counter)
+    #: (index into the call's rows, reason, detail) of each row not stored because it breaks
+    #: its model's pinned shape or conflicts with another log of the same request id
+    refused: tuple[tuple[int, str, str], ...] = ()
 
     def __add__(self, other: WriteCounts) -> WriteCounts:
+        """The totals of two writes (``refused`` indices stay those of their own call)."""
         return WriteCounts(
             self.stored + other.stored,
             self.duplicates + other.duplicates,
             self.labels + other.labels,
             self.labels_joined + other.labels_joined,
             self.by_series + other.by_series,
+            self.refused + other.refused,
         )
 
 
@@ -286,19 +292,114 @@ def write_batch(
     rows: Sequence[dict[str, Any]] = (),
     keep_thumbnails: bool = True,
 ) -> WriteCounts:
-    """Write one batch of validated logs (or ready-made ``rows``) and labels; safe to replay.
+    """Write one batch of ready-made ``rows`` and validated ``logs`` (in that order) and
+    labels; safe to replay.
 
-    Labels go first so a label and its prediction in the same batch join.
+    Labels go first so a label and its prediction in the same batch join. A row that breaks
+    its model's pinned shape (:mod:`monitor.store.shapes`), or repeats a request id with other
+    content than the log stored (or kept earlier in the batch), is not stored but reported in
+    ``refused``; an exact repeat is a harmless duplicate.
     """
     n_labels, joined = upsert_labels(session, labels)
-    stored, series = insert_predictions(session, logs, rows=rows, keep_thumbnails=keep_thumbnails)
+    batch = [*rows, *(prediction_row(log, keep_thumbnail=keep_thumbnails) for log in logs)]
+    refused = _screen(session, batch)
+    gone = {i for i, _, _ in refused}
+    keep = {i: row for i, row in enumerate(batch) if i not in gone}
+    unique: dict[tuple[str, str], int] = {}
+    for i, row in keep.items():
+        first = unique.setdefault(_KEY(row), i)
+        if first != i and not _same(batch[first], row):
+            refused.append((i, "conflicting_duplicate", _conflict(row)))
+    stored, series = insert_predictions(session, rows=[batch[i] for i in unique.values()])
+    if stored < len(unique):
+        refused += _stored_conflicts(session, {k: (i, batch[i]) for k, i in unique.items()})
     return WriteCounts(
         stored=stored,
-        duplicates=len(logs) + len(rows) - stored,
+        duplicates=len(batch) - stored - len(refused),
         labels=n_labels,
         labels_joined=joined,
         by_series=series,
+        refused=tuple(sorted(refused)),
     )
+
+
+_CONTENT = itemgetter("model_version", "predicted_class", "probs", "embedding")
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two rows of one request id carry the same log (the label may come later)."""
+    return bool(_CONTENT(a) == _CONTENT(b) and a["ts"] == b["ts"])
+
+
+def _conflict(row: dict[str, Any]) -> str:
+    return (
+        f"request id {row['request_id']!r} of model {row['model']!r} was logged before "
+        "with other content"
+    )
+
+
+def _screen(session: Session, batch: Sequence[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """Pin the shape of each model seen for the first time; rows that break theirs."""
+    pinned = pin_shapes(session, {row["model"]: row_shape(row) for row in reversed(batch)})
+    refused = []
+    for i, row in enumerate(batch):
+        why = mismatch(row["model"], pinned[row["model"]], row_shape(row))
+        if why is not None:
+            refused.append((i, "shape_mismatch", why))
+    return refused
+
+
+def pin_shapes(session: Session, first: dict[str, Shape]) -> dict[str, Shape]:
+    """The pinned shape of each model in ``first``, pinning ``first[model]`` where none is
+    (and its embedding dimension where only the class count was pinned so far)."""
+    stmt = select(ModelShape).where(ModelShape.model.in_(list(first)))
+    have = {s.model: s for s in session.scalars(stmt)}
+    new = [
+        {"model": m, "n_classes": n, "embedding_dim": d, "pinned_at": utcnow()}
+        for m, (n, d) in first.items()
+        if m not in have
+    ]
+    if new:  # two workers may pin the same model at once: the first insert wins
+        session.execute(_insert(session, ModelShape).on_conflict_do_nothing(), new)
+    for m, (_n, d) in first.items():
+        if m in have and have[m].embedding_dim is None and d is not None:
+            session.execute(
+                update(ModelShape)
+                .where(ModelShape.model == m, ModelShape.embedding_dim.is_(None))
+                .values(embedding_dim=d)
+            )
+    session.expire_all()
+    return {s.model: (s.n_classes, s.embedding_dim) for s in session.scalars(stmt)}
+
+
+def _stored_conflicts(
+    session: Session, written: dict[tuple[str, str], tuple[int, dict[str, Any]]]
+) -> list[tuple[int, str, str]]:
+    """Rows of ``written`` whose request id was stored before with other content."""
+    cols = (
+        Prediction.model,
+        Prediction.request_id,
+        *(
+            getattr(Prediction, c)
+            for c in ("model_version", "predicted_class", "probs", "embedding", "ts")
+        ),
+    )
+    by_model: dict[str, list[str]] = {}
+    for model, request_id in written:
+        by_model.setdefault(model, []).append(request_id)
+    out = []
+    for model, ids in by_model.items():
+        for start in range(0, len(ids), 10_000):
+            stmt = select(*cols).where(
+                Prediction.model == model, Prediction.request_id.in_(ids[start : start + 10_000])
+            )
+            for m, r, version, cls, probs, emb, ts in session.execute(stmt):
+                i, row = written[(m, r)]
+                stored = {"model_version": version, "predicted_class": cls, "probs": probs}
+                stored |= {"embedding": emb, "ts": ts}
+                if not _same(row, stored):
+                    out.append((i, "conflicting_duplicate", _conflict(row)))
+    return out
 
 
 def probe_writable(session: Session) -> None:
