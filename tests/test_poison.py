@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from ingest.checkpoint import IngestStats
@@ -403,6 +404,8 @@ def test_a_mixed_stream_lands_every_good_log_once(
     assert labels == Counter({"good-0": 1})
     assert stats.stored == good and stats.dead_lettered == len(KINDS)
     assert stats.duplicates == 1  # the exact repeat: an idempotent no-op, no dead letter
+    conflicts = {"topic": kafka.predictions_topic, "reason": "conflicting_duplicate"}
+    assert REGISTRY.get_sample_value("driftwatch_ingest_dead_letter_total", conflicts) == 1
     assert stats.store_retries == 0 and stats.abandoned_batches == 0
     _check_dead_letters(kafka, expected)
     assert _committed(kafka, kafka.predictions_topic, 1) == [offsets[kafka.predictions_topic]]

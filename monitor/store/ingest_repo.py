@@ -304,18 +304,31 @@ def write_batch(
     batch = [*rows, *(prediction_row(log, keep_thumbnail=keep_thumbnails) for log in logs)]
     refused = _screen(session, batch)
     gone = {i for i, _, _ in refused}
-    keep = {i: row for i, row in enumerate(batch) if i not in gone}
-    unique: dict[tuple[str, str], int] = {}
-    for i, row in keep.items():
-        first = unique.setdefault(_KEY(row), i)
-        if first != i and not _same(batch[first], row):
+    firsts: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(batch):
+        if i not in gone:
+            firsts.setdefault(_KEY(row), i)
+    now = utcnow()
+    inserted = _execute_insert(session, [batch[i] for i in firsts.values()], now) if firsts else 0
+    new = set(firsts) if inserted == len(firsts) else _stamped(session, list(firsts), now)
+    before = (
+        _stored_content(session, [k for k in firsts if k not in new])
+        if inserted < len(firsts)
+        else {}
+    )
+    for i, row in enumerate(batch):
+        key = _KEY(row)
+        if i in gone or (i == firsts[key] and key in new):
+            continue
+        reference = batch[firsts[key]] if key in new else before.get(key, row)
+        if not _same(reference, row):
             refused.append((i, "conflicting_duplicate", _conflict(row)))
-    stored, series = insert_predictions(session, rows=[batch[i] for i in unique.values()])
-    if stored < len(unique):
-        refused += _stored_conflicts(session, {k: (i, batch[i]) for k, i in unique.items()})
+    series: SeriesCounts = Counter(
+        (r["model"], r["model_version"], r["arm"] or "all") for r in (batch[firsts[k]] for k in new)
+    )
     return WriteCounts(
-        stored=stored,
-        duplicates=len(batch) - stored - len(refused),
+        stored=len(new),
+        duplicates=len(batch) - len(new) - len(refused),
         labels=n_labels,
         labels_joined=joined,
         by_series=series,
@@ -327,8 +340,9 @@ _CONTENT = itemgetter("model_version", "predicted_class", "probs", "embedding")
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two rows of one request id carry the same log (the label may come later)."""
-    return bool(_CONTENT(a) == _CONTENT(b) and a["ts"] == b["ts"])
+    """Whether two rows of one request id carry the same prediction (version, class,
+    probabilities, embedding); the timestamp of a re-sent log and a later label may differ."""
+    return bool(_CONTENT(a) == _CONTENT(b))
 
 
 def _conflict(row: dict[str, Any]) -> str:
@@ -372,33 +386,22 @@ def pin_shapes(session: Session, first: dict[str, Shape]) -> dict[str, Shape]:
     return {s.model: (s.n_classes, s.embedding_dim) for s in session.scalars(stmt)}
 
 
-def _stored_conflicts(
-    session: Session, written: dict[tuple[str, str], tuple[int, dict[str, Any]]]
-) -> list[tuple[int, str, str]]:
-    """Rows of ``written`` whose request id was stored before with other content."""
-    cols = (
-        Prediction.model,
-        Prediction.request_id,
-        *(
-            getattr(Prediction, c)
-            for c in ("model_version", "predicted_class", "probs", "embedding", "ts")
-        ),
-    )
+def _stored_content(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """What :func:`_same` compares, of the stored logs with ``keys``."""
+    cols = [Prediction.model, Prediction.request_id, Prediction.model_version]
+    cols += [Prediction.predicted_class, Prediction.probs, Prediction.embedding]
     by_model: dict[str, list[str]] = {}
-    for model, request_id in written:
+    for model, request_id in keys:
         by_model.setdefault(model, []).append(request_id)
-    out = []
+    out = {}
     for model, ids in by_model.items():
         for start in range(0, len(ids), 10_000):
-            stmt = select(*cols).where(
-                Prediction.model == model, Prediction.request_id.in_(ids[start : start + 10_000])
-            )
-            for m, r, version, cls, probs, emb, ts in session.execute(stmt):
-                i, row = written[(m, r)]
-                stored = {"model_version": version, "predicted_class": cls, "probs": probs}
-                stored |= {"embedding": emb, "ts": ts}
-                if not _same(row, stored):
-                    out.append((i, "conflicting_duplicate", _conflict(row)))
+            chunk = ids[start : start + 10_000]
+            stmt = select(*cols).where(Prediction.model == model, Prediction.request_id.in_(chunk))
+            for row in session.execute(stmt).mappings():
+                out[(row["model"], row["request_id"])] = dict(row)
     return out
 
 
