@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from monitor.schemas import EncodedArray, LabelEvent, PredictionLog
 from monitor.store.base import utcnow
+from monitor.store.conflicts import conflict, same, stored_content
 from monitor.store.shapes import ModelShape, Shape, mismatch, row_shape
 from monitor.store.tables import Label, Prediction
 
@@ -312,7 +313,7 @@ def write_batch(
     inserted = _execute_insert(session, [batch[i] for i in firsts.values()], now) if firsts else 0
     new = set(firsts) if inserted == len(firsts) else _stamped(session, list(firsts), now)
     before = (
-        _stored_content(session, [k for k in firsts if k not in new])
+        stored_content(session, [k for k in firsts if k not in new])
         if inserted < len(firsts)
         else {}
     )
@@ -321,8 +322,8 @@ def write_batch(
         if i in gone or (i == firsts[key] and key in new):
             continue
         reference = batch[firsts[key]] if key in new else before.get(key, row)
-        if not _same(reference, row):
-            refused.append((i, "conflicting_duplicate", _conflict(row)))
+        if not same(reference, row):
+            refused.append((i, "conflicting_duplicate", conflict(row)))
     series: SeriesCounts = Counter(
         (r["model"], r["model_version"], r["arm"] or "all") for r in (batch[firsts[k]] for k in new)
     )
@@ -333,22 +334,6 @@ def write_batch(
         labels_joined=joined,
         by_series=series,
         refused=tuple(sorted(refused)),
-    )
-
-
-_CONTENT = itemgetter("model_version", "predicted_class", "probs", "embedding")
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two rows of one request id carry the same prediction (version, class,
-    probabilities, embedding); the timestamp of a re-sent log and a later label may differ."""
-    return bool(_CONTENT(a) == _CONTENT(b))
-
-
-def _conflict(row: dict[str, Any]) -> str:
-    return (
-        f"request id {row['request_id']!r} of model {row['model']!r} was logged before "
-        "with other content"
     )
 
 
@@ -384,25 +369,6 @@ def pin_shapes(session: Session, first: dict[str, Shape]) -> dict[str, Shape]:
             )
     session.expire_all()
     return {s.model: (s.n_classes, s.embedding_dim) for s in session.scalars(stmt)}
-
-
-def _stored_content(
-    session: Session, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """What :func:`_same` compares, of the stored logs with ``keys``."""
-    cols = [Prediction.model, Prediction.request_id, Prediction.model_version]
-    cols += [Prediction.predicted_class, Prediction.probs, Prediction.embedding]
-    by_model: dict[str, list[str]] = {}
-    for model, request_id in keys:
-        by_model.setdefault(model, []).append(request_id)
-    out = {}
-    for model, ids in by_model.items():
-        for start in range(0, len(ids), 10_000):
-            chunk = ids[start : start + 10_000]
-            stmt = select(*cols).where(Prediction.model == model, Prediction.request_id.in_(chunk))
-            for row in session.execute(stmt).mappings():
-                out[(row["model"], row["request_id"])] = dict(row)
-    return out
 
 
 def probe_writable(session: Session) -> None:

@@ -157,8 +157,8 @@ def _arm_filter(arm: str | None) -> Any:
     return Prediction.arm.is_(None) if arm == NO_ARM else Prediction.arm == arm
 
 
-def load_window(session: Session, window: Window) -> LogBatch:
-    """The logs of ``window`` (ids ``first_id..last_id`` of its model, version and arm)."""
+def window_rows(session: Session, window: Window) -> list[Any]:
+    """The store rows of ``window`` (fields of :data:`_COLUMNS`, by name), in id order."""
     stmt = (
         select(*_COLUMNS)
         .where(
@@ -173,15 +173,22 @@ def load_window(session: Session, window: Window) -> LogBatch:
     rows = session.connection().execute(stmt).all()
     if not rows:
         raise DriftwatchError(f"window {window.id} has no logs left in the store (retention?)")
-    return rows_to_batch(
-        rows,
-        {
-            "model": window.model,
-            "model_version": window.model_version,
-            "arm": window.arm,
-            "window_id": str(window.id),
-        },
-    )
+    return list(rows)
+
+
+def window_meta(window: Window) -> dict[str, str]:
+    """The ``LogBatch.meta`` of ``window``."""
+    return {
+        "model": window.model,
+        "model_version": window.model_version,
+        "arm": window.arm,
+        "window_id": str(window.id),
+    }
+
+
+def load_window(session: Session, window: Window) -> LogBatch:
+    """The logs of ``window`` (ids ``first_id..last_id`` of its model, version and arm)."""
+    return rows_to_batch(window_rows(session, window), window_meta(window))
 
 
 def load_range(
