@@ -339,11 +339,15 @@ def write_batch(
 
 def _screen(session: Session, batch: Sequence[dict[str, Any]]) -> list[tuple[int, str, str]]:
     """Pin the shape of each model seen for the first time; rows that break theirs."""
-    pinned = pin_shapes(session, {row["model"]: row_shape(row) for row in reversed(batch)})
+    shapes = [row_shape(row) for row in batch]
+    first: dict[str, Shape] = {}
+    for row, shape in zip(batch, shapes, strict=True):
+        first.setdefault(row["model"], shape)
+    pinned = pin_shapes(session, first)
     refused = []
-    for i, row in enumerate(batch):
-        why = mismatch(row["model"], pinned[row["model"]], row_shape(row))
-        if why is not None:
+    for i, (row, shape) in enumerate(zip(batch, shapes, strict=True)):
+        expected = pinned[row["model"]]
+        if shape != expected and (why := mismatch(row["model"], expected, shape)) is not None:
             refused.append((i, "shape_mismatch", why))
     return refused
 
