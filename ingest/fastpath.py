@@ -27,7 +27,14 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from monitor.schemas import NAME_PATTERN, SUPPORTED_VERSIONS, Limits
+from monitor.schemas import (
+    ID_PATTERN,
+    NAME_PATTERN,
+    STAT_KEY_PATTERN,
+    SUPPORTED_VERSIONS,
+    Limits,
+    path_safe,
+)
 
 
 class _Embedding(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,48 +60,70 @@ class _Log(msgspec.Struct, forbid_unknown_fields=True):
 
 _DECODER = msgspec.json.Decoder(_Log)
 _NAME = re.compile(NAME_PATTERN)
+_ID = re.compile(ID_PATTERN)
+_STAT_KEY = re.compile(STAT_KEY_PATTERN)
 _ITEMSIZE = {"float16": 2, "float32": 4}
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
-    """The row of one decoded log, or None when any rule needs the slow lane to judge it."""
+def _embedding(log: _Log, limits: Limits) -> bytes | Literal[False] | None:
+    """The embedding's bytes (None without one), or False when the slow lane must judge it."""
+    emb = log.embedding
+    if emb is None:
+        return None
+    expected = limits.embedding_dims.get(log.model)
+    if not 1 <= emb.dim <= limits.max_embedding_dim or expected not in (None, emb.dim):
+        return False
+    try:
+        data = binascii.a2b_base64(emb.data, strict_mode=True)
+    except binascii.Error:
+        return False
+    return data if len(data) == emb.dim * _ITEMSIZE[emb.dtype] else False
+
+
+def _plain(log: _Log, limits: Limits, now: datetime) -> bool:
+    """Whether every scalar rule holds for ``log`` (the slow lane words what does not)."""
     if log.schema_version not in SUPPORTED_VERSIONS:
-        return None
+        return False
     if not (_NAME.fullmatch(log.model) and _NAME.fullmatch(log.model_version)):
-        return None
-    if not 1 <= len(log.request_id) <= 128 or log.predicted_class < 0:
-        return None
+        return False
+    if not (path_safe(log.model) and path_safe(log.model_version)):
+        return False
+    if not _ID.fullmatch(log.request_id) or log.predicted_class < 0:
+        return False
     probs = log.probabilities
     n = len(probs)
     if not 2 <= n <= limits.max_classes or log.predicted_class >= n:
-        return None
+        return False
     if not all(map(math.isfinite, probs)) or min(probs) < 0:
-        return None
+        return False
     if abs(math.fsum(probs) - 1.0) > limits.probability_tolerance:
-        return None
+        return False
     ts = log.timestamp if log.timestamp.tzinfo else log.timestamp.replace(tzinfo=UTC)
-    if ts - now > limits.max_future_skew:
-        return None
+    if ts - now > limits.max_future_skew or ts < limits.earliest(now):
+        return False
     stats = log.pixel_stats
-    if stats is not None and (len(stats) > 64 or not all(map(math.isfinite, stats.values()))):
-        return None
+    if stats is not None and (
+        len(stats) > 64
+        or not all(map(math.isfinite, stats.values()))
+        or not all(map(_STAT_KEY.fullmatch, stats))
+    ):
+        return False
     if log.latency_ms is not None and not (math.isfinite(log.latency_ms) and log.latency_ms >= 0):
+        return False
+    return log.label is None or 0 <= log.label < limits.max_classes
+
+
+def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
+    """The row of one decoded log, or None when any rule needs the slow lane to judge it."""
+    if not _plain(log, limits, now):
         return None
-    if log.label is not None and not 0 <= log.label < limits.max_classes:
+    emb_bytes = _embedding(log, limits)
+    if emb_bytes is False:
         return None
-    emb_bytes: bytes | None = None
-    emb = log.embedding
-    if emb is not None:
-        expected = limits.embedding_dims.get(log.model)
-        if not 1 <= emb.dim <= limits.max_embedding_dim or expected not in (None, emb.dim):
-            return None
-        try:
-            emb_bytes = binascii.a2b_base64(emb.data, strict_mode=True)
-        except binascii.Error:
-            return None
-        if len(emb_bytes) != emb.dim * _ITEMSIZE[emb.dtype]:
-            return None
+    probs, stats, emb = log.probabilities, log.pixel_stats, log.embedding
+    n = len(probs)
+    ts = log.timestamp if log.timestamp.tzinfo else log.timestamp.replace(tzinfo=UTC)
     packed = array("f", probs)
     if _BIG_ENDIAN:
         packed.byteswap()

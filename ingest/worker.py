@@ -1,7 +1,9 @@
 """The ingest worker: a Kafka consumer group member that moves prediction logs and labels from
 the ``predictions`` and ``labels`` topics into the SQL store, exactly once in effect.
 
-Run several in one consumer group (``driftwatch ingest``) to share the partitions.
+Run several in one consumer group (``driftwatch ingest``) to share the partitions. The loop
+(:meth:`IngestWorker.run`) polls and cuts batches by :mod:`ingest.batching`; validation is
+:mod:`ingest.validate`; write -> dead-letter -> commit is :mod:`ingest.checkpoint`.
 """
 
 from __future__ import annotations
@@ -10,41 +12,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from ingest.validate import Validated, Validator
-from monitor.errors import BrokerUnavailable, StoreUnavailable
+from ingest.batching import BatchPolicy
+from ingest.checkpoint import Abandoned, Checkpoint, InFlight, IngestStats
+from ingest.deadletter import MAX_REQUEST_BYTES
+from ingest.validate import Validator
+from monitor.errors import BrokerUnavailable
 from monitor.metrics import metric
 from monitor.settings import KafkaSettings, Settings
-from monitor.store.db import make_engine, session_factory, unit_of_work
-from monitor.store.ingest_repo import WriteCounts, write_batch
+from monitor.store.db import make_engine, session_factory
+
+__all__ = ["IngestStats", "IngestWorker", "kafka_client_config"]
 
 log = logging.getLogger(__name__)
 
 #: How long the broker may hold a fetch open waiting for data (kafka-python's default is 500).
 FETCH_MAX_WAIT_MS = 20
-
-
-@dataclass
-class IngestStats:
-    """Running totals of one :meth:`IngestWorker.run`."""
-
-    consumed: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    labels: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-    store_retries: int = 0
-    abandoned_batches: int = 0
-    failed_commits: int = 0
-    assigned_at: float | None = None  # time.monotonic() of the first partition assignment
 
 
 def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -63,52 +51,21 @@ def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return config
 
 
-@dataclass
-class _InFlight:
-    """A validated batch whose database write runs on the writer thread."""
-
-    batch: list[Any]
-    out: Validated
-    future: Future[WriteCounts]
-    generation: int
-    started: float
-
-
-class _AbandonedError(Exception):
-    """The in-flight batch was given up (shutdown or partitions revoked)."""
-
-
 class IngestWorker:
-    """Consume, validate, store, dead-letter, commit: in that order, batch by batch.
+    """Consume, validate, then write -> dead-letter -> commit, batch by batch.
 
-    Each batch goes through these steps:
+    1. Poll records until ``ingest.batch_max_messages`` or ``ingest.batch_max_seconds``
+       (:class:`~ingest.batching.BatchPolicy`).
+    2. Validate each record (:class:`~ingest.validate.Validator`: the msgspec fast lane, the
+       pydantic schema for the rest); a record that fails in any way becomes a rejection.
+    3. Start writing the batch on the writer thread while the next one is polled.
+    4. Finish it with :class:`~ingest.checkpoint.Checkpoint`: wait for the write (outages are
+       retried with the partitions paused, bad records cut out and dead-lettered), dead-letter,
+       commit, count. Batches are committed strictly in poll order.
 
-    1. Poll records from the subscribed topics until ``ingest.batch_max_messages`` records or
-       ``ingest.batch_max_seconds`` have gathered.
-    2. Validate each record: prediction logs through the msgspec fast lane
-       (:mod:`ingest.fastpath`), anything it does not vouch for and every label through the
-       pydantic schema (thumbnail-only logs get pixel statistics here); invalid records become
-       ``Rejected`` ones.
-    3. Write all logs and labels in ONE database transaction with idempotent keys
-       ``(model, request_id)`` (``ON CONFLICT DO NOTHING``), on the writer thread while the next
-       batch is polled and validated; a replayed batch stores nothing twice. If the database
-       fails, retry with capped exponential backoff while the partitions are paused (the group
-       membership stays alive); nothing is committed meanwhile.
-    4. Send the rejected records to the dead-letter topic and flush the producer.
-    5. Only then commit the batch's offsets (last offset + 1 per partition), batches strictly in
-       the order they were polled.
-
-    A crash anywhere before step 5 means the batch is read again and re-written harmlessly. On
-    rebalance, records not yet committed are dropped (their new owner reads them again from the
-    committed offset). On shutdown, the batch in flight is finished, or abandoned without a
+    On rebalance, records not yet committed are dropped (their new owner reads them again from
+    the committed offset). On shutdown, the batch in flight is finished, or abandoned without a
     commit if the database is down.
-
-    Parameters
-    ----------
-    settings
-        The Driftwatch settings (``kafka``, ``database`` and ``ingest`` are read).
-    engine
-        An engine to write with; by default one is made from ``settings.database``.
     """
 
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
@@ -125,14 +82,17 @@ class IngestWorker:
         )
         self.stats = IngestStats()
         self._stop = threading.Event()
+        self._stopping: Callable[[], bool] = self._stop.is_set
         self._generation = 0  # bumped on every revocation
         self._buffer: list[Any] = []
         self._assigned = False
+        self._paused = False
         #: (topic, partition) pairs this worker owns right now.
         self.assignment: frozenset[tuple[str, int]] = frozenset()
         self._consumer: Any = None
-        self._producer: Any = None
-        self._writer: ThreadPoolExecutor = ThreadPoolExecutor(max_workers=1)
+        self.producer: Any = None
+        self._writer = ThreadPoolExecutor(max_workers=1)
+        self.checkpoint = Checkpoint(settings, self.engine, self.sessions, self._writer, self.stats)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -150,90 +110,68 @@ class IngestWorker:
         """Consume until stopped, until ``max_messages`` records were handled, or until no
         record arrived for ``idle_timeout`` seconds (counted from the first partition
         assignment, since joining the group takes a few seconds); returns the totals."""
-        stopping: Callable[[], bool] = (
-            (lambda: self._stop.is_set() or stop_event.is_set())
-            if stop_event
-            else self._stop.is_set
+        if stop_event is not None:
+            self._stopping = lambda: self._stop.is_set() or stop_event.is_set()
+        policy = BatchPolicy(
+            self.ingest.batch_max_messages, self.ingest.batch_max_seconds, max_messages
         )
         self._open()
-        last_record = time.monotonic()
-        inflight: _InFlight | None = None
         try:
-            batch_started = time.monotonic()
-            while not stopping():
-                pending = len(self._buffer) + (len(inflight.batch) if inflight else 0)
-                room = self.ingest.batch_max_messages - len(self._buffer)
-                if max_messages is not None:
-                    room = min(room, max_messages - self.stats.consumed - pending)
-                wait = self.ingest.batch_max_seconds - (time.monotonic() - batch_started)
-                if inflight is not None:
-                    wait = min(wait, 0.05)  # come back soon to commit the batch being written
-                if room > 0:
-                    polled = self._consumer.poll(
-                        timeout_ms=max(int(wait * 1000), 0) or 1, max_records=room
-                    )
-                else:  # max_messages are in hand: only the batch in flight is left to finish
-                    polled = {}
-                    if inflight is not None:
-                        wait_futures([inflight.future], timeout=0.05)
-                for records in polled.values():
-                    self._buffer.extend(records)
-                now = time.monotonic()
-                if polled:
-                    last_record = now
-                full = len(self._buffer) >= self.ingest.batch_max_messages
-                due = now - batch_started >= self.ingest.batch_max_seconds
-                pending = len(self._buffer) + (len(inflight.batch) if inflight else 0)
-                enough = max_messages is not None and self.stats.consumed + pending >= max_messages
-                if self._buffer and (full or due or enough or stopping()):
-                    batch, self._buffer = self._buffer, []
-                    nxt = self._start(batch)
-                    if inflight is not None:
-                        self._finish(inflight, stopping)
-                    inflight = nxt
-                elif inflight is not None and inflight.future.done():
-                    self._finish(inflight, stopping)
-                    inflight = None
-                if not self._buffer:
-                    batch_started = time.monotonic()
-                if max_messages is not None and self.stats.consumed >= max_messages:
-                    break
-                if not self._assigned:
-                    last_record = now  # idleness counts from the first partition assignment
-                elif (
-                    idle_timeout is not None and now - last_record >= idle_timeout and not inflight
-                ):
-                    break
-            if inflight is not None:
-                self._finish(inflight, stopping)
+            self._loop(policy, idle_timeout)
         finally:
             self._close()
         return self.stats
 
+    def _loop(self, policy: BatchPolicy, idle_timeout: float | None) -> None:
+        """Poll, cut batches, finish them in order; the per-poll place of the worker."""
+        last_record = batch_started = time.monotonic()
+        inflight: InFlight | None = None
+        while not self._stopping():
+            writing = len(inflight.records) if inflight else 0
+            room = policy.room(len(self._buffer), writing, self.stats.consumed)
+            elapsed = time.monotonic() - batch_started
+            if room > 0:
+                timeout = policy.poll_seconds(elapsed, inflight is not None)
+                polled = self._consumer.poll(
+                    timeout_ms=max(int(timeout * 1000), 1), max_records=room
+                )
+            else:  # the records asked for are in hand: only the batch in flight is left
+                polled = {}
+                if inflight is not None:
+                    wait_futures([inflight.future], timeout=0.05)
+            for records in polled.values():
+                self._buffer.extend(records)
+            now = time.monotonic()
+            if polled or not self._assigned:
+                last_record = now  # idleness counts from the first partition assignment
+            writing = len(inflight.records) if inflight else 0
+            elapsed = now - batch_started
+            if policy.cut(
+                len(self._buffer), elapsed, writing, self.stats.consumed, self._stopping()
+            ):
+                batch, self._buffer = self._buffer, []
+                nxt = self._start(batch)
+                if inflight is not None:
+                    self.checkpoint.finish(inflight, self)
+                inflight = nxt
+            elif inflight is not None and inflight.future.done():
+                self.checkpoint.finish(inflight, self)
+                inflight = None
+            if not self._buffer:
+                batch_started = time.monotonic()
+            if policy.finished(self.stats.consumed):
+                break
+            if idle_timeout is not None and not inflight and now - last_record >= idle_timeout:
+                break
+        if inflight is not None:
+            self.checkpoint.finish(inflight, self)
+
     def _open(self) -> None:
-        from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+        from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
-        worker = self
-
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                worker._generation += 1
-                worker.assignment = frozenset()
-                if worker._buffer:
-                    log.info(
-                        "partitions revoked: dropping %d uncommitted records", len(worker._buffer)
-                    )
-                worker._buffer = []
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                worker._assigned = True
-                worker.assignment = frozenset((tp.topic, tp.partition) for tp in assigned)
-                if worker.stats.assigned_at is None:
-                    worker.stats.assigned_at = time.monotonic()
-                log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
-
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwatch-writer")
+        self.checkpoint.writer = self._writer
         common = kafka_client_config(self.kafka)
         try:
             self._consumer = KafkaConsumer(
@@ -253,9 +191,11 @@ class IngestWorker:
                 heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             )
             self._consumer.subscribe(
-                [self.kafka.predictions_topic, self.kafka.labels_topic], listener=Listener()
+                [self.kafka.predictions_topic, self.kafka.labels_topic], listener=_listener(self)
             )
-            self._producer = KafkaProducer(**common, acks="all", linger_ms=5)
+            self.producer = KafkaProducer(
+                **common, acks="all", linger_ms=5, max_request_size=MAX_REQUEST_BYTES
+            )
         except KafkaError as exc:
             self._close()
             raise BrokerUnavailable(
@@ -266,171 +206,95 @@ class IngestWorker:
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
             self._consumer = None
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
+        if self.producer is not None:
+            self.producer.close(timeout=10)
+            self.producer = None
         self._writer.shutdown(wait=True)
         if self._own_engine:
             self.engine.dispose()
 
-    # ------------------------------------------------------------------ one batch
+    # ------------------------------------------------------------------ rebalance
 
-    def _start(self, batch: list[Any]) -> _InFlight:
-        """Steps 2 and 3a: validate ``batch`` and start writing it on the writer thread."""
+    def on_revoked(self) -> None:
+        """Partitions were taken away: drop what is not committed (its new owner re-reads it)."""
+        self._generation += 1
+        self.assignment = frozenset()
+        if self._buffer:
+            log.info("partitions revoked: dropping %d uncommitted records", len(self._buffer))
+        self._buffer = []
+
+    def on_assigned(self, assigned: frozenset[tuple[str, int]]) -> None:
+        """Partitions were given to this worker (the on-assignment place of the worker)."""
+        self._assigned = True
+        self.assignment = assigned
+        if self.stats.assigned_at is None:
+            self.stats.assigned_at = time.monotonic()
+        log.info("assigned %s", sorted(assigned))
+
+    # ------------------------------------------------------------------ the checkpoint's gate
+
+    def _start(self, batch: list[Any]) -> InFlight:
+        """Validate ``batch`` and start writing it on the writer thread."""
         started = time.perf_counter()
         out = self.validator.validate(
             (r.topic, r.partition, r.offset, r.key, r.value) for r in batch
         )
-        future = self._writer.submit(self._write, out)
-        return _InFlight(batch, out, future, self._generation, started)
+        return InFlight(batch, out, self.checkpoint.submit(out.rows), self._generation, started)
 
-    def _finish(self, item: _InFlight, stopping: Callable[[], bool]) -> None:
-        """Steps 3b to 5: wait for the write (retrying it), dead-letter, commit, count."""
-        try:
-            try:
-                counts: WriteCounts = item.future.result()
-            except StoreUnavailable as exc:
-                log.warning("store write failed, retrying: %s", exc)
-                self.stats.store_retries += 1
-                metric("driftwatch_ingest_store_retries_total").inc()
-                counts = self._retrying(
-                    lambda: self._writer.submit(self._write, item.out).result(),
-                    "store",
-                    item.generation,
-                    stopping,
-                )
-            if self._generation != item.generation:
-                raise _AbandonedError("partitions were revoked")
-            if item.out.rejected:
-                self._retrying(
-                    lambda: self._dead_letter(item.out), "dead-letter", item.generation, stopping
-                )
-        except _AbandonedError as exc:
-            self.stats.abandoned_batches += 1
-            log.warning(
-                "abandoned a batch of %d records without committing: %s", len(item.batch), exc
-            )
-            return
-        self._commit(item.batch)
-        self._account(item.batch, item.out, counts, time.perf_counter() - item.started)
+    def current(self, generation: int) -> bool:
+        return generation == self._generation
 
-    def _write(self, out: Validated) -> WriteCounts:
-        try:
-            with unit_of_work(self.sessions) as session:
-                return write_batch(
-                    session,
-                    out.logs,
-                    out.labels,
-                    rows=out.rows,
-                    keep_thumbnails=self.ingest.store_thumbnails,
-                )
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"database write failed: {exc}") from exc
+    def wait(self, seconds: float, generation: int) -> None:
+        """Back off for ``seconds`` with the partitions paused, keeping the membership alive."""
+        if not self._paused:
+            self._consumer.pause(*self._consumer.assignment())
+            self._paused = True
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping():
+                raise Abandoned("shutting down")
+            # The paused partitions return nothing, but partitions newly assigned by a
+            # rebalance may: keep those for the next batch.
+            for records in self._consumer.poll(timeout_ms=100).values():
+                self._buffer.extend(records)
+            if generation != self._generation:
+                raise Abandoned("partitions were revoked")
 
-    def _dead_letter(self, out: Validated) -> None:
-        from kafka.errors import KafkaError
+    def resume(self) -> None:
+        if self._paused and self._consumer is not None:
+            self._consumer.resume(*self._consumer.paused())
+        self._paused = False
 
-        try:
-            futures = []
-            for rej in out.rejected:
-                headers = [
-                    ("reason", rej.reason.encode()),
-                    ("source_topic", rej.topic.encode()),
-                    ("source_partition", str(rej.partition).encode()),
-                    ("source_offset", str(rej.offset).encode()),
-                ]
-                futures.append(
-                    self._producer.send(
-                        self.kafka.dead_letter_topic,
-                        value=rej.model_dump_json().encode(),
-                        key=None if rej.key is None else rej.key.encode(),
-                        headers=headers,
-                    )
-                )
-            self._producer.flush(timeout=30)
-            for future in futures:
-                future.get(timeout=0)
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"dead-letter send failed: {exc}") from exc
-
-    def _retrying(
-        self, action: Callable[[], Any], what: str, generation: int, stopping: Callable[[], bool]
-    ) -> Any:
-        """Run ``action`` until it succeeds, backing off while the partitions are paused."""
-        delay = self.ingest.retry_initial_seconds
-        paused = False
-        try:
-            while True:
-                try:
-                    return action()
-                except (StoreUnavailable, BrokerUnavailable) as exc:
-                    self.stats.store_retries += 1
-                    metric("driftwatch_ingest_store_retries_total").inc()
-                    log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
-                if not paused:
-                    self._consumer.pause(*self._consumer.assignment())
-                    paused = True
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    if stopping():
-                        raise _AbandonedError("shutting down")
-                    # Keeps the group membership alive; the paused partitions return nothing, but
-                    # partitions newly assigned by a rebalance may: keep those for the next batch.
-                    for records in self._consumer.poll(timeout_ms=100).values():
-                        self._buffer.extend(records)
-                    if self._generation != generation:
-                        raise _AbandonedError("partitions were revoked")
-                delay = min(delay * 2, self.ingest.retry_max_seconds)
-        finally:
-            if paused and self._consumer is not None:
-                self._consumer.resume(*self._consumer.paused())
-
-    def _commit(self, batch: list[Any]) -> None:
+    def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
         from kafka import TopicPartition
         from kafka.errors import CommitFailedError, KafkaError
         from kafka.structs import OffsetAndMetadata
 
-        last: dict[Any, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            if r.offset >= last.get(tp, -1):
-                last[tp] = r.offset
-        offsets = {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
+        tps = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(tps)
         except (CommitFailedError, KafkaError) as exc:
             # The group moved on; the new owner re-reads these records and stores nothing twice.
-            self.stats.failed_commits += 1
             log.warning("offset commit failed (records will be re-read idempotently): %s", exc)
-            return
+            return False
         lag = metric("driftwatch_ingest_consumer_lag")
-        for tp, off in offsets.items():
+        for tp, off in tps.items():
             high = self._consumer.highwater(tp)
             if high is not None:
                 lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                     max(high - off.offset, 0)
                 )
+        return True
 
-    def _account(
-        self, batch: list[Any], out: Validated, counts: WriteCounts, seconds: float
-    ) -> None:
-        s = self.stats
-        s.consumed += len(batch)
-        s.batches += 1
-        s.stored += counts.stored
-        s.duplicates += counts.duplicates
-        s.labels += counts.labels
-        s.dead_lettered += len(out.rejected)
-        messages = metric("driftwatch_ingest_messages_total")
-        pt, lt = self.kafka.predictions_topic, self.kafka.labels_topic
-        messages.labels(topic=pt, outcome="stored").inc(counts.stored)
-        messages.labels(topic=pt, outcome="duplicate").inc(counts.duplicates)
-        messages.labels(topic=lt, outcome="stored").inc(counts.labels)
-        dead = metric("driftwatch_ingest_dead_letter_total")
-        for rej in out.rejected:
-            messages.labels(topic=rej.topic, outcome="dead_letter").inc()
-            dead.labels(topic=rej.topic, reason=rej.reason).inc()
-        preds = metric("driftwatch_predictions_total")
-        for (model, version, arm), n in counts.by_series.items():
-            preds.labels(model=model, version=version, arm=arm).inc(n)
-        metric("driftwatch_ingest_batch_seconds").observe(seconds)
+
+def _listener(worker: IngestWorker) -> Any:
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            worker.on_revoked()
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            worker.on_assigned(frozenset((tp.topic, tp.partition) for tp in assigned))
+
+    return Listener()

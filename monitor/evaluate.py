@@ -4,7 +4,8 @@ Steps for each pending window (state ``closed``), in the caller's transaction:
 
 1. Find the active profile of the window's model and version; without one, the window is marked
    ``no_profile`` (evaluated by nobody; :func:`reopen_windows` puts such windows back).
-2. Load the window's logs, score every family with the detector registry.
+2. Load the window's logs that fit the model's shape (others are skipped and counted, see
+   :func:`monitor.windows.load_window_logs`), score every family with the detector registry.
 3. Insert one ``drift_results`` row per family, idempotently (unique ``window_id, family``).
 4. Mark the window ``evaluated``.
 
@@ -35,8 +36,8 @@ from monitor.impact.stage import assess_window
 from monitor.profiles import active_profile, load_profiles
 from monitor.results import DriftResult
 from monitor.settings import DetectorSettings, Settings
-from monitor.store.logs import load_window
 from monitor.store.tables import DriftResultRow, Window
+from monitor.windows import load_window_logs
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class WindowEvaluation:
     window: Window
     results: list[DriftResult] = field(default_factory=list)
     profile_id: int | None = None
+    skipped: dict[str, int] = field(default_factory=dict)  # logs left out, by reason
 
     @property
     def drifted(self) -> bool:
@@ -152,7 +154,8 @@ def evaluate_window(
             window.id,
         )
         return WindowEvaluation(window)
-    batch = load_window(session, window)
+    logs = load_window_logs(session, window)
+    batch = logs.batch
     results = score_all(fitted, batch, settings.detectors, window.model)
     try:  # one savepoint for all families; one per family only if some were stored already
         with session.begin_nested():
@@ -164,10 +167,10 @@ def evaluate_window(
                     session.add(result_row(window, profile_id, result))
             except IntegrityError:
                 log.info("result %s of window %d already stored", result.family, window.id)
-    assess_window(session, window, profile_id, batch, settings.policy.impact, now)
+    assess_window(session, window, profile_id, batch, settings.policy.impact, now, logs.ids)
     window.state, window.evaluated_at = EVALUATED, now
     session.flush()
-    return WindowEvaluation(window, list(results), profile_id)
+    return WindowEvaluation(window, list(results), profile_id, logs.skipped)
 
 
 def evaluate_pending(

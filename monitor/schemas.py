@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +35,14 @@ from monitor.errors import InvalidMessage
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+#: Identifiers (request ids) are printable text: no control characters.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"
+#: Keys of ``pixel_stats``.
+STAT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+#: No timestamp before this is accepted, whatever the configured window.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Largest magnitude a float32 column holds.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 EmbeddingDtype = Literal["float16", "float32"]
 Arm = Literal["stable", "canary"]
 
@@ -47,8 +56,15 @@ class Limits:
     max_thumbnail_bytes: int = 65_536
     probability_tolerance: float = 1e-3
     max_future_skew: timedelta = timedelta(minutes=5)
+    max_past_age: timedelta | None = None  # None: only the 1970 floor
     embedding_dims: dict[str, int] = field(default_factory=dict)
     now: datetime | None = None  # fixed clock for tests; None means the wall clock
+
+    def earliest(self, now: datetime) -> datetime:
+        """The oldest timestamp accepted at ``now`` (never before 1970)."""
+        if self.max_past_age is None or now - EPOCH <= self.max_past_age:
+            return EPOCH
+        return now - self.max_past_age
 
 
 _DEFAULT_LIMITS = Limits()
@@ -108,6 +124,19 @@ def decode_array(encoded: EncodedArray | list[float]) -> np.ndarray:
     return np.asarray(encoded, dtype=np.float32)
 
 
+_STAT_KEY = re.compile(STAT_KEY_PATTERN)
+
+
+def path_safe(name: str) -> bool:
+    """Whether ``name`` (already matching :data:`NAME_PATTERN`) has no empty, ``.`` or ``..``
+    path segment, so that a registry path built from it stays under its root.
+
+    >>> path_safe("org/digits"), path_safe("a/../../etc"), path_safe("a//b"), path_safe("a/")
+    (True, False, False, False)
+    """
+    return "/" not in name or all(seg not in ("", ".", "..") for seg in name.split("/"))
+
+
 def _finite(values: np.ndarray, what: str) -> None:
     if not np.isfinite(values).all():
         raise ValueError(f"{what} contains NaN or infinity")
@@ -134,16 +163,28 @@ class _Message(BaseModel):
 
     @field_validator("timestamp", check_fields=False)
     @classmethod
-    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+    def _within_window(cls, value: datetime, info: ValidationInfo) -> datetime:
         value = _aware(value)
         limits = _limits(info)
         now = limits.now or datetime.now(UTC)
+        # compared as aware datetimes before any conversion: year 1 or 9999 with an offset
+        # would overflow astimezone()
         if value - now > limits.max_future_skew:
             raise ValueError(
                 f"timestamp {value.isoformat()} is more than "
                 f"{limits.max_future_skew.total_seconds():.0f}s in the future"
             )
-        return value
+        if value < limits.earliest(now):
+            raise ValueError(
+                f"timestamp {value.isoformat()} is before {limits.earliest(now).isoformat()}"
+            )
+        return value.astimezone(UTC)
+
+
+def _path_safe(value: str) -> str:
+    if not path_safe(value):
+        raise ValueError(f"{value!r} has an empty, '.' or '..' path segment")
+    return value
 
 
 class PredictionLog(_Message):
@@ -151,7 +192,7 @@ class PredictionLog(_Message):
 
     model: str = Field(pattern=NAME_PATTERN)
     model_version: str = Field(pattern=NAME_PATTERN)
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(pattern=ID_PATTERN)
     timestamp: datetime
     predicted_class: int = Field(ge=0)
     probabilities: list[float] | None = None
@@ -166,6 +207,8 @@ class PredictionLog(_Message):
     arm: Arm | None = None
     label: int | None = Field(None, ge=0)
 
+    _safe_names = field_validator("model", "model_version")(_path_safe)
+
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> PredictionLog:
         limits = _limits(info)
@@ -176,6 +219,8 @@ class PredictionLog(_Message):
                 raise ValueError(f"pixel_stats has {len(self.pixel_stats)} entries, at most 64")
             if not all(math.isfinite(v) for v in self.pixel_stats.values()):
                 raise ValueError("pixel_stats contains NaN or infinity")
+            if not all(_STAT_KEY.fullmatch(k) for k in self.pixel_stats):
+                raise ValueError(f"pixel_stats keys must match {STAT_KEY_PATTERN}")
         # base64 is 4/3 of the bytes; check before decoding anything.
         if self.thumbnail is not None and len(self.thumbnail) * 3 // 4 > limits.max_thumbnail_bytes:
             raise ValueError(
@@ -222,6 +267,8 @@ class PredictionLog(_Message):
                 raise ValueError("n_classes is required with top_k")
             if self.n_classes > limits.max_classes:
                 raise ValueError(f"n_classes {self.n_classes} is over {limits.max_classes}")
+            if min(self.top_k) < 0:
+                raise ValueError("top_k refers to a negative class")
             if max(self.top_k) >= self.n_classes or self.predicted_class >= self.n_classes:
                 raise ValueError("top_k or predicted_class refers to a class >= n_classes")
 
@@ -242,8 +289,8 @@ class PredictionLog(_Message):
             )
         if isinstance(self.embedding, EncodedArray):
             _finite(self.embedding.to_numpy(), "embedding")
-        elif not all(map(math.isfinite, self.embedding)):
-            raise ValueError("embedding contains NaN or infinity")
+        elif not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in self.embedding):
+            raise ValueError("embedding contains NaN, infinity or a value beyond float32")
 
     def probability_vector(self) -> np.ndarray:
         """The full probability vector (top-k spreads the rest evenly over unsent classes)."""
@@ -267,9 +314,11 @@ class LabelEvent(_Message):
     """Ground truth for an earlier (or later) prediction, joined on (model, request_id)."""
 
     model: str = Field(pattern=NAME_PATTERN)
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(pattern=ID_PATTERN)
     label: int = Field(ge=0)
     timestamp: datetime
+
+    _safe_name = field_validator("model")(_path_safe)
 
     @field_validator("label")
     @classmethod
@@ -290,7 +339,9 @@ class Rejected(BaseModel):
     topic: str
     partition: int
     offset: int
-    raw: str = Field(description="base64 of the original message value")
+    raw: str = Field(description="base64 of the original message value (maybe truncated)")
+    raw_size: int | None = Field(None, description="bytes of the original message value")
+    truncated: bool = Field(False, description="raw holds only a prefix; the source has it all")
     key: str | None = None
     rejected_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
@@ -312,7 +363,8 @@ class Rejected(BaseModel):
             partition=partition,
             offset=offset,
             raw=base64.b64encode(raw).decode("ascii"),
-            key=None if key is None else key.decode("utf-8", "replace"),
+            raw_size=len(raw),
+            key=None if key is None else key[:1024].decode("utf-8", "replace"),
         )
 
 

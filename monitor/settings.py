@@ -97,6 +97,13 @@ class IngestSettings(_Section):
     max_classes: int = Field(10_000, ge=2)
     probability_tolerance: float = Field(1e-3, gt=0)
     max_future_skew_seconds: float = Field(300.0, ge=0)
+    max_past_age_seconds: float = Field(
+        31_622_400.0, gt=0, description="Older timestamps are refused (never before 1970)."
+    )
+    max_image_pixels: int = Field(4_000_000, ge=64, description="Largest decoded thumbnail.")
+    max_attempts: int = Field(
+        5, ge=1, description="Failed writes of one batch before it is isolated record by record."
+    )
     store_thumbnails: bool = True
     embedding_dims: dict[str, int] = Field(
         default_factory=dict, description="Expected embedding dimension per model name."

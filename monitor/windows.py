@@ -24,17 +24,22 @@ two evaluators racing on the same stream cannot create it twice; the loser stops
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, Select, bindparam, func, literal, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from monitor.batch import LogBatch
+from monitor.errors import DriftwatchError
 from monitor.settings import Settings, WindowSettings
-from monitor.store.logs import NO_ARM
+from monitor.store.logs import NO_ARM, rows_to_batch, window_meta, window_rows
+from monitor.store.shapes import ModelShape, Shape
 from monitor.store.tables import Prediction, Window
 
 log = logging.getLogger(__name__)
@@ -230,3 +235,85 @@ def close_windows(
             session, settings.windows, model, version, arm, after_id, now, settled_before
         )
     return closed
+
+
+# ---------------------------------------------------------------- the logs of a window
+
+
+@dataclass(frozen=True)
+class WindowLogs:
+    """The logs of a window that fit its model's shape, and how many were skipped and why."""
+
+    batch: LogBatch
+    ids: np.ndarray  # the prediction id of each row of ``batch`` (int64)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def _row_fault(row: Any, expected: Shape) -> str | None:
+    """Why a store row cannot join a window of ``expected`` shape, or None."""
+    n = row.n_classes
+    if n != expected[0]:
+        return f"n_classes={n}"
+    if len(row.probs) != 4 * n or not np.isfinite(np.frombuffer(row.probs, "<f4")).all():
+        return "bad_probabilities"
+    if row.embedding is not None:
+        size = 2 if row.embedding_dtype == "float16" else 4
+        dim = len(row.embedding) / size
+        if dim != int(dim) or expected[1] not in (None, dim):
+            return f"embedding_dim={dim:g}"
+        if not np.isfinite(np.frombuffer(row.embedding, "<f2" if size == 2 else "<f4")).all():
+            return "bad_embedding"
+    return None
+
+
+def _common_shape(rows: Sequence[Any]) -> Shape:
+    """The most common class count and embedding dimension of ``rows``."""
+    classes = Counter(r.n_classes for r in rows).most_common(1)[0][0]
+    dims = Counter(
+        len(r.embedding) // (2 if r.embedding_dtype == "float16" else 4)
+        for r in rows
+        if r.embedding is not None and r.n_classes == classes
+    ).most_common(1)
+    return classes, dims[0][0] if dims else None
+
+
+def screen_rows(rows: Sequence[Any], expected: Shape | None) -> tuple[list[Any], Counter[str]]:
+    """The rows of ``expected`` shape (by default the most common one; a dimension of None is
+    taken from the rows), and the count of the others by reason. Pure."""
+    shape = expected or _common_shape(rows)
+    if shape[1] is None:
+        shape = (shape[0], _common_shape([r for r in rows if r.n_classes == shape[0]] or rows)[1])
+    keep, skipped = [], Counter[str]()
+    for row in rows:
+        fault = _row_fault(row, shape)
+        if fault is None:
+            keep.append(row)
+        else:
+            skipped[fault] += 1
+    return keep, skipped
+
+
+def load_window_logs(session: Session, window: Window) -> WindowLogs:
+    """The logs of ``window`` that fit the model's pinned shape (or the window's most common
+    one): a log of another shape is skipped and counted, never fails the window."""
+    rows = window_rows(session, window)
+    pinned = session.get(ModelShape, window.model)
+    expected = None if pinned is None else (pinned.n_classes, pinned.embedding_dim)
+    keep, skipped = screen_rows(rows, expected)
+    if not keep:
+        raise DriftwatchError(f"no log of window {window.id} has its model's shape: {skipped}")
+    if skipped:
+        log.warning(
+            "window %d (%s %s): skipped %d of %d logs: %s",
+            window.id,
+            window.model,
+            window.model_version,
+            sum(skipped.values()),
+            len(rows),
+            dict(skipped),
+        )
+    return WindowLogs(
+        rows_to_batch(keep, window_meta(window)),
+        np.array([r.id for r in keep], np.int64),
+        dict(skipped),
+    )

@@ -103,3 +103,39 @@ def test_retention_deletes_only_old_rows(
     with sessions() as session:
         assert list(session.scalars(select(Prediction.request_id))) == [new.request_id]
         assert list(session.scalars(select(Label.request_id))) == ["y"]
+
+
+def test_a_model_shape_is_pinned_at_first_sight_and_odd_logs_are_refused(
+    sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog]
+) -> None:
+    with unit_of_work(sessions) as session:  # first sight: 10 classes, no embedding yet
+        first = write_batch(session, [make_log(embedding=None), make_log(n_classes=3)])
+    assert first.stored == 1 and first.refused == ((1, "shape_mismatch", first.refused[0][2]),)
+    assert "logs 10 classes (pinned), this log has 3" in first.refused[0][2]
+    with unit_of_work(sessions) as session:  # the first embedding pins the dimension
+        second = write_batch(session, [make_log(dim=16), make_log(dim=8), make_log(embedding=None)])
+    assert second.stored == 2 and [(i, r) for i, r, _ in second.refused] == [(1, "shape_mismatch")]
+    with unit_of_work(sessions) as session:  # another model pins its own shape
+        other = write_batch(session, [make_log(model="other", n_classes=3, dim=8)])
+    assert other.stored == 1 and other.refused == ()
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Prediction)) == 4
+
+
+def test_conflicting_duplicates_are_refused_and_exact_ones_are_not(
+    sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog]
+) -> None:
+    log = make_log(request_id="same")
+    other = make_log(request_id="same")  # other random probabilities and embedding
+    with unit_of_work(sessions) as session:
+        inside = write_batch(session, [log, log, other])
+    assert (inside.stored, inside.duplicates) == (1, 1)
+    assert [(i, r) for i, r, _ in inside.refused] == [(2, "conflicting_duplicate")]
+    with unit_of_work(sessions) as session:
+        replay = write_batch(session, [other, log, make_log()])
+    assert (replay.stored, replay.duplicates) == (1, 1)
+    assert [(i, r) for i, r, _ in replay.refused] == [(0, "conflicting_duplicate")]
+    assert "'same' of model 'digits' was logged before" in replay.refused[0][2]
+    with sessions() as session:
+        stored = session.scalars(select(Prediction).where(Prediction.request_id == "same")).one()
+        assert stored.probs == np.asarray(log.probabilities, "<f4").tobytes()

@@ -144,7 +144,7 @@ def test_logs_land_once_with_fields_intact(
                     "request_id": "thumb",
                     "timestamp": datetime.now(UTC).isoformat(),
                     "predicted_class": 0,
-                    "probabilities": [0.5, 0.5],
+                    "probabilities": [0.1] * 10,  # the model's pinned shape: 10 classes
                     "thumbnail": thumb,
                 }
             ).encode()

@@ -111,6 +111,13 @@ def test_rejected_keeps_the_original_bytes() -> None:
 
 
 finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
+
+
+def ids(max_size: int) -> st.SearchStrategy[str]:
+    """Request ids: printable text (no control characters, no lone surrogates)."""
+    return st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=max_size)
+
+
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
 
 
@@ -118,7 +125,7 @@ names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
 @given(
     model=names,
     version=names,
-    request_id=st.text(min_size=1, max_size=40),
+    request_id=ids(40),
     logits=arrays(np.float64, st.integers(2, 40), elements=st.floats(-20, 20)),
     emb=st.none() | arrays(np.float32, st.integers(1, 300), elements=finite),
     dtype=st.sampled_from(["float16", "float32"]),
@@ -181,7 +188,7 @@ def test_anything_the_sdk_produces_validates_and_round_trips(
     assert again == log
 
 
-@given(model=names, request_id=st.text(min_size=1, max_size=128), label=st.integers(0, 9999))
+@given(model=names, request_id=ids(128), label=st.integers(0, 9999))
 def test_labels_round_trip(model: str, request_id: str, label: int) -> None:
     event: LabelEvent = parse_message(
         encode_label(model, request_id, label), LabelEvent, LIMITS, 4096

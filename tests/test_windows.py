@@ -5,18 +5,30 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.detectors.simulate import synthetic_batch
+from monitor.evaluate import evaluate_pending
+from monitor.profiles import fit_profile_from_batch
 from monitor.schemas import PredictionLog
 from monitor.settings import DatabaseSettings, Settings, WindowSettings
 from monitor.store.db import make_engine, session_factory, unit_of_work
-from monitor.store.ingest_repo import insert_predictions
+from monitor.store.ingest_repo import insert_predictions, pin_shapes
 from monitor.store.tables import Prediction, Window
-from monitor.windows import _close_stream, close_windows, plan_window
+from monitor.windows import (
+    _close_stream,
+    close_windows,
+    load_window_logs,
+    plan_window,
+    screen_rows,
+)
+from tests.test_evaluate import batch_logs
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CFG = WindowSettings(max_count=10, max_seconds=60, min_count=3)
@@ -202,3 +214,83 @@ def test_plan_window_properties(gaps: list[float], elapsed: float) -> None:
     else:
         span_end = ts[0] + timedelta(seconds=CFG.max_seconds) if ts else now
         assert not ts or len(ts) < CFG.min_count or (now < span_end and ts[-1] < span_end)
+
+
+# ---------------------------------------------------------------- odd rows
+
+
+def test_a_window_evaluates_the_rows_of_the_model_shape_and_counts_the_rest(
+    db_url: str,
+    sessions: sessionmaker[Session],
+    make_log: Callable[..., PredictionLog],
+    settings_for: Callable[..., Settings],
+) -> None:
+    """Rows stored before shapes were pinned (or written past ingest): 3 classes, an 8-d
+    embedding, a NaN embedding among 10-class 16-d logs. The window is scored on the rest."""
+    settings = settings_for(db_url, windows=WindowSettings(max_count=300, max_seconds=3600))
+    with unit_of_work(sessions) as s:
+        fit_profile_from_batch(
+            s, settings, "digits", "v1", synthetic_batch(600, seed=1, dim=16), "ref", activate=True
+        )
+        logs = batch_logs(synthetic_batch(296, seed=3, dim=16), T0, "clean")
+        odd = [
+            make_log(timestamp=T0, n_classes=3),
+            make_log(timestamp=T0, dim=8),
+            make_log(timestamp=T0).model_copy(update={"embedding": [float("nan")] * 16}),
+            make_log(timestamp=T0, n_classes=3),
+        ]
+        insert_predictions(s, logs[:100] + odd + logs[100:])
+    with unit_of_work(sessions) as s:
+        assert len(close_windows(s, settings, T0 + timedelta(seconds=3601), settle_seconds=0)) == 1
+        (evaluation,) = evaluate_pending(s, settings)
+    assert evaluation.window.state == "evaluated"
+    assert evaluation.skipped == {"n_classes=3": 2, "embedding_dim=8": 1, "bad_embedding": 1}
+    assert {r.n_cur for r in evaluation.results} == {296}
+
+
+def test_the_pinned_shape_wins_over_the_window_majority(
+    sessions: sessionmaker[Session], make_log: Callable[..., PredictionLog]
+) -> None:
+    with unit_of_work(sessions) as s:
+        pin_shapes(s, {"digits": (3, None)})
+        insert_predictions(
+            s, [make_log(timestamp=T0, n_classes=10) for _ in range(5)] + [make_log(n_classes=3)]
+        )
+        s.add(
+            Window(
+                model="digits",
+                model_version="v1",
+                arm="all",
+                first_id=1,
+                last_id=10**9,
+                start_ts=T0,
+                end_ts=T0,
+                n=6,
+                closed_by="count",
+            )
+        )
+        s.flush()
+        window = s.scalars(select(Window)).one()
+        got = load_window_logs(s, window)
+        assert len(got.batch) == 1 and got.batch.n_classes == 3
+        assert got.skipped == {"n_classes=10": 5}
+
+
+@given(st.lists(st.sampled_from([(10, 16), (10, None), (3, 16), (10, 8)]), min_size=1, max_size=40))
+def test_screening_keeps_exactly_the_rows_of_one_shape(
+    shapes: list[tuple[int, int | None]],
+) -> None:
+    rows = [
+        SimpleNamespace(
+            n_classes=n,
+            probs=np.full(n, 1 / n, "<f4").tobytes(),
+            embedding=None if d is None else np.zeros(d, "<f4").tobytes(),
+            embedding_dtype=None if d is None else "float32",
+        )
+        for n, d in shapes
+    ]
+    keep, skipped = screen_rows(rows, None)
+    assert len(keep) + sum(skipped.values()) == len(rows)
+    assert len({r.n_classes for r in keep}) == 1
+    assert len({len(r.embedding) for r in keep if r.embedding is not None}) <= 1
+    assert keep  # the most common shape always has a row

@@ -94,9 +94,11 @@ def assess_window(
     batch: LogBatch,
     settings: ImpactSettings,
     now: datetime | None = None,
+    ids: np.ndarray | None = None,
 ) -> WindowEstimateRow | None:
     """Score ``window``'s logs and store its estimate (None when its profile has no impact
-    part, e.g. one fitted before calibration existed)."""
+    part, e.g. one fitted before calibration existed). ``ids`` are the prediction ids of the
+    rows of ``batch`` (by default all of the window's)."""
     prof = load_impact(session, profile_id)
     if prof is None:
         return None
@@ -104,7 +106,7 @@ def assess_window(
     calibrated = prof.calibrated(batch.probs).max(axis=1)
     est = estimate_accuracy(calibrated, settings.level, _calibration_se(prof, settings))
     scores = score_outliers(prof.outliers, batch)
-    ids = window_prediction_ids(session, window)
+    ids = window_prediction_ids(session, window) if ids is None else ids
     if len(ids) != len(batch):
         raise ValueError(f"window {window.id}: {len(ids)} ids for {len(batch)} logs")
     save_log_scores(session, window.id, ids, calibrated, scores)

@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 
 from monitor.schemas import EncodedArray, LabelEvent, PredictionLog
 from monitor.store.base import utcnow
+from monitor.store.conflicts import conflict, same, stored_content
 from monitor.store.pg_copy import copy_insert
+from monitor.store.shapes import ModelShape, Shape, mismatch, row_shape
 from monitor.store.tables import Label, Prediction
 
 #: (model, model_version, arm or "all") -> number of prediction rows stored.
@@ -43,6 +45,20 @@ class WriteCounts:
     labels: int = 0
     labels_joined: int = 0
     by_series: SeriesCounts = field(default_factory=Counter)
+    #: (index into the call's rows, reason, detail) of each row not stored because it breaks
+    #: its model's pinned shape or conflicts with another log of the same request id
+    refused: tuple[tuple[int, str, str], ...] = ()
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        """The totals of two writes (``refused`` indices stay those of their own call)."""
+        return WriteCounts(
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.labels + other.labels,
+            self.labels_joined + other.labels_joined,
+            self.by_series + other.by_series,
+            self.refused + other.refused,
+        )
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -278,19 +294,93 @@ def write_batch(
     rows: Sequence[dict[str, Any]] = (),
     keep_thumbnails: bool = True,
 ) -> WriteCounts:
-    """Write one batch of validated logs (or ready-made ``rows``) and labels; safe to replay.
+    """Write one batch of ready-made ``rows`` and validated ``logs`` (in that order) and
+    labels; safe to replay.
 
-    Labels go first so a label and its prediction in the same batch join.
+    Labels go first so a label and its prediction in the same batch join. A row that breaks
+    its model's pinned shape (:mod:`monitor.store.shapes`), or repeats a request id with other
+    content than the log stored (or kept earlier in the batch), is not stored but reported in
+    ``refused``; an exact repeat is a harmless duplicate.
     """
     n_labels, joined = upsert_labels(session, labels)
-    stored, series = insert_predictions(session, logs, rows=rows, keep_thumbnails=keep_thumbnails)
+    batch = [*rows, *(prediction_row(log, keep_thumbnail=keep_thumbnails) for log in logs)]
+    refused = _screen(session, batch)
+    gone = {i for i, _, _ in refused}
+    firsts: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(batch):
+        if i not in gone:
+            firsts.setdefault(_KEY(row), i)
+    now = utcnow()
+    inserted = _execute_insert(session, [batch[i] for i in firsts.values()], now) if firsts else 0
+    new = set(firsts) if inserted == len(firsts) else _stamped(session, list(firsts), now)
+    before = (
+        stored_content(session, [k for k in firsts if k not in new])
+        if inserted < len(firsts)
+        else {}
+    )
+    for i, row in enumerate(batch):
+        key = _KEY(row)
+        if i in gone or (i == firsts[key] and key in new):
+            continue
+        reference = batch[firsts[key]] if key in new else before.get(key, row)
+        if not same(reference, row):
+            refused.append((i, "conflicting_duplicate", conflict(row)))
+    series: SeriesCounts = Counter(
+        (r["model"], r["model_version"], r["arm"] or "all") for r in (batch[firsts[k]] for k in new)
+    )
     return WriteCounts(
-        stored=stored,
-        duplicates=len(logs) + len(rows) - stored,
+        stored=len(new),
+        duplicates=len(batch) - len(new) - len(refused),
         labels=n_labels,
         labels_joined=joined,
         by_series=series,
+        refused=tuple(sorted(refused)),
     )
+
+
+def _screen(session: Session, batch: Sequence[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """Pin the shape of each model seen for the first time; rows that break theirs."""
+    shapes = [row_shape(row) for row in batch]
+    first: dict[str, Shape] = {}
+    for row, shape in zip(batch, shapes, strict=True):
+        first.setdefault(row["model"], shape)
+    pinned = pin_shapes(session, first)
+    refused = []
+    for i, (row, shape) in enumerate(zip(batch, shapes, strict=True)):
+        expected = pinned[row["model"]]
+        if shape != expected and (why := mismatch(row["model"], expected, shape)) is not None:
+            refused.append((i, "shape_mismatch", why))
+    return refused
+
+
+def pin_shapes(session: Session, first: dict[str, Shape]) -> dict[str, Shape]:
+    """The pinned shape of each model in ``first``, pinning ``first[model]`` where none is
+    (and its embedding dimension where only the class count was pinned so far)."""
+    stmt = select(ModelShape).where(ModelShape.model.in_(list(first)))
+    have = {s.model: s for s in session.scalars(stmt)}
+    new = [
+        {"model": m, "n_classes": n, "embedding_dim": d, "pinned_at": utcnow()}
+        for m, (n, d) in first.items()
+        if m not in have
+    ]
+    if new:  # two workers may pin the same model at once: the first insert wins
+        session.execute(_insert(session, ModelShape).on_conflict_do_nothing(), new)
+    for m, (_n, d) in first.items():
+        if m in have and have[m].embedding_dim is None and d is not None:
+            session.execute(
+                update(ModelShape)
+                .where(ModelShape.model == m, ModelShape.embedding_dim.is_(None))
+                .values(embedding_dim=d)
+            )
+    session.expire_all()
+    return {s.model: (s.n_classes, s.embedding_dim) for s in session.scalars(stmt)}
+
+
+def probe_writable(session: Session) -> None:
+    """Raise unless ``session`` can start writing ``predictions`` right now (an UPDATE of no
+    row: it takes SQLite's write lock and fails on a read-only PostgreSQL). The caller rolls
+    back."""
+    session.execute(update(Prediction).where(Prediction.id < 0).values(label=Prediction.label))
 
 
 def delete_older_than(session: Session, cutoff: datetime) -> tuple[int, int]:

@@ -171,22 +171,28 @@ def window_query(window: Window) -> Select[Any]:
     )
 
 
-def load_window(session: Session, window: Window) -> LogBatch:
-    """The logs of ``window`` (ids ``first_id..last_id`` of its model, version and arm)."""
-    stmt = window_query(window)
+def window_rows(session: Session, window: Window) -> list[Any]:
+    """The store rows of ``window`` (fields of :data:`_COLUMNS`, by name), in id order."""
     session.flush()  # what the ORM's autoflush would do; Core rows skip per-row ORM loading
-    rows = session.connection().execute(stmt).all()
+    rows = session.connection().execute(window_query(window)).all()
     if not rows:
         raise DriftwatchError(f"window {window.id} has no logs left in the store (retention?)")
-    return rows_to_batch(
-        rows,
-        {
-            "model": window.model,
-            "model_version": window.model_version,
-            "arm": window.arm,
-            "window_id": str(window.id),
-        },
-    )
+    return list(rows)
+
+
+def window_meta(window: Window) -> dict[str, str]:
+    """The ``LogBatch.meta`` of ``window``."""
+    return {
+        "model": window.model,
+        "model_version": window.model_version,
+        "arm": window.arm,
+        "window_id": str(window.id),
+    }
+
+
+def load_window(session: Session, window: Window) -> LogBatch:
+    """The logs of ``window`` (ids ``first_id..last_id`` of its model, version and arm)."""
+    return rows_to_batch(window_rows(session, window), window_meta(window))
 
 
 def load_range(
