@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal, select, true
+from sqlalchemy import ColumnElement, Select, bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from monitor.errors import DriftwatchError
 from monitor.settings import Settings, WindowSettings
 from monitor.store.logs import NO_ARM, rows_to_batch, window_meta, window_rows
 from monitor.store.shapes import ModelShape, Shape
+from monitor.store.streams import streams_with_new_logs
 from monitor.store.tables import Prediction, Window
 
 log = logging.getLogger(__name__)
@@ -87,49 +88,14 @@ def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> W
     return WindowPlan(n, "time")
 
 
-def streams_query(
-    models: Collection[str] | None = None,
-) -> Select[tuple[str, str, str | None, int]]:
-    """Streams with logs after their last window: (model, version, arm or None, last_id).
-
-    ``models`` limits the scan to those models (one evaluator replica's share)."""
-    arm_key = func.coalesce(Window.arm, NO_ARM)
-    last = (
-        select(
-            Window.model,
-            Window.model_version,
-            arm_key.label("arm"),
-            func.max(Window.last_id).label("last_id"),
-        )
-        .group_by(Window.model, Window.model_version, arm_key)
-        .subquery()
-    )
-    p_arm = func.coalesce(Prediction.arm, NO_ARM)
-    return (
-        select(
-            Prediction.model,
-            Prediction.model_version,
-            Prediction.arm,
-            func.coalesce(last.c.last_id, 0),
-        )
-        .join(
-            last,
-            (last.c.model == Prediction.model)
-            & (last.c.model_version == Prediction.model_version)
-            & (last.c.arm == p_arm),
-            isouter=True,
-        )
-        .where(Prediction.id > func.coalesce(last.c.last_id, 0))
-        .where(true() if models is None else Prediction.model.in_(list(models)))
-        .group_by(Prediction.model, Prediction.model_version, Prediction.arm, last.c.last_id)
-        .order_by(Prediction.model, Prediction.model_version, Prediction.arm)
-    )
-
-
 def _streams(
     session: Session, models: Collection[str] | None = None
 ) -> list[tuple[str, str, str | None, int]]:
-    return [(m, v, a, int(n)) for m, v, a, n in session.execute(streams_query(models)).all()]
+    """Streams with logs after their last window: (model, version, arm or None, last_id)."""
+    return [
+        (m, v, None if a == NO_ARM else a, after)
+        for m, v, a, after in streams_with_new_logs(session, models)
+    ]
 
 
 def pending_logs_query(

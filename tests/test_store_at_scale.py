@@ -23,9 +23,11 @@ from sqlalchemy.sql import Executable
 
 from monitor.evaluate import PENDING
 from monitor.store import migrate
-from monitor.store.logs import window_query
+from monitor.store.db import session_factory
+from monitor.store.logs import NO_ARM, window_query
+from monitor.store.streams import newer_logs_probe, streams_with_new_logs
 from monitor.store.tables import Prediction, Window
-from monitor.windows import pending_logs_query, streams_query
+from monitor.windows import pending_logs_query
 from tests.conftest import _pg_admin, pg_database_url
 
 ROWS = 10_000_000
@@ -87,6 +89,12 @@ def _build(engine: Engine) -> None:
                 f"SELECT 'model-' || (g % {MODELS}), 'v1', 'r' || g, "
                 f"now() - interval '1 millisecond' * ({ROWS} - g), now(), g % 10, 10, 0.9, "
                 f"'\\x00'::bytea, NULL FROM generate_series(1, {ROWS}) g"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO streams (model, model_version, arm, first_seen_at) "
+                "SELECT DISTINCT model, model_version, 'all', now() FROM predictions"
             )
         )
         for index in table.indexes:
@@ -164,8 +172,17 @@ def test_the_next_logs_of_a_stream_come_by_index(big_store: Engine) -> None:
     assert_indexed(plan(big_store, stmt.params(after_id=after)))
 
 
-def test_finding_streams_with_new_logs_does_not_scan_the_table(big_store: Engine) -> None:
-    assert_indexed(plan(big_store, streams_query()))
+def test_finding_streams_with_new_logs_probes_each_by_index(big_store: Engine) -> None:
+    factory = session_factory(big_store)
+    with factory() as session:
+        found = streams_with_new_logs(session)
+        after = session.scalar(select(Window.last_id).where(Window.model == "model-7"))
+    assert len(found) == MODELS  # every stream has its last 1,000 ids unwindowed
+    assert after is not None
+    assert_indexed(plan(big_store, newer_logs_probe("model-7", "v1", NO_ARM, after)))
+    # a stream with nothing new: the probe walks no further than the stream's tail
+    last = plan(big_store, newer_logs_probe("model-7", "v1", NO_ARM, ROWS + 1))
+    assert_indexed(last)
 
 
 def test_retention_cuts_by_the_time_index(big_store: Engine) -> None:

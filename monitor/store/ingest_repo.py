@@ -28,8 +28,10 @@ from sqlalchemy.orm import Session
 from monitor.schemas import EncodedArray, LabelEvent, PredictionLog
 from monitor.store.base import utcnow
 from monitor.store.conflicts import conflict, same, stored_content
+from monitor.store.logs import NO_ARM
 from monitor.store.pg_copy import copy_insert
 from monitor.store.shapes import ModelShape, Shape, mismatch, row_shape
+from monitor.store.streams import register_streams
 from monitor.store.tables import Label, Prediction
 
 #: (model, model_version, arm or "all") -> number of prediction rows stored.
@@ -192,13 +194,16 @@ _KEY = itemgetter("model", "request_id")
 
 def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
     """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` (SQLite: the driver's executemany;
-    PostgreSQL: ``COPY`` into a staging table first), stamped ``ingested_at=now``; a row without a label takes the one stored in ``labels`` (the
-    late-label join, done by the database in the same statement: no extra round trip).
+    PostgreSQL: ``COPY`` into a staging table first), stamped ``ingested_at=now``; a row
+    without a label takes the one stored in ``labels`` (the late-label join, done by the
+    database in the same statement: no extra round trip). Their streams are registered
+    (:mod:`monitor.store.streams`).
 
     The hot path of ingest: SQLAlchemy's per-row parameter processing cost more than the
     database itself, so values are prepared here exactly as the column types would bind them.
     Returns the number of rows inserted.
     """
+    register_streams(session, {(r["model"], r["model_version"], r["arm"] or NO_ARM) for r in rows})
     dialect = session.get_bind().dialect.name
     names = ", ".join(_COLUMNS)
     join = "(SELECT label FROM labels WHERE model = {m} AND request_id = {r})"

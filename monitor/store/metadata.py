@@ -3,7 +3,8 @@
 import monitor.store.alerting_tables
 import monitor.store.impact_tables
 import monitor.store.retrain_tables
-import monitor.store.shapes  # noqa: F401
+import monitor.store.shapes
+import monitor.store.streams  # noqa: F401
 from monitor.store import tables  # noqa: F401
 from monitor.store.base import Base
 

@@ -29,7 +29,8 @@ class Prediction(Base):
     __table_args__ = (
         UniqueConstraint("model", "request_id"),
         Index("ix_predictions_model_version_ts", "model", "model_version", "ts"),
-        Index("ix_predictions_model_version_id", "model", "model_version", "id"),
+        # a stream's logs in id order: window closing, loading, the stream probe
+        Index("ix_predictions_stream_id", "model", "model_version", "arm", "id"),
         Index("ix_predictions_ts", "ts"),
     )
 
