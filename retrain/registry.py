@@ -73,6 +73,23 @@ class Staging:
         self.artifacts[name] = {"file": filename, "sha256": sha256_bytes(data), "bytes": len(data)}
 
 
+def _inside(root: Path, path: Path, what: str) -> Path:
+    """``path`` when it stays under ``root`` (no ``..``, no absolute part), else RegistryError.
+
+    >>> _inside(Path("/r"), Path("/r/digits/v1"), "digits v1")
+    PosixPath('/r/digits/v1')
+    >>> _inside(Path("/r"), Path("/r/a/../../../etc/v1"), "a/../../../etc v1")
+    Traceback (most recent call last):
+    ...
+    retrain.registry.RegistryError: a/../../../etc v1: a name may not leave the registry root
+    """
+    parts = path.relative_to(root).parts if path.is_relative_to(root) else ("..",)
+    outside = any(p in ("", ".", "..") for p in parts)
+    if outside or not path.resolve().is_relative_to(root.resolve()):
+        raise RegistryError(f"{what}: a name may not leave the registry root")
+    return path
+
+
 class ArtifactStore:
     """Files of the registry under ``root``."""
 
@@ -106,14 +123,16 @@ class ArtifactStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     def version_dir(self, model: str, version: str) -> Path:
-        return self.root / model / version
+        """``<root>/<model>/<version>``, refused when a name could leave the root."""
+        return _inside(self.root, self.root / model / version, f"{model} {version}")
 
     def path(self, mv: ModelVersion, name: str) -> Path:
         """The file of artifact ``name`` of ``mv``, after checking its hash."""
         meta = mv.artifacts.get(name)
         if meta is None:
             raise RegistryError(f"{mv.model} {mv.version} has no artifact {name!r}")
-        path: Path = self.version_dir(mv.model, mv.version) / str(meta["file"])
+        folder = self.version_dir(mv.model, mv.version)
+        path = _inside(folder, folder / str(meta["file"]), f"artifact {name!r}")
         if not path.is_file():
             raise RegistryError(f"artifact {name!r} of {mv.model} {mv.version} is missing: {path}")
         digest = sha256_bytes(path.read_bytes())

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
@@ -20,11 +20,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from monitor.api.collector import StoreCollector
-from monitor.api.deps import ApiError, require_read, session_dep
+from monitor.api.deps import require_read, session_dep
+from monitor.api.errors import ERROR_RESPONSES, install_error_handlers
+from monitor.api.guard import BodyRule, Guard
 from monitor.api.outlier_routes import router as outlier_router
 from monitor.api.retrain_routes import router as retrain_router
 from monitor.api.routes import router
-from monitor.errors import DriftwatchError, NotFound
 from monitor.reports.status_page import status_html
 from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory
@@ -72,6 +73,18 @@ def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
     return "; ".join(errors) or "no bootstrap servers configured"
 
 
+#: The resources under /api/v1, one router each: a new resource is one line here.
+ROUTERS = (router, retrain_router, outlier_router)
+
+
+def _body_rules(settings: Settings) -> dict[str, BodyRule]:
+    """Routes whose body is not a small JSON document."""
+    upload = BodyRule(
+        settings.api.max_upload_bytes, frozenset({"application/octet-stream"}), untyped_ok=True
+    )
+    return {"/api/v1/profiles/upload": upload}
+
+
 def create_app(
     settings: Settings, engine: Engine | None = None, check_broker: bool = True
 ) -> FastAPI:
@@ -83,6 +96,7 @@ def create_app(
         version="1",
         description="Drift monitoring of image classifiers: models, drift history, alerts, "
         "reference profiles. Writes need a bearer token.",
+        responses=ERROR_RESPONSES,
     )
     app.state.settings, app.state.engine = settings, engine
     app.state.factory = session_factory(engine)
@@ -91,18 +105,8 @@ def create_app(
     registry.register(_ProcessMetrics(_store_names()))
     app.state.registry = registry
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(DriftwatchError)
-    async def _bad_request(_: Request, exc: DriftwatchError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    install_error_handlers(app)
+    app.add_middleware(Guard, settings=settings.api, rules=_body_rules(settings))
 
     @app.get("/healthz", tags=["health"], summary="The process is up.")
     def healthz() -> dict[str, str]:
@@ -153,7 +157,6 @@ def create_app(
 
         return HTMLResponse(status_html(session, settings, model))
 
-    app.include_router(router, prefix="/api/v1")
-    app.include_router(retrain_router, prefix="/api/v1")
-    app.include_router(outlier_router, prefix="/api/v1")
+    for api_router in ROUTERS:
+        app.include_router(api_router, prefix="/api/v1")
     return app

@@ -14,7 +14,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.api.deps import ApiError, require_read, require_write, session_dep
+from monitor.api.deps import (
+    ApiError,
+    AwareTime,
+    Id,
+    Label,
+    NamePath,
+    NameQuery,
+    Reason,
+    require_read,
+    require_write,
+    session_dep,
+)
 from monitor.errors import NotFound
 from monitor.schemas import NAME_PATTERN
 from monitor.settings import Settings
@@ -103,28 +114,23 @@ def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
 
 
 @router.get("/jobs", summary="Retraining jobs, newest first.")
-def list_jobs(session: DB, model: str | None = None, limit: Limit = 50) -> list[dict[str, Any]]:
+def list_jobs(session: DB, model: NameQuery = None, limit: Limit = 50) -> list[dict[str, Any]]:
 
     return [_job(j) for j in jobs.list_jobs(session, model, limit)]
 
 
 @router.get("/jobs/{job_id}", summary="One job with its state history.")
-def get_job(session: DB, job_id: int) -> dict[str, Any]:
+def get_job(session: DB, job_id: Id) -> dict[str, Any]:
 
     return _job(jobs.get_job(session, job_id))
 
 
 class JobRequest(BaseModel):
     model: str = Field(pattern=NAME_PATTERN, max_length=128)
-    key: str | None = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        description="Idempotency key (default: the current time).",
-    )
-    reason: str = Field("manual", max_length=1000)
-    since: datetime | None = Field(None, description="Train on labels from here on.")
-    until: datetime | None = None
+    key: Label | None = Field(None, description="Idempotency key (default: the current time).")
+    reason: Reason = "manual"
+    since: AwareTime | None = Field(None, description="Train on labels from here on.")
+    until: AwareTime | None = None
 
 
 @router.post(
@@ -154,7 +160,7 @@ def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/gate", summary="The offline gate report of the job's candidate.")
-def job_gate(session: DB, job_id: int) -> dict[str, Any]:
+def job_gate(session: DB, job_id: Id) -> dict[str, Any]:
 
     job = jobs.get_job(session, job_id)
     if job.candidate_version is None:
@@ -166,13 +172,13 @@ def job_gate(session: DB, job_id: int) -> dict[str, Any]:
 
 
 @router.get("/versions", summary="Registered model versions with their figures, newest first.")
-def list_versions(session: DB, model: str | None = None) -> list[dict[str, Any]]:
+def list_versions(session: DB, model: NameQuery = None) -> list[dict[str, Any]]:
 
     return [_version(mv) for mv in registry.list_versions(session, model)[:1000]]
 
 
 @router.get("/versions/{model}/{version}", summary="One registered version.")
-def get_version(session: DB, model: str, version: str) -> dict[str, Any]:
+def get_version(session: DB, model: NamePath, version: NamePath) -> dict[str, Any]:
 
     return _version(registry.get_version(session, model, version))
 
@@ -204,7 +210,7 @@ def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
     "/versions/{model}/{version}/gate",
     summary="The stored offline gate report (candidate vs current) of a version.",
 )
-def version_gate(session: DB, model: str, version: str) -> dict[str, Any]:
+def version_gate(session: DB, model: NamePath, version: NamePath) -> dict[str, Any]:
     return _gate(session, model, version)
 
 
@@ -214,7 +220,7 @@ def version_gate(session: DB, model: str, version: str) -> dict[str, Any]:
 @router.get("/rollouts", summary="Canary rollouts, newest first, with every step's evidence.")
 def list_rollouts(
     session: DB,
-    model: str | None = None,
+    model: NameQuery = None,
     state: Literal["running", "promoted", "rolled_back"] | None = None,
     limit: Limit = 50,
 ) -> list[dict[str, Any]]:
@@ -226,7 +232,7 @@ def list_rollouts(
     return [_rollout(session, ro) for ro in session.scalars(query)]
 
 
-def _get_rollout(session: Session, rollout_id: int) -> Rollout:
+def _get_rollout(session: Session, rollout_id: Id) -> Rollout:
     ro = session.get(Rollout, rollout_id)
     if ro is None:
         raise NotFound(f"rollout {rollout_id} does not exist")
@@ -234,12 +240,12 @@ def _get_rollout(session: Session, rollout_id: int) -> Rollout:
 
 
 @router.get("/rollouts/{rollout_id}", summary="One rollout with its steps.")
-def get_rollout(session: DB, rollout_id: int) -> dict[str, Any]:
+def get_rollout(session: DB, rollout_id: Id) -> dict[str, Any]:
     return _rollout(session, _get_rollout(session, rollout_id))
 
 
 class Rollback(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000, description="Why (audit trail).")
+    reason: Reason = Field(description="Why (audit trail).")
 
 
 @router.post(
@@ -248,7 +254,7 @@ class Rollback(BaseModel):
     summary="Roll a running rollout back now: serve only its stable version.",
     responses={409: {"description": "the rollout is not running"}},
 )
-def rollback(request: Request, session: DB, rollout_id: int, body: Rollback) -> dict[str, Any]:
+def rollback(request: Request, session: DB, rollout_id: Id, body: Rollback) -> dict[str, Any]:
 
     settings: Settings = request.app.state.settings
     ro = _get_rollout(session, rollout_id)

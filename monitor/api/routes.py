@@ -13,7 +13,21 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from monitor.api.deps import ApiError, require_read, require_write, session_dep
+from monitor.api.deps import (
+    LABEL_PATTERN,
+    ApiError,
+    AwareTime,
+    Cursor,
+    Id,
+    Label,
+    Limit,
+    NamePath,
+    NameQuery,
+    require_read,
+    require_write,
+    session_dep,
+)
+from monitor.api.uploads import check_expansion
 from monitor.errors import NotFound
 from monitor.evaluate import reopen_windows
 from monitor.profiles import activate_profile, fit_profile_from_file, fit_profile_from_store
@@ -40,10 +54,6 @@ def _limit(request: Request, limit: int | None, default: int = 100) -> int:
     if limit > top:
         raise ApiError(422, f"limit {limit} is over the maximum page size {top}")
     return limit
-
-
-Limit = Annotated[int | None, Query(ge=1, description="Page size (at most api.max_page_size).")]
-Cursor = Annotated[int | None, Query(ge=0, description="next_cursor of the previous page.")]
 
 
 class Page(BaseModel):
@@ -145,11 +155,11 @@ _RESULT_KEYS = (
 def drift_history(
     request: Request,
     session: DB,
-    model: str,
-    version: str | None = None,
+    model: NamePath,
+    version: NameQuery = None,
     family: Literal["embedding", "pixel", "confidence", "classes"] | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: AwareTime | None = None,
+    end: AwareTime | None = None,
     limit: Limit = None,
     cursor: Cursor = None,
     features: Annotated[
@@ -225,7 +235,7 @@ def _transition(t: PolicyTransitionRow) -> dict[str, Any]:
     summary="Policy state changes of a model, oldest first, with their evidence.",
 )
 def transitions(
-    request: Request, session: DB, model: str, limit: Limit = None, cursor: Cursor = None
+    request: Request, session: DB, model: NamePath, limit: Limit = None, cursor: Cursor = None
 ) -> Page:
     limit = _limit(request, limit)
     stmt = select(PolicyTransitionRow).where(PolicyTransitionRow.model == model)
@@ -270,7 +280,7 @@ def list_alerts(
     request: Request,
     session: DB,
     status: Literal["firing", "resolved", "all"] = "firing",
-    model: str | None = None,
+    model: NameQuery = None,
     limit: Limit = None,
     cursor: Cursor = None,
 ) -> Page:
@@ -295,12 +305,12 @@ def _get_alert(session: Session, alert_id: int) -> AlertRow:
 
 
 class Ack(BaseModel):
-    by: str = Field("api", min_length=1, max_length=128, description="Who acknowledges.")
+    by: Label = Field("api", description="Who acknowledges.")
 
 
 class Silence(BaseModel):
     minutes: float = Field(gt=0, le=7 * 24 * 60, description="How long, at most 7 days.")
-    by: str = Field("api", min_length=1, max_length=128)
+    by: Label = "api"
 
 
 @router.post(
@@ -309,7 +319,7 @@ class Silence(BaseModel):
     dependencies=[Depends(require_write)],
     summary="Acknowledge an alert (someone is on it).",
 )
-def ack_alert(session: DB, alert_id: int, body: Ack) -> dict[str, Any]:
+def ack_alert(session: DB, alert_id: Id, body: Ack) -> dict[str, Any]:
     alert = _get_alert(session, alert_id)
     alert.acked_at, alert.acked_by = datetime.now(UTC), body.by
     return _alert(alert)
@@ -321,7 +331,7 @@ def ack_alert(session: DB, alert_id: int, body: Ack) -> dict[str, Any]:
     dependencies=[Depends(require_write)],
     summary="Silence an alert's notifications for a while.",
 )
-def silence_alert(session: DB, alert_id: int, body: Silence) -> dict[str, Any]:
+def silence_alert(session: DB, alert_id: Id, body: Silence) -> dict[str, Any]:
     alert = _get_alert(session, alert_id)
     alert.silenced_until = datetime.now(UTC) + timedelta(minutes=body.minutes)
     alert.acked_by = alert.acked_by or body.by
@@ -346,7 +356,7 @@ def _profile(p: ReferenceProfile) -> dict[str, Any]:
 
 @router.get("/profiles", tags=["profiles"], summary="Reference profiles, newest first.")
 def list_profiles(
-    session: DB, model: str | None = None, version: str | None = None
+    session: DB, model: NameQuery = None, version: NameQuery = None
 ) -> list[dict[str, Any]]:
 
     return [_profile(p) for p in listed(session, model, version)[:1000]]
@@ -355,9 +365,9 @@ def list_profiles(
 class FitRequest(BaseModel):
     model: Name
     version: Name
-    name: str = Field(min_length=1, max_length=128)
-    start: datetime | None = None
-    end: datetime | None = None
+    name: Label
+    start: AwareTime | None = None
+    end: AwareTime | None = None
     limit: int | None = Field(None, ge=10, le=1_000_000)
     activate: bool = False
 
@@ -398,25 +408,18 @@ async def upload_profile(
     request: Request,
     model: Annotated[str, Query(pattern=NAME_PATTERN)],
     version: Annotated[str, Query(pattern=NAME_PATTERN)],
-    name: Annotated[str, Query(min_length=1, max_length=128)],
+    name: Annotated[str, Query(pattern=LABEL_PATTERN, max_length=128)],
     format: Literal["npz", "parquet", "jsonl"],
     activate: bool = False,
 ) -> dict[str, Any]:
 
-    limit = _settings(request).api.max_upload_bytes
-    declared = int(request.headers.get("Content-Length") or 0)
-    if declared > limit:
-        raise ApiError(413, f"upload of {declared} bytes is over the {limit}-byte limit")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(413, f"upload is over the {limit}-byte limit")
+    data = await request.body()  # bounded by the guard: api.max_upload_bytes
     if not data:
         raise ApiError(422, "empty upload: send the reference file as the request body")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"reference.{format}"
-        path.write_bytes(bytes(data))
+        path.write_bytes(data)
+        check_expansion(path, format, _settings(request).api.max_expanded_bytes)
         factory = request.app.state.factory
         with factory() as session, session.begin():
             row = fit_profile_from_file(
@@ -431,7 +434,7 @@ async def upload_profile(
     dependencies=[Depends(require_write)],
     summary="Make a profile the active one of its model version.",
 )
-def activate(session: DB, profile_id: int) -> dict[str, Any]:
+def activate(session: DB, profile_id: Id) -> dict[str, Any]:
 
     row = activate_profile(session, profile_id)
     reopen_windows(session, row.model, row.model_version)
