@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
@@ -140,9 +140,10 @@ def create_app(
         tags=["health"],
         summary="Prometheus metrics.",
         dependencies=[Depends(require_read)],
+        response_class=PlainTextResponse,
     )
     def metrics() -> Response:
-        return Response(
+        return PlainTextResponse(
             generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 

@@ -65,8 +65,21 @@ def _items(exc: RequestValidationError) -> list[ErrorItem]:
     ]
 
 
+def _errors_as_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """Error bodies are JSON even on routes whose success is HTML or text."""
+    for path in doc.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and content and "application/json" not in content:
+                    response["content"] = {"application/json": next(iter(content.values()))}
+    return doc
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Every refusal as an :class:`ErrorBody`."""
+    """Every refusal as an :class:`ErrorBody`, and the OpenAPI document saying so."""
+    document = app.openapi
+    app.openapi = lambda: _errors_as_json(document())  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
