@@ -73,19 +73,21 @@ class Staging:
         self.artifacts[name] = {"file": filename, "sha256": sha256_bytes(data), "bytes": len(data)}
 
 
-def _inside(root: Path, path: Path, what: str) -> Path:
-    """``path`` when it stays under ``root`` (no ``..``, no absolute part), else RegistryError.
+def _inside(root: Path, names: tuple[str, ...], what: str) -> Path:
+    """``root/names...`` when every name part is plain and the path stays under ``root``.
 
-    >>> _inside(Path("/r"), Path("/r/digits/v1"), "digits v1")
-    PosixPath('/r/digits/v1')
-    >>> _inside(Path("/r"), Path("/r/a/../../../etc/v1"), "a/../../../etc v1")
+    >>> _inside(Path("/r"), ("team/digits", "v1"), "digits v1")
+    PosixPath('/r/team/digits/v1')
+    >>> _inside(Path("/r"), ("a/../../../etc", "v1"), "a/../../../etc v1")
     Traceback (most recent call last):
     ...
     retrain.registry.RegistryError: a/../../../etc v1: a name may not leave the registry root
     """
-    parts = path.relative_to(root).parts if path.is_relative_to(root) else ("..",)
-    outside = any(p in ("", ".", "..") for p in parts)
-    if outside or not path.resolve().is_relative_to(root.resolve()):
+    parts = [part for name in names for part in name.split("/")]
+    path = root.joinpath(*parts)
+    if any(p in ("", ".", "..") or "\\" in p for p in parts) or not path.resolve().is_relative_to(
+        root.resolve()
+    ):
         raise RegistryError(f"{what}: a name may not leave the registry root")
     return path
 
@@ -124,7 +126,7 @@ class ArtifactStore:
 
     def version_dir(self, model: str, version: str) -> Path:
         """``<root>/<model>/<version>``, refused when a name could leave the root."""
-        return _inside(self.root, self.root / model / version, f"{model} {version}")
+        return _inside(self.root, (model, version), f"{model} {version}")
 
     def path(self, mv: ModelVersion, name: str) -> Path:
         """The file of artifact ``name`` of ``mv``, after checking its hash."""
@@ -132,7 +134,7 @@ class ArtifactStore:
         if meta is None:
             raise RegistryError(f"{mv.model} {mv.version} has no artifact {name!r}")
         folder = self.version_dir(mv.model, mv.version)
-        path = _inside(folder, folder / str(meta["file"]), f"artifact {name!r}")
+        path = _inside(folder, (str(meta["file"]),), f"artifact {name!r}")
         if not path.is_file():
             raise RegistryError(f"artifact {name!r} of {mv.model} {mv.version} is missing: {path}")
         digest = sha256_bytes(path.read_bytes())
