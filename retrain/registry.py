@@ -85,9 +85,8 @@ def _inside(root: Path, names: tuple[str, ...], what: str) -> Path:
     """
     parts = [part for name in names for part in name.split("/")]
     path = root.joinpath(*parts)
-    if any(p in ("", ".", "..") or "\\" in p for p in parts) or not path.resolve().is_relative_to(
-        root.resolve()
-    ):
+    plain = all(p not in ("", ".", "..") and "\\" not in p for p in parts)
+    if not plain or not path.resolve().is_relative_to(root.resolve()):
         raise RegistryError(f"{what}: a name may not leave the registry root")
     return path
 

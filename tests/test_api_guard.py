@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
 from monitor.api.app import create_app
 from monitor.settings import ApiSettings, Settings
