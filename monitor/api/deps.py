@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Path, Query, Request, Security
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.guard import refusal
@@ -79,8 +79,37 @@ async def require_read(request: Request, _: Bearer) -> None:
     _check(request)
 
 
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def limit_of(request: Request, limit: int | None, default: int = 100) -> int:
+    top = settings_of(request).api.max_page_size
+    if limit is None:
+        return min(default, top)
+    if limit > top:
+        raise ApiError(422, f"limit {limit} is over the maximum page size {top}")
+    return limit
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: int | None = Field(None, description="Pass as cursor for the next page.")
+
+
+def page_of(rows: list[Any], limit: int, item: Any) -> Page:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=[item(r) for r in rows], next_cursor=rows[-1].id if more else None)
+
+
 def session_dep(request: Request) -> Iterator[Session]:
     """A session per request; committed when the route returns without error."""
     factory: sessionmaker[Session] = request.app.state.factory
     with unit_of_work(factory) as session:
         yield session
+
+
+DB = Annotated[Session, Depends(session_dep)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]

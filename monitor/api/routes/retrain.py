@@ -1,20 +1,21 @@
-"""API routes of the retrain side: jobs, gate reports, model versions, rollouts, rollback.
+"""Retraining jobs, registered versions and their gate reports.
 
-Thin over :mod:`retrain.jobs`, :mod:`retrain.registry` and :mod:`retrain.rollout` (all light:
-no torch is imported here; a manual job only queues, the scheduler's retrain job runs it).
+Thin over :mod:`retrain.jobs`, :mod:`retrain.registry` and :mod:`retrain.gate` (no torch is
+imported here; a manual job only queues, the scheduler's retrain job runs it).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.api.deps import (
+    DB,
     ApiError,
     AwareTime,
     Id,
@@ -24,21 +25,15 @@ from monitor.api.deps import (
     Reason,
     require_read,
     require_write,
-    session_dep,
 )
 from monitor.errors import NotFound
 from monitor.schemas import NAME_PATTERN
-from monitor.settings import Settings
-from monitor.store.retrain_tables import CanaryReport, ModelVersion, RetrainJob, Rollout
+from monitor.store.retrain_tables import CanaryReport, ModelVersion, RetrainJob
 from retrain import jobs, registry
-from retrain.deploy import target_from_settings
 from retrain.gate import gate_report
 from retrain.jobs import enqueue_job
-from retrain.registry import ArtifactStore
-from retrain.rollout import finish, steps
 
 router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(require_read)])
-DB = Annotated[Session, Depends(session_dep)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")]
 
 
@@ -79,38 +74,6 @@ def _version(mv: ModelVersion) -> dict[str, Any]:
         "created_at": _iso(mv.created_at),
         "updated_at": _iso(mv.updated_at),
     }
-
-
-def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
-
-    return {
-        "id": ro.id,
-        "model": ro.model,
-        "stable_version": ro.stable_version,
-        "candidate_version": ro.candidate_version,
-        "plan": ro.plan,
-        "weight": ro.plan[ro.step_index] if ro.plan else None,
-        "state": ro.state,
-        "reason": ro.reason,
-        "started_at": _iso(ro.started_at),
-        "finished_at": _iso(ro.finished_at),
-        "steps": [
-            {
-                "step": st.step_index,
-                "weight": st.weight,
-                "outcome": st.outcome,
-                "reason": st.reason,
-                "stable_accuracy": st.stable_accuracy,
-                "canary_accuracy": st.canary_accuracy,
-                "evidence": st.evidence,
-                "at": _iso(st.ts),
-            }
-            for st in steps(session, ro.id)
-        ],
-    }
-
-
-# ---------------------------------------------------------------- jobs
 
 
 @router.get("/jobs", summary="Retraining jobs, newest first.")
@@ -212,60 +175,3 @@ def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
 )
 def version_gate(session: DB, model: NamePath, version: NamePath) -> dict[str, Any]:
     return _gate(session, model, version)
-
-
-# ---------------------------------------------------------------- rollouts
-
-
-@router.get("/rollouts", summary="Canary rollouts, newest first, with every step's evidence.")
-def list_rollouts(
-    session: DB,
-    model: NameQuery = None,
-    state: Literal["running", "promoted", "rolled_back"] | None = None,
-    limit: Limit = 50,
-) -> list[dict[str, Any]]:
-    query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
-    if model is not None:
-        query = query.where(Rollout.model == model)
-    if state is not None:
-        query = query.where(Rollout.state == state)
-    return [_rollout(session, ro) for ro in session.scalars(query)]
-
-
-def _get_rollout(session: Session, rollout_id: Id) -> Rollout:
-    ro = session.get(Rollout, rollout_id)
-    if ro is None:
-        raise NotFound(f"rollout {rollout_id} does not exist")
-    return ro
-
-
-@router.get("/rollouts/{rollout_id}", summary="One rollout with its steps.")
-def get_rollout(session: DB, rollout_id: Id) -> dict[str, Any]:
-    return _rollout(session, _get_rollout(session, rollout_id))
-
-
-class Rollback(BaseModel):
-    reason: Reason = Field(description="Why (audit trail).")
-
-
-@router.post(
-    "/rollouts/{rollout_id}/rollback",
-    dependencies=[Depends(require_write)],
-    summary="Roll a running rollout back now: serve only its stable version.",
-    responses={409: {"description": "the rollout is not running"}},
-)
-def rollback(request: Request, session: DB, rollout_id: Id, body: Rollback) -> dict[str, Any]:
-
-    settings: Settings = request.app.state.settings
-    ro = _get_rollout(session, rollout_id)
-    if ro.state != "running":
-        raise ApiError(409, f"rollout {rollout_id} is already {ro.state}")
-    finish(
-        session,
-        ArtifactStore(settings.retrain.registry_dir),
-        target_from_settings(settings.retrain),
-        ro,
-        False,
-        f"manual: {body.reason}",
-    )
-    return _rollout(session, ro)

@@ -1,0 +1,116 @@
+"""Alerts: list, acknowledge, silence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.api.deps import (
+    DB,
+    Cursor,
+    Id,
+    Label,
+    Limit,
+    NameQuery,
+    Page,
+    limit_of,
+    page_of,
+    require_read,
+    require_write,
+)
+from monitor.errors import NotFound
+from monitor.store.alerting_tables import AlertRow
+
+router = APIRouter(dependencies=[Depends(require_read)])
+
+
+def _alert(a: AlertRow) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "model": a.model,
+        "version": a.model_version,
+        "family": a.family,
+        "severity": a.severity,
+        "status": a.status,
+        "summary": a.summary,
+        "opened_at": a.opened_at.isoformat(),
+        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+        "acked_at": a.acked_at.isoformat() if a.acked_at else None,
+        "acked_by": a.acked_by,
+        "silenced_until": a.silenced_until.isoformat() if a.silenced_until else None,
+        "dedup_key": a.dedup_key,
+        "evidence": a.evidence,
+    }
+
+
+@router.get(
+    "/alerts",
+    tags=["alerts"],
+    response_model=Page,
+    summary="Alerts, newest first; firing ones by default.",
+)
+def list_alerts(
+    request: Request,
+    session: DB,
+    status: Literal["firing", "resolved", "all"] = "firing",
+    model: NameQuery = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Page:
+    limit = limit_of(request, limit)
+    stmt = select(AlertRow)
+    if status != "all":
+        stmt = stmt.where(AlertRow.status == status)
+    if model is not None:
+        stmt = stmt.where(AlertRow.model == model)
+    if cursor is not None:
+        stmt = stmt.where(AlertRow.id < cursor)
+    return page_of(
+        list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit + 1))), limit, _alert
+    )
+
+
+def _get_alert(session: Session, alert_id: int) -> AlertRow:
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    return alert
+
+
+class Ack(BaseModel):
+    by: Label = Field("api", description="Who acknowledges.")
+
+
+class Silence(BaseModel):
+    minutes: float = Field(gt=0, le=7 * 24 * 60, description="How long, at most 7 days.")
+    by: Label = "api"
+
+
+@router.post(
+    "/alerts/{alert_id}/ack",
+    tags=["alerts"],
+    dependencies=[Depends(require_write)],
+    summary="Acknowledge an alert (someone is on it).",
+)
+def ack_alert(session: DB, alert_id: Id, body: Ack) -> dict[str, Any]:
+    alert = _get_alert(session, alert_id)
+    alert.acked_at, alert.acked_by = datetime.now(UTC), body.by
+    return _alert(alert)
+
+
+@router.post(
+    "/alerts/{alert_id}/silence",
+    tags=["alerts"],
+    dependencies=[Depends(require_write)],
+    summary="Silence an alert's notifications for a while.",
+)
+def silence_alert(session: DB, alert_id: Id, body: Silence) -> dict[str, Any]:
+    alert = _get_alert(session, alert_id)
+    alert.silenced_until = datetime.now(UTC) + timedelta(minutes=body.minutes)
+    alert.acked_by = alert.acked_by or body.by
+    return _alert(alert)

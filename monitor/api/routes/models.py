@@ -1,0 +1,207 @@
+"""Models, their drift history and policy transitions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, func, or_, select
+
+from monitor.api.deps import (
+    DB,
+    ApiError,
+    AwareTime,
+    Cursor,
+    Limit,
+    NamePath,
+    NameQuery,
+    Page,
+    limit_of,
+    page_of,
+    require_read,
+)
+from monitor.store.alerting_tables import PolicyStateRow, PolicyTransitionRow
+from monitor.store.tables import DriftResultRow, Window
+
+router = APIRouter(dependencies=[Depends(require_read)])
+
+
+class ModelVersion(BaseModel):
+    model: str
+    version: str
+    windows: int
+    last_window_end: datetime | None
+    states: dict[str, str] = Field(description="Policy state per family.")
+
+
+@router.get("/models", tags=["models"], summary="Models and versions seen, with their state.")
+def list_models(session: DB) -> list[ModelVersion]:
+    counts = session.execute(
+        select(Window.model, Window.model_version, func.count(), func.max(Window.end_ts))
+        .group_by(Window.model, Window.model_version)
+        .order_by(Window.model, Window.model_version)
+    ).all()
+    states: dict[tuple[str, str], dict[str, str]] = {}
+    for row in session.scalars(select(PolicyStateRow)):
+        states.setdefault((row.model, row.model_version), {})[row.family] = row.state
+    return [
+        ModelVersion(
+            model=m, version=v, windows=n, last_window_end=end, states=states.get((m, v), {})
+        )
+        for m, v, n, end in counts
+    ]
+
+
+def _time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=7)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ApiError(422, "start and end need a time zone, e.g. 2026-11-22T00:00:00Z")
+    if start >= end:
+        raise ApiError(422, f"start {start.isoformat()} is not before end {end.isoformat()}")
+    if end - start > timedelta(days=366):
+        raise ApiError(422, "the time range is longer than 366 days; ask for less")
+    return start, end
+
+
+_RESULT_COLUMNS = (
+    DriftResultRow.id,
+    DriftResultRow.window_id,
+    DriftResultRow.model_version,
+    DriftResultRow.arm,
+    DriftResultRow.family,
+    DriftResultRow.window_end,
+    DriftResultRow.kind,
+    DriftResultRow.method,
+    DriftResultRow.statistic,
+    DriftResultRow.p_value,
+    DriftResultRow.effect_size,
+    DriftResultRow.threshold,
+    DriftResultRow.drifted,
+    DriftResultRow.n_ref,
+    DriftResultRow.n_cur,
+    DriftResultRow.details,
+)
+_RESULT_KEYS = (
+    "id",
+    "window_id",
+    "version",
+    "arm",
+    "family",
+    "window_end",
+    "kind",
+    "method",
+    "statistic",
+    "p_value",
+    "effect_size",
+    "threshold",
+    "drifted",
+    "n_ref",
+    "n_cur",
+    "features",
+)
+
+
+@router.get(
+    "/models/{model}/drift",
+    tags=["models"],
+    response_model=Page,
+    summary="Drift results of a model over a time range (default: the last 7 days).",
+)
+def drift_history(
+    request: Request,
+    session: DB,
+    model: NamePath,
+    version: NameQuery = None,
+    family: Literal["embedding", "pixel", "confidence", "classes"] | None = None,
+    start: AwareTime | None = None,
+    end: AwareTime | None = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    features: Annotated[
+        bool, Query(description="Include the moved features of each result.")
+    ] = False,
+) -> Response:
+    limit = limit_of(request, limit, 500)
+    start, end = _time_range(start, end)
+    conditions = [
+        DriftResultRow.model == model,
+        DriftResultRow.window_end >= start,
+        DriftResultRow.window_end < end,
+    ]
+    if version is not None:
+        conditions.append(DriftResultRow.model_version == version)
+    if family is not None:
+        conditions.append(DriftResultRow.family == family)
+    if cursor is not None:
+        last = session.get(DriftResultRow, cursor)
+        if last is None:
+            raise ApiError(422, f"cursor {cursor} does not point at a result")
+        conditions.append(
+            or_(
+                DriftResultRow.window_end > last.window_end,
+                and_(DriftResultRow.window_end == last.window_end, DriftResultRow.id > last.id),
+            )
+        )
+    # Plain rows and one JSON encode: no ORM objects and no response-model re-validation on
+    # the hot read path (the response_model above still documents the shape).
+    columns = _RESULT_COLUMNS if features else _RESULT_COLUMNS[:-1]
+    keys = _RESULT_KEYS if features else _RESULT_KEYS[:-1]
+    rows = session.execute(
+        select(*columns)
+        .where(*conditions)
+        .order_by(DriftResultRow.window_end, DriftResultRow.id)
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = []
+    for row in rows:
+        item = dict(zip(keys, row, strict=True))
+        item["window_end"] = item["window_end"].isoformat()
+        item["model"] = model
+        items.append(item)
+    body = {"items": items, "next_cursor": rows[-1].id if more else None}
+    return Response(json.dumps(body), media_type="application/json")
+
+
+def _transition(t: PolicyTransitionRow) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "model": t.model,
+        "version": t.model_version,
+        "family": t.family,
+        "window_id": t.window_id,
+        "from": t.from_state,
+        "to": t.to_state,
+        "at": t.at.isoformat(),
+        "reason": t.reason,
+        "notify": t.notify,
+        "severity": t.severity,
+        "retrain": t.retrain,
+        "retrain_reason": t.retrain_reason,
+        "evidence": t.evidence,
+    }
+
+
+@router.get(
+    "/models/{model}/transitions",
+    tags=["models"],
+    response_model=Page,
+    summary="Policy state changes of a model, oldest first, with their evidence.",
+)
+def transitions(
+    request: Request, session: DB, model: NamePath, limit: Limit = None, cursor: Cursor = None
+) -> Page:
+    limit = limit_of(request, limit)
+    stmt = select(PolicyTransitionRow).where(PolicyTransitionRow.model == model)
+    if cursor is not None:
+        stmt = stmt.where(PolicyTransitionRow.id > cursor)
+    return page_of(
+        list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1))),
+        limit,
+        _transition,
+    )

@@ -1,0 +1,117 @@
+"""Canary rollouts: list, show, roll back (thin over :mod:`retrain.rollout`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.api.deps import (
+    DB,
+    ApiError,
+    Id,
+    NameQuery,
+    Reason,
+    require_read,
+    require_write,
+)
+from monitor.errors import NotFound
+from monitor.settings import Settings
+from monitor.store.retrain_tables import Rollout
+from retrain.deploy import target_from_settings
+from retrain.registry import ArtifactStore
+from retrain.rollout import finish, steps
+
+router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(require_read)])
+Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")]
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat()
+
+
+def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
+
+    return {
+        "id": ro.id,
+        "model": ro.model,
+        "stable_version": ro.stable_version,
+        "candidate_version": ro.candidate_version,
+        "plan": ro.plan,
+        "weight": ro.plan[ro.step_index] if ro.plan else None,
+        "state": ro.state,
+        "reason": ro.reason,
+        "started_at": _iso(ro.started_at),
+        "finished_at": _iso(ro.finished_at),
+        "steps": [
+            {
+                "step": st.step_index,
+                "weight": st.weight,
+                "outcome": st.outcome,
+                "reason": st.reason,
+                "stable_accuracy": st.stable_accuracy,
+                "canary_accuracy": st.canary_accuracy,
+                "evidence": st.evidence,
+                "at": _iso(st.ts),
+            }
+            for st in steps(session, ro.id)
+        ],
+    }
+
+
+@router.get("/rollouts", summary="Canary rollouts, newest first, with every step's evidence.")
+def list_rollouts(
+    session: DB,
+    model: NameQuery = None,
+    state: Literal["running", "promoted", "rolled_back"] | None = None,
+    limit: Limit = 50,
+) -> list[dict[str, Any]]:
+    query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(Rollout.model == model)
+    if state is not None:
+        query = query.where(Rollout.state == state)
+    return [_rollout(session, ro) for ro in session.scalars(query)]
+
+
+def _get_rollout(session: Session, rollout_id: Id) -> Rollout:
+    ro = session.get(Rollout, rollout_id)
+    if ro is None:
+        raise NotFound(f"rollout {rollout_id} does not exist")
+    return ro
+
+
+@router.get("/rollouts/{rollout_id}", summary="One rollout with its steps.")
+def get_rollout(session: DB, rollout_id: Id) -> dict[str, Any]:
+    return _rollout(session, _get_rollout(session, rollout_id))
+
+
+class Rollback(BaseModel):
+    reason: Reason = Field(description="Why (audit trail).")
+
+
+@router.post(
+    "/rollouts/{rollout_id}/rollback",
+    dependencies=[Depends(require_write)],
+    summary="Roll a running rollout back now: serve only its stable version.",
+    responses={409: {"description": "the rollout is not running"}},
+)
+def rollback(request: Request, session: DB, rollout_id: Id, body: Rollback) -> dict[str, Any]:
+
+    settings: Settings = request.app.state.settings
+    ro = _get_rollout(session, rollout_id)
+    if ro.state != "running":
+        raise ApiError(409, f"rollout {rollout_id} is already {ro.state}")
+    finish(
+        session,
+        ArtifactStore(settings.retrain.registry_dir),
+        target_from_settings(settings.retrain),
+        ro,
+        False,
+        f"manual: {body.reason}",
+    )
+    return _rollout(session, ro)
