@@ -3,9 +3,9 @@ a session per request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,6 +17,9 @@ from monitor.errors import DriftwatchError
 from monitor.schemas import NAME_PATTERN
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Row ids are 64-bit: anything larger is a 422, not a database overflow.
 MAX_ID = 2**63 - 1
@@ -93,15 +96,18 @@ def limit_of(request: Request, limit: int | None, default: int = 100) -> int:
     return limit
 
 
-class Page(BaseModel):
-    items: list[dict[str, Any]]
+class Page(BaseModel, Generic[T]):
+    """One page of a list, oldest or newest first as the route says."""
+
+    items: list[T]
     next_cursor: int | None = Field(None, description="Pass as cursor for the next page.")
 
 
-def page_of(rows: list[Any], limit: int, item: Any) -> Page:
+def page_of(rows: list[R], limit: int, item: Callable[[R], T]) -> dict[str, Any]:
+    """The fields of a page of ``rows`` (fetched with ``limit + 1`` to know if more follow)."""
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(items=[item(r) for r in rows], next_cursor=rows[-1].id if more else None)
+    return {"items": [item(r) for r in rows], "next_cursor": rows[-1].id if more else None}  # type: ignore[attr-defined]
 
 
 def session_dep(request: Request) -> Iterator[Session]:

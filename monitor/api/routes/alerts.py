@@ -29,29 +29,49 @@ from monitor.store.alerting_tables import AlertRow
 router = APIRouter(dependencies=[Depends(require_read)])
 
 
-def _alert(a: AlertRow) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "model": a.model,
-        "version": a.model_version,
-        "family": a.family,
-        "severity": a.severity,
-        "status": a.status,
-        "summary": a.summary,
-        "opened_at": a.opened_at.isoformat(),
-        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
-        "acked_at": a.acked_at.isoformat() if a.acked_at else None,
-        "acked_by": a.acked_by,
-        "silenced_until": a.silenced_until.isoformat() if a.silenced_until else None,
-        "dedup_key": a.dedup_key,
-        "evidence": a.evidence,
-    }
+class AlertOut(BaseModel):
+    id: int
+    model: str
+    version: str
+    family: str
+    severity: str
+    status: str
+    summary: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    acked_at: datetime | None
+    acked_by: str | None
+    silenced_until: datetime | None
+    dedup_key: str
+    evidence: dict[str, Any] = Field(description="The decision's evidence (detector results).")
+
+
+class AlertPage(Page[AlertOut]):
+    pass
+
+
+def _alert(a: AlertRow) -> AlertOut:
+    return AlertOut(
+        id=a.id,
+        model=a.model,
+        version=a.model_version,
+        family=a.family,
+        severity=a.severity,
+        status=a.status,
+        summary=a.summary,
+        opened_at=a.opened_at,
+        resolved_at=a.resolved_at,
+        acked_at=a.acked_at,
+        acked_by=a.acked_by,
+        silenced_until=a.silenced_until,
+        dedup_key=a.dedup_key,
+        evidence=a.evidence,
+    )
 
 
 @router.get(
     "/alerts",
     tags=["alerts"],
-    response_model=Page,
     summary="Alerts, newest first; firing ones by default.",
 )
 def list_alerts(
@@ -61,7 +81,7 @@ def list_alerts(
     model: NameQuery = None,
     limit: Limit = None,
     cursor: Cursor = None,
-) -> Page:
+) -> AlertPage:
     limit = limit_of(request, limit)
     stmt = select(AlertRow)
     if status != "all":
@@ -70,9 +90,8 @@ def list_alerts(
         stmt = stmt.where(AlertRow.model == model)
     if cursor is not None:
         stmt = stmt.where(AlertRow.id < cursor)
-    return page_of(
-        list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit + 1))), limit, _alert
-    )
+    rows = list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit + 1)))
+    return AlertPage(**page_of(rows, limit, _alert))
 
 
 def _get_alert(session: Session, alert_id: int) -> AlertRow:
@@ -97,7 +116,7 @@ class Silence(BaseModel):
     dependencies=[Depends(require_write)],
     summary="Acknowledge an alert (someone is on it).",
 )
-def ack_alert(session: DB, alert_id: Id, body: Ack) -> dict[str, Any]:
+def ack_alert(session: DB, alert_id: Id, body: Ack) -> AlertOut:
     alert = _get_alert(session, alert_id)
     alert.acked_at, alert.acked_by = datetime.now(UTC), body.by
     return _alert(alert)
@@ -109,7 +128,7 @@ def ack_alert(session: DB, alert_id: Id, body: Ack) -> dict[str, Any]:
     dependencies=[Depends(require_write)],
     summary="Silence an alert's notifications for a while.",
 )
-def silence_alert(session: DB, alert_id: Id, body: Silence) -> dict[str, Any]:
+def silence_alert(session: DB, alert_id: Id, body: Silence) -> AlertOut:
     alert = _get_alert(session, alert_id)
     alert.silenced_until = datetime.now(UTC) + timedelta(minutes=body.minutes)
     alert.acked_by = alert.acked_by or body.by

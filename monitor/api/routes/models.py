@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, func, or_, select
 
 from monitor.api.deps import (
@@ -105,10 +105,57 @@ _RESULT_KEYS = (
 )
 
 
+class DriftResultOut(BaseModel):
+    id: int
+    window_id: int
+    model: str
+    version: str
+    arm: str
+    family: str
+    window_end: datetime
+    kind: str
+    method: str
+    statistic: float
+    p_value: float | None
+    effect_size: float
+    threshold: float
+    drifted: bool
+    n_ref: int
+    n_cur: int
+    features: Any = Field(None, description="The moved features (with features=true).")
+
+
+class DriftPage(Page[DriftResultOut]):
+    pass
+
+
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    model: str
+    version: str
+    family: str
+    window_id: int
+    from_state: str = Field(alias="from")
+    to_state: str = Field(alias="to")
+    at: datetime
+    reason: str
+    notify: bool
+    severity: str | None
+    retrain: bool
+    retrain_reason: str | None
+    evidence: dict[str, Any]
+
+
+class TransitionPage(Page[TransitionOut]):
+    pass
+
+
 @router.get(
     "/models/{model}/drift",
     tags=["models"],
-    response_model=Page,
+    response_model=DriftPage,
     summary="Drift results of a model over a time range (default: the last 7 days).",
 )
 def drift_history(
@@ -168,40 +215,36 @@ def drift_history(
     return Response(json.dumps(body), media_type="application/json")
 
 
-def _transition(t: PolicyTransitionRow) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "model": t.model,
-        "version": t.model_version,
-        "family": t.family,
-        "window_id": t.window_id,
-        "from": t.from_state,
-        "to": t.to_state,
-        "at": t.at.isoformat(),
-        "reason": t.reason,
-        "notify": t.notify,
-        "severity": t.severity,
-        "retrain": t.retrain,
-        "retrain_reason": t.retrain_reason,
-        "evidence": t.evidence,
-    }
+def _transition(t: PolicyTransitionRow) -> TransitionOut:
+    return TransitionOut(
+        id=t.id,
+        model=t.model,
+        version=t.model_version,
+        family=t.family,
+        window_id=t.window_id,
+        from_state=t.from_state,
+        to_state=t.to_state,
+        at=t.at,
+        reason=t.reason,
+        notify=t.notify,
+        severity=t.severity,
+        retrain=t.retrain,
+        retrain_reason=t.retrain_reason,
+        evidence=t.evidence,
+    )
 
 
 @router.get(
     "/models/{model}/transitions",
     tags=["models"],
-    response_model=Page,
     summary="Policy state changes of a model, oldest first, with their evidence.",
 )
 def transitions(
     request: Request, session: DB, model: NamePath, limit: Limit = None, cursor: Cursor = None
-) -> Page:
+) -> TransitionPage:
     limit = limit_of(request, limit)
     stmt = select(PolicyTransitionRow).where(PolicyTransitionRow.model == model)
     if cursor is not None:
         stmt = stmt.where(PolicyTransitionRow.id > cursor)
-    return page_of(
-        list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1))),
-        limit,
-        _transition,
-    )
+    rows = list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1)))
+    return TransitionPage(**page_of(rows, limit, _transition))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,23 +33,36 @@ from monitor.store.tables import ReferenceProfile
 router = APIRouter(dependencies=[Depends(require_read)])
 
 
-def _profile(p: ReferenceProfile) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "model": p.model,
-        "version": p.model_version,
-        "name": p.name,
-        "active": p.active,
-        "n_ref": p.n_ref,
-        "created_at": p.created_at.isoformat(),
-        "source": p.source,
-    }
+class ProfileOut(BaseModel):
+    id: int
+    model: str
+    version: str
+    name: str
+    active: bool
+    n_ref: int = Field(description="Logs the profile was fitted on.")
+    created_at: datetime
+    source: dict[str, Any] = Field(description="Where the reference came from.")
+
+
+def _profile(p: ReferenceProfile) -> ProfileOut:
+    return ProfileOut.model_validate(
+        {
+            "id": p.id,
+            "model": p.model,
+            "version": p.model_version,
+            "name": p.name,
+            "active": p.active,
+            "n_ref": p.n_ref,
+            "created_at": p.created_at,
+            "source": p.source,
+        }
+    )
 
 
 @router.get("/profiles", tags=["profiles"], summary="Reference profiles, newest first.")
 def list_profiles(
     session: DB, model: NameQuery = None, version: NameQuery = None
-) -> list[dict[str, Any]]:
+) -> list[ProfileOut]:
 
     return [_profile(p) for p in listed(session, model, version)[:1000]]
 
@@ -70,7 +84,7 @@ class FitRequest(BaseModel):
     status_code=201,
     summary="Fit a profile on stored logs of a time range.",
 )
-def fit_profile(request: Request, session: DB, body: FitRequest) -> dict[str, Any]:
+def fit_profile(request: Request, session: DB, body: FitRequest) -> ProfileOut:
 
     if body.start and body.end and body.start >= body.end:
         raise ApiError(422, "start is not before end")
@@ -102,7 +116,7 @@ async def upload_profile(
     name: Annotated[str, Query(pattern=LABEL_PATTERN, max_length=128)],
     format: Literal["npz", "parquet", "jsonl"],
     activate: bool = False,
-) -> dict[str, Any]:
+) -> ProfileOut:
 
     data = await request.body()  # bounded by the guard: api.max_upload_bytes
     if not data:
@@ -125,7 +139,7 @@ async def upload_profile(
     dependencies=[Depends(require_write)],
     summary="Make a profile the active one of its model version.",
 )
-def activate(session: DB, profile_id: Id) -> dict[str, Any]:
+def activate(session: DB, profile_id: Id) -> ProfileOut:
 
     row = activate_profile(session, profile_id)
     reopen_windows(session, row.model, row.model_version)

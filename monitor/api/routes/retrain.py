@@ -37,53 +37,104 @@ router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(re
 Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")]
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.isoformat()
+class JobOut(BaseModel):
+    id: int
+    model: str
+    source: str = Field(description="policy, schedule or manual")
+    trigger_key: str
+    reason: str
+    state: str
+    params: dict[str, Any]
+    error: str | None
+    candidate_version: str | None
+    history: list[dict[str, Any]] = Field(description="Every state change, oldest first.")
+    created_at: datetime | None
+    updated_at: datetime | None
 
 
-def _job(j: RetrainJob) -> dict[str, Any]:
-    return {
-        "id": j.id,
-        "model": j.model,
-        "source": j.source,
-        "trigger_key": j.trigger_key,
-        "reason": j.reason,
-        "state": j.state,
-        "params": j.params,
-        "error": j.error,
-        "candidate_version": j.candidate_version,
-        "history": j.history,
-        "created_at": _iso(j.created_at),
-        "updated_at": _iso(j.updated_at),
-    }
+class JobCreated(JobOut):
+    created: bool = Field(description="False when the key named an existing job.")
 
 
-def _version(mv: ModelVersion) -> dict[str, Any]:
-    return {
-        "model": mv.model,
-        "version": mv.version,
-        "state": mv.state,
-        "parent_version": mv.parent_version,
-        "job_id": mv.job_id,
-        "recipe": mv.recipe,
-        "params": mv.params,
-        "metrics": mv.metrics,
-        "artifacts": {
-            k: {"sha256": v.get("sha256"), "bytes": v.get("bytes")} for k, v in mv.artifacts.items()
-        },
-        "created_at": _iso(mv.created_at),
-        "updated_at": _iso(mv.updated_at),
-    }
+class ArtifactOut(BaseModel):
+    sha256: str | None
+    bytes: int | None
+
+
+class VersionOut(BaseModel):
+    model: str
+    version: str
+    state: str
+    parent_version: str | None
+    job_id: int | None
+    recipe: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    artifacts: dict[str, ArtifactOut]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class GateOut(BaseModel):
+    model: str
+    candidate_version: str
+    current_version: str | None
+    job_id: int | None
+    passed: bool
+    reasons: list[str]
+    report: dict[str, Any]
+    summary: str = Field(description="The report as text.")
+    created_at: datetime | None
+
+
+def _job(j: RetrainJob) -> JobOut:
+    return JobOut.model_validate(
+        {
+            "id": j.id,
+            "model": j.model,
+            "source": j.source,
+            "trigger_key": j.trigger_key,
+            "reason": j.reason,
+            "state": j.state,
+            "params": j.params,
+            "error": j.error,
+            "candidate_version": j.candidate_version,
+            "history": j.history,
+            "created_at": j.created_at,
+            "updated_at": j.updated_at,
+        }
+    )
+
+
+def _version(mv: ModelVersion) -> VersionOut:
+    return VersionOut.model_validate(
+        {
+            "model": mv.model,
+            "version": mv.version,
+            "state": mv.state,
+            "parent_version": mv.parent_version,
+            "job_id": mv.job_id,
+            "recipe": mv.recipe,
+            "params": mv.params,
+            "metrics": mv.metrics,
+            "artifacts": {
+                k: {"sha256": v.get("sha256"), "bytes": v.get("bytes")}
+                for k, v in mv.artifacts.items()
+            },
+            "created_at": mv.created_at,
+            "updated_at": mv.updated_at,
+        }
+    )
 
 
 @router.get("/jobs", summary="Retraining jobs, newest first.")
-def list_jobs(session: DB, model: NameQuery = None, limit: Limit = 50) -> list[dict[str, Any]]:
+def list_jobs(session: DB, model: NameQuery = None, limit: Limit = 50) -> list[JobOut]:
 
     return [_job(j) for j in jobs.list_jobs(session, model, limit)]
 
 
 @router.get("/jobs/{job_id}", summary="One job with its state history.")
-def get_job(session: DB, job_id: Id) -> dict[str, Any]:
+def get_job(session: DB, job_id: Id) -> JobOut:
 
     return _job(jobs.get_job(session, job_id))
 
@@ -103,7 +154,7 @@ class JobRequest(BaseModel):
     summary="Queue a manual retraining job (the scheduler's retrain job runs it); "
     "the same key returns the existing job.",
 )
-def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
+def start_job(session: DB, body: JobRequest) -> JobCreated:
 
     for ts in (body.since, body.until):
         if ts is not None and ts.tzinfo is None:
@@ -119,11 +170,11 @@ def start_job(session: DB, body: JobRequest) -> dict[str, Any]:
         reason=body.reason,
         params=params,
     )
-    return {**_job(job), "created": created}
+    return JobCreated(**_job(job).model_dump(), created=created)
 
 
 @router.get("/jobs/{job_id}/gate", summary="The offline gate report of the job's candidate.")
-def job_gate(session: DB, job_id: Id) -> dict[str, Any]:
+def job_gate(session: DB, job_id: Id) -> GateOut:
 
     job = jobs.get_job(session, job_id)
     if job.candidate_version is None:
@@ -135,18 +186,18 @@ def job_gate(session: DB, job_id: Id) -> dict[str, Any]:
 
 
 @router.get("/versions", summary="Registered model versions with their figures, newest first.")
-def list_versions(session: DB, model: NameQuery = None) -> list[dict[str, Any]]:
+def list_versions(session: DB, model: NameQuery = None) -> list[VersionOut]:
 
     return [_version(mv) for mv in registry.list_versions(session, model)[:1000]]
 
 
 @router.get("/versions/{model}/{version}", summary="One registered version.")
-def get_version(session: DB, model: NamePath, version: NamePath) -> dict[str, Any]:
+def get_version(session: DB, model: NamePath, version: NamePath) -> VersionOut:
 
     return _version(registry.get_version(session, model, version))
 
 
-def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
+def _gate(session: Session, model: str, version: str) -> GateOut:
 
     row = session.scalar(
         select(CanaryReport)
@@ -156,22 +207,24 @@ def _gate(session: Session, model: str, version: str) -> dict[str, Any]:
     )
     if row is None:
         raise NotFound(f"no gate report for {model} {version}")
-    return {
-        "model": model,
-        "candidate_version": version,
-        "current_version": row.current_version,
-        "job_id": row.job_id,
-        "passed": row.passed,
-        "reasons": row.reasons,
-        "report": row.report,
-        "summary": gate_report(session, model, version),
-        "created_at": _iso(row.created_at),
-    }
+    return GateOut(
+        **{
+            "model": model,
+            "candidate_version": version,
+            "current_version": row.current_version,
+            "job_id": row.job_id,
+            "passed": row.passed,
+            "reasons": row.reasons,
+            "report": row.report,
+            "summary": gate_report(session, model, version),
+            "created_at": row.created_at,
+        }
+    )
 
 
 @router.get(
     "/versions/{model}/{version}/gate",
     summary="The stored offline gate report (candidate vs current) of a version.",
 )
-def version_gate(session: DB, model: NamePath, version: NamePath) -> dict[str, Any]:
+def version_gate(session: DB, model: NamePath, version: NamePath) -> GateOut:
     return _gate(session, model, version)

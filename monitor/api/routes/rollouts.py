@@ -30,37 +30,60 @@ router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(re
 Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")]
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.isoformat()
+class StepOut(BaseModel):
+    step: int
+    weight: int = Field(description="Percent of traffic on the candidate.")
+    outcome: str
+    reason: str
+    stable_accuracy: float | None
+    canary_accuracy: float | None
+    evidence: dict[str, Any]
+    at: datetime | None
 
 
-def _rollout(session: Session, ro: Rollout) -> dict[str, Any]:
+class RolloutOut(BaseModel):
+    id: int
+    model: str
+    stable_version: str
+    candidate_version: str
+    plan: list[int] = Field(description="Candidate weight per step, percent.")
+    weight: int | None = Field(description="The current step's weight.")
+    state: str
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    steps: list[StepOut]
 
-    return {
-        "id": ro.id,
-        "model": ro.model,
-        "stable_version": ro.stable_version,
-        "candidate_version": ro.candidate_version,
-        "plan": ro.plan,
-        "weight": ro.plan[ro.step_index] if ro.plan else None,
-        "state": ro.state,
-        "reason": ro.reason,
-        "started_at": _iso(ro.started_at),
-        "finished_at": _iso(ro.finished_at),
-        "steps": [
-            {
-                "step": st.step_index,
-                "weight": st.weight,
-                "outcome": st.outcome,
-                "reason": st.reason,
-                "stable_accuracy": st.stable_accuracy,
-                "canary_accuracy": st.canary_accuracy,
-                "evidence": st.evidence,
-                "at": _iso(st.ts),
-            }
-            for st in steps(session, ro.id)
-        ],
-    }
+
+def _rollout(session: Session, ro: Rollout) -> RolloutOut:
+
+    return RolloutOut.model_validate(
+        {
+            "id": ro.id,
+            "model": ro.model,
+            "stable_version": ro.stable_version,
+            "candidate_version": ro.candidate_version,
+            "plan": ro.plan,
+            "weight": ro.plan[ro.step_index] if ro.plan else None,
+            "state": ro.state,
+            "reason": ro.reason,
+            "started_at": ro.started_at,
+            "finished_at": ro.finished_at,
+            "steps": [
+                {
+                    "step": st.step_index,
+                    "weight": st.weight,
+                    "outcome": st.outcome,
+                    "reason": st.reason,
+                    "stable_accuracy": st.stable_accuracy,
+                    "canary_accuracy": st.canary_accuracy,
+                    "evidence": st.evidence,
+                    "at": st.ts,
+                }
+                for st in steps(session, ro.id)
+            ],
+        }
+    )
 
 
 @router.get("/rollouts", summary="Canary rollouts, newest first, with every step's evidence.")
@@ -69,7 +92,7 @@ def list_rollouts(
     model: NameQuery = None,
     state: Literal["running", "promoted", "rolled_back"] | None = None,
     limit: Limit = 50,
-) -> list[dict[str, Any]]:
+) -> list[RolloutOut]:
     query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
     if model is not None:
         query = query.where(Rollout.model == model)
@@ -86,7 +109,7 @@ def _get_rollout(session: Session, rollout_id: Id) -> Rollout:
 
 
 @router.get("/rollouts/{rollout_id}", summary="One rollout with its steps.")
-def get_rollout(session: DB, rollout_id: Id) -> dict[str, Any]:
+def get_rollout(session: DB, rollout_id: Id) -> RolloutOut:
     return _rollout(session, _get_rollout(session, rollout_id))
 
 
@@ -100,7 +123,7 @@ class Rollback(BaseModel):
     summary="Roll a running rollout back now: serve only its stable version.",
     responses={409: {"description": "the rollout is not running"}},
 )
-def rollback(request: Request, session: DB, rollout_id: Id, body: Rollback) -> dict[str, Any]:
+def rollback(request: Request, session: DB, rollout_id: Id, body: Rollback) -> RolloutOut:
 
     settings: Settings = request.app.state.settings
     ro = _get_rollout(session, rollout_id)
