@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from monitor.api.deps import ApiError
-from monitor.errors import DriftwatchError, NotFound
+from monitor.errors import Conflict, DriftwatchError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return _json(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _json(409, str(exc))
 
     @app.exception_handler(DriftwatchError)
     async def _bad_request(_: Request, exc: DriftwatchError) -> JSONResponse:

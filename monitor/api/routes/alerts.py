@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from monitor.alerts import actions
 from monitor.api.deps import (
     DB,
     Cursor,
@@ -23,7 +22,6 @@ from monitor.api.deps import (
     require_read,
     require_write,
 )
-from monitor.errors import NotFound
 from monitor.store.alerting_tables import AlertRow
 
 router = APIRouter(dependencies=[Depends(require_read)])
@@ -50,7 +48,7 @@ class AlertPage(Page[AlertOut]):
     pass
 
 
-def _alert(a: AlertRow) -> AlertOut:
+def alert_out(a: AlertRow) -> AlertOut:
     return AlertOut(
         id=a.id,
         model=a.model,
@@ -83,22 +81,9 @@ def list_alerts(
     cursor: Cursor = None,
 ) -> AlertPage:
     limit = limit_of(request, limit)
-    stmt = select(AlertRow)
-    if status != "all":
-        stmt = stmt.where(AlertRow.status == status)
-    if model is not None:
-        stmt = stmt.where(AlertRow.model == model)
-    if cursor is not None:
-        stmt = stmt.where(AlertRow.id < cursor)
-    rows = list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit + 1)))
-    return AlertPage(**page_of(rows, limit, _alert))
-
-
-def _get_alert(session: Session, alert_id: int) -> AlertRow:
-    alert = session.get(AlertRow, alert_id)
-    if alert is None:
-        raise NotFound(f"alert {alert_id} does not exist")
-    return alert
+    chosen = None if status == "all" else status
+    rows = actions.list_alerts(session, chosen, model, limit + 1, before_id=cursor)
+    return AlertPage(**page_of(rows, limit, alert_out))
 
 
 class Ack(BaseModel):
@@ -117,9 +102,7 @@ class Silence(BaseModel):
     summary="Acknowledge an alert (someone is on it).",
 )
 def ack_alert(session: DB, alert_id: Id, body: Ack) -> AlertOut:
-    alert = _get_alert(session, alert_id)
-    alert.acked_at, alert.acked_by = datetime.now(UTC), body.by
-    return _alert(alert)
+    return alert_out(actions.acknowledge(session, alert_id, body.by))
 
 
 @router.post(
@@ -129,7 +112,4 @@ def ack_alert(session: DB, alert_id: Id, body: Ack) -> AlertOut:
     summary="Silence an alert's notifications for a while.",
 )
 def silence_alert(session: DB, alert_id: Id, body: Silence) -> AlertOut:
-    alert = _get_alert(session, alert_id)
-    alert.silenced_until = datetime.now(UTC) + timedelta(minutes=body.minutes)
-    alert.acked_by = alert.acked_by or body.by
-    return _alert(alert)
+    return alert_out(actions.silence(session, alert_id, body.minutes, body.by))

@@ -215,7 +215,7 @@ def drift_history(
     return Response(json.dumps(body), media_type="application/json")
 
 
-def _transition(t: PolicyTransitionRow) -> TransitionOut:
+def transition_out(t: PolicyTransitionRow) -> TransitionOut:
     return TransitionOut(
         id=t.id,
         model=t.model,
@@ -247,4 +247,4 @@ def transitions(
     if cursor is not None:
         stmt = stmt.where(PolicyTransitionRow.id > cursor)
     rows = list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1)))
-    return TransitionPage(**page_of(rows, limit, _transition))
+    return TransitionPage(**page_of(rows, limit, transition_out))

@@ -24,8 +24,8 @@ from monitor.api.deps import (
     settings_of,
 )
 from monitor.api.uploads import check_expansion
-from monitor.evaluate import reopen_windows
-from monitor.profiles import activate_profile, fit_profile_from_file, fit_profile_from_store
+from monitor.evaluate import switch_profile
+from monitor.profiles import fit_profile_from_file, fit_profile_from_store
 from monitor.profiles import list_profiles as listed
 from monitor.schemas import NAME_PATTERN
 from monitor.store.tables import ReferenceProfile
@@ -44,7 +44,7 @@ class ProfileOut(BaseModel):
     source: dict[str, Any] = Field(description="Where the reference came from.")
 
 
-def _profile(p: ReferenceProfile) -> ProfileOut:
+def profile_out(p: ReferenceProfile) -> ProfileOut:
     return ProfileOut.model_validate(
         {
             "id": p.id,
@@ -64,7 +64,7 @@ def list_profiles(
     session: DB, model: NameQuery = None, version: NameQuery = None
 ) -> list[ProfileOut]:
 
-    return [_profile(p) for p in listed(session, model, version)[:1000]]
+    return [profile_out(p) for p in listed(session, model, version)[:1000]]
 
 
 class FitRequest(BaseModel):
@@ -99,7 +99,7 @@ def fit_profile(request: Request, session: DB, body: FitRequest) -> ProfileOut:
         limit=body.limit,
         activate=body.activate,
     )
-    return _profile(row)
+    return profile_out(row)
 
 
 @router.put(
@@ -130,7 +130,7 @@ async def upload_profile(
             row = fit_profile_from_file(
                 session, settings_of(request), model, version, path, name, activate=activate
             )
-            return _profile(row)
+            return profile_out(row)
 
 
 @router.post(
@@ -141,6 +141,5 @@ async def upload_profile(
 )
 def activate(session: DB, profile_id: Id) -> ProfileOut:
 
-    row = activate_profile(session, profile_id)
-    reopen_windows(session, row.model, row.model_version)
-    return _profile(row)
+    row, _ = switch_profile(session, profile_id)
+    return profile_out(row)

@@ -87,7 +87,7 @@ class GateOut(BaseModel):
     created_at: datetime | None
 
 
-def _job(j: RetrainJob) -> JobOut:
+def job_out(j: RetrainJob) -> JobOut:
     return JobOut.model_validate(
         {
             "id": j.id,
@@ -106,7 +106,7 @@ def _job(j: RetrainJob) -> JobOut:
     )
 
 
-def _version(mv: ModelVersion) -> VersionOut:
+def version_out(mv: ModelVersion) -> VersionOut:
     return VersionOut.model_validate(
         {
             "model": mv.model,
@@ -130,13 +130,13 @@ def _version(mv: ModelVersion) -> VersionOut:
 @router.get("/jobs", summary="Retraining jobs, newest first.")
 def list_jobs(session: DB, model: NameQuery = None, limit: Limit = 50) -> list[JobOut]:
 
-    return [_job(j) for j in jobs.list_jobs(session, model, limit)]
+    return [job_out(j) for j in jobs.list_jobs(session, model, limit)]
 
 
 @router.get("/jobs/{job_id}", summary="One job with its state history.")
 def get_job(session: DB, job_id: Id) -> JobOut:
 
-    return _job(jobs.get_job(session, job_id))
+    return job_out(jobs.get_job(session, job_id))
 
 
 class JobRequest(BaseModel):
@@ -170,7 +170,7 @@ def start_job(session: DB, body: JobRequest) -> JobCreated:
         reason=body.reason,
         params=params,
     )
-    return JobCreated(**_job(job).model_dump(), created=created)
+    return JobCreated(**job_out(job).model_dump(), created=created)
 
 
 @router.get("/jobs/{job_id}/gate", summary="The offline gate report of the job's candidate.")
@@ -188,13 +188,13 @@ def job_gate(session: DB, job_id: Id) -> GateOut:
 @router.get("/versions", summary="Registered model versions with their figures, newest first.")
 def list_versions(session: DB, model: NameQuery = None) -> list[VersionOut]:
 
-    return [_version(mv) for mv in registry.list_versions(session, model)[:1000]]
+    return [version_out(mv) for mv in registry.list_versions(session, model)[:1000]]
 
 
 @router.get("/versions/{model}/{version}", summary="One registered version.")
 def get_version(session: DB, model: NamePath, version: NamePath) -> VersionOut:
 
-    return _version(registry.get_version(session, model, version))
+    return version_out(registry.get_version(session, model, version))
 
 
 def _gate(session: Session, model: str, version: str) -> GateOut:

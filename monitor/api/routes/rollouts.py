@@ -7,24 +7,20 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.api.deps import (
     DB,
-    ApiError,
     Id,
     NameQuery,
     Reason,
     require_read,
     require_write,
+    settings_of,
 )
 from monitor.errors import NotFound
-from monitor.settings import Settings
 from monitor.store.retrain_tables import Rollout
-from retrain.deploy import target_from_settings
-from retrain.registry import ArtifactStore
-from retrain.rollout import finish, steps
+from retrain import rollout
 
 router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(require_read)])
 Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")]
@@ -55,7 +51,7 @@ class RolloutOut(BaseModel):
     steps: list[StepOut]
 
 
-def _rollout(session: Session, ro: Rollout) -> RolloutOut:
+def rollout_out(session: Session, ro: Rollout) -> RolloutOut:
 
     return RolloutOut.model_validate(
         {
@@ -80,7 +76,7 @@ def _rollout(session: Session, ro: Rollout) -> RolloutOut:
                     "evidence": st.evidence,
                     "at": st.ts,
                 }
-                for st in steps(session, ro.id)
+                for st in rollout.steps(session, ro.id)
             ],
         }
     )
@@ -93,12 +89,7 @@ def list_rollouts(
     state: Literal["running", "promoted", "rolled_back"] | None = None,
     limit: Limit = 50,
 ) -> list[RolloutOut]:
-    query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
-    if model is not None:
-        query = query.where(Rollout.model == model)
-    if state is not None:
-        query = query.where(Rollout.state == state)
-    return [_rollout(session, ro) for ro in session.scalars(query)]
+    return [rollout_out(session, ro) for ro in rollout.list_rollouts(session, model, state, limit)]
 
 
 def _get_rollout(session: Session, rollout_id: Id) -> Rollout:
@@ -110,7 +101,7 @@ def _get_rollout(session: Session, rollout_id: Id) -> Rollout:
 
 @router.get("/rollouts/{rollout_id}", summary="One rollout with its steps.")
 def get_rollout(session: DB, rollout_id: Id) -> RolloutOut:
-    return _rollout(session, _get_rollout(session, rollout_id))
+    return rollout_out(session, _get_rollout(session, rollout_id))
 
 
 class Rollback(BaseModel):
@@ -121,20 +112,8 @@ class Rollback(BaseModel):
     "/rollouts/{rollout_id}/rollback",
     dependencies=[Depends(require_write)],
     summary="Roll a running rollout back now: serve only its stable version.",
-    responses={409: {"description": "the rollout is not running"}},
 )
 def rollback(request: Request, session: DB, rollout_id: Id, body: Rollback) -> RolloutOut:
 
-    settings: Settings = request.app.state.settings
-    ro = _get_rollout(session, rollout_id)
-    if ro.state != "running":
-        raise ApiError(409, f"rollout {rollout_id} is already {ro.state}")
-    finish(
-        session,
-        ArtifactStore(settings.retrain.registry_dir),
-        target_from_settings(settings.retrain),
-        ro,
-        False,
-        f"manual: {body.reason}",
-    )
-    return _rollout(session, ro)
+    ro = rollout.roll_back(session, settings_of(request), rollout_id, f"manual: {body.reason}")
+    return rollout_out(session, ro)
