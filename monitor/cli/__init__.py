@@ -139,9 +139,12 @@ def stop_on_signals(what: str) -> threading.Event:
     return stop
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``driftwatch`` entry point: runs ``argv`` (default: sys.argv) and exits with the
+    documented code."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, standalone_mode=False)
+        sys.exit(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
