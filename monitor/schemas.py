@@ -30,12 +30,12 @@ from pydantic import (
 )
 
 from monitor.errors import InvalidMessage
+from monitor.vocabulary import Arm as Arm  # re-exported: the message schema names it
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 EmbeddingDtype = Literal["float16", "float32"]
-Arm = Literal["stable", "canary"]
 
 
 @dataclass(frozen=True)

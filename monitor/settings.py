@@ -25,10 +25,8 @@ from pydantic_settings import (
 )
 
 from monitor.errors import ConfigError
-
-Family = Literal["embedding", "pixel", "confidence", "classes"]
-FAMILIES: tuple[Family, ...] = ("embedding", "pixel", "confidence", "classes")
-
+from monitor.vocabulary import FAMILIES as FAMILIES  # re-exported: settings name them too
+from monitor.vocabulary import Family as Family
 
 #: The YAML file given to :func:`load_settings`; falls back to ``DRIFTWATCH_CONFIG``.
 _config_path: ContextVar[str | None] = ContextVar("driftwatch_config_path", default=None)

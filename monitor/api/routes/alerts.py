@@ -23,6 +23,7 @@ from monitor.api.deps import (
     require_write,
 )
 from monitor.store.alerting_tables import AlertRow
+from monitor.vocabulary import AlertStatus, Family, Severity
 
 router = APIRouter(dependencies=[Depends(require_read)])
 
@@ -31,9 +32,9 @@ class AlertOut(BaseModel):
     id: int
     model: str
     version: str
-    family: str
-    severity: str
-    status: str
+    family: Family
+    severity: Severity
+    status: AlertStatus
     summary: str
     opened_at: datetime
     resolved_at: datetime | None
@@ -75,7 +76,7 @@ def alert_out(a: AlertRow) -> AlertOut:
 def list_alerts(
     request: Request,
     session: DB,
-    status: Literal["firing", "resolved", "all"] = "firing",
+    status: AlertStatus | Literal["all"] = "firing",
     model: NameQuery = None,
     limit: Limit = None,
     cursor: Cursor = None,

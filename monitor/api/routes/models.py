@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +25,7 @@ from monitor.api.deps import (
 )
 from monitor.store.alerting_tables import PolicyStateRow, PolicyTransitionRow
 from monitor.store.tables import DriftResultRow, Window
+from monitor.vocabulary import DriftState, Family
 
 router = APIRouter(dependencies=[Depends(require_read)])
 
@@ -34,7 +35,7 @@ class ModelVersion(BaseModel):
     version: str
     windows: int
     last_window_end: datetime | None
-    states: dict[str, str] = Field(description="Policy state per family.")
+    states: dict[Family, DriftState] = Field(description="Policy state per family.")
 
 
 @router.get("/models", tags=["models"], summary="Models and versions seen, with their state.")
@@ -137,8 +138,8 @@ class TransitionOut(BaseModel):
     version: str
     family: str
     window_id: int
-    from_state: str = Field(alias="from")
-    to_state: str = Field(alias="to")
+    from_state: DriftState = Field(alias="from")
+    to_state: DriftState = Field(alias="to")
     at: datetime
     reason: str
     notify: bool
@@ -163,7 +164,7 @@ def drift_history(
     session: DB,
     model: NamePath,
     version: NameQuery = None,
-    family: Literal["embedding", "pixel", "confidence", "classes"] | None = None,
+    family: Family | None = None,
     start: AwareTime | None = None,
     end: AwareTime | None = None,
     limit: Limit = None,

@@ -29,6 +29,7 @@ from monitor.api.deps import (
 from monitor.errors import NotFound
 from monitor.schemas import NAME_PATTERN
 from monitor.store.retrain_tables import CanaryReport, ModelVersion, RetrainJob
+from monitor.vocabulary import JobState, VersionState
 from retrain import jobs, registry
 from retrain.gate import gate_report
 from retrain.jobs import enqueue_job
@@ -43,7 +44,7 @@ class JobOut(BaseModel):
     source: str = Field(description="policy, schedule or manual")
     trigger_key: str
     reason: str
-    state: str
+    state: JobState
     params: dict[str, Any]
     error: str | None
     candidate_version: str | None
@@ -64,7 +65,7 @@ class ArtifactOut(BaseModel):
 class VersionOut(BaseModel):
     model: str
     version: str
-    state: str
+    state: VersionState
     parent_version: str | None
     job_id: int | None
     recipe: str

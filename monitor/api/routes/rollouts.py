@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -20,6 +20,7 @@ from monitor.api.deps import (
 )
 from monitor.errors import NotFound
 from monitor.store.retrain_tables import Rollout
+from monitor.vocabulary import RolloutState
 from retrain import rollout
 
 router = APIRouter(prefix="/retrain", tags=["retrain"], dependencies=[Depends(require_read)])
@@ -44,7 +45,7 @@ class RolloutOut(BaseModel):
     candidate_version: str
     plan: list[int] = Field(description="Candidate weight per step, percent.")
     weight: int | None = Field(description="The current step's weight.")
-    state: str
+    state: RolloutState
     reason: str | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -86,7 +87,7 @@ def rollout_out(session: Session, ro: Rollout) -> RolloutOut:
 def list_rollouts(
     session: DB,
     model: NameQuery = None,
-    state: Literal["running", "promoted", "rolled_back"] | None = None,
+    state: RolloutState | None = None,
     limit: Limit = 50,
 ) -> list[RolloutOut]:
     return [rollout_out(session, ro) for ro in rollout.list_rollouts(session, model, state, limit)]
