@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, func, or_, select
 
 from monitor.api.deps import (
     DB,
@@ -23,8 +22,9 @@ from monitor.api.deps import (
     page_of,
     require_read,
 )
-from monitor.store.alerting_tables import PolicyStateRow, PolicyTransitionRow
-from monitor.store.tables import DriftResultRow, Window
+from monitor.store import drift_queries
+from monitor.store.alerting_tables import PolicyTransitionRow
+from monitor.store.tables import DriftResultRow
 from monitor.vocabulary import DriftState, Family
 
 router = APIRouter(dependencies=[Depends(require_read)])
@@ -40,19 +40,12 @@ class ModelVersion(BaseModel):
 
 @router.get("/models", tags=["models"], summary="Models and versions seen, with their state.")
 def list_models(session: DB) -> list[ModelVersion]:
-    counts = session.execute(
-        select(Window.model, Window.model_version, func.count(), func.max(Window.end_ts))
-        .group_by(Window.model, Window.model_version)
-        .order_by(Window.model, Window.model_version)
-    ).all()
-    states: dict[tuple[str, str], dict[str, str]] = {}
-    for row in session.scalars(select(PolicyStateRow)):
-        states.setdefault((row.model, row.model_version), {})[row.family] = row.state
+    states = drift_queries.policy_states(session)
     return [
         ModelVersion(
             model=m, version=v, windows=n, last_window_end=end, states=states.get((m, v), {})
         )
-        for m, v, n, end in counts
+        for m, v, n, end in drift_queries.model_versions(session)
     ]
 
 
@@ -66,44 +59,6 @@ def _time_range(start: datetime | None, end: datetime | None) -> tuple[datetime,
     if end - start > timedelta(days=366):
         raise ApiError(422, "the time range is longer than 366 days; ask for less")
     return start, end
-
-
-_RESULT_COLUMNS = (
-    DriftResultRow.id,
-    DriftResultRow.window_id,
-    DriftResultRow.model_version,
-    DriftResultRow.arm,
-    DriftResultRow.family,
-    DriftResultRow.window_end,
-    DriftResultRow.kind,
-    DriftResultRow.method,
-    DriftResultRow.statistic,
-    DriftResultRow.p_value,
-    DriftResultRow.effect_size,
-    DriftResultRow.threshold,
-    DriftResultRow.drifted,
-    DriftResultRow.n_ref,
-    DriftResultRow.n_cur,
-    DriftResultRow.details,
-)
-_RESULT_KEYS = (
-    "id",
-    "window_id",
-    "version",
-    "arm",
-    "family",
-    "window_end",
-    "kind",
-    "method",
-    "statistic",
-    "p_value",
-    "effect_size",
-    "threshold",
-    "drifted",
-    "n_ref",
-    "n_cur",
-    "features",
-)
 
 
 class DriftResultOut(BaseModel):
@@ -175,44 +130,30 @@ def drift_history(
 ) -> Response:
     limit = limit_of(request, limit, 500)
     start, end = _time_range(start, end)
-    conditions = [
-        DriftResultRow.model == model,
-        DriftResultRow.window_end >= start,
-        DriftResultRow.window_end < end,
-    ]
-    if version is not None:
-        conditions.append(DriftResultRow.model_version == version)
-    if family is not None:
-        conditions.append(DriftResultRow.family == family)
+    after = None
     if cursor is not None:
-        last = session.get(DriftResultRow, cursor)
-        if last is None:
+        after = session.get(DriftResultRow, cursor)
+        if after is None:
             raise ApiError(422, f"cursor {cursor} does not point at a result")
-        conditions.append(
-            or_(
-                DriftResultRow.window_end > last.window_end,
-                and_(DriftResultRow.window_end == last.window_end, DriftResultRow.id > last.id),
-            )
-        )
-    # Plain rows and one JSON encode: no ORM objects and no response-model re-validation on
-    # the hot read path (the response_model above still documents the shape).
-    columns = _RESULT_COLUMNS if features else _RESULT_COLUMNS[:-1]
-    keys = _RESULT_KEYS if features else _RESULT_KEYS[:-1]
-    rows = session.execute(
-        select(*columns)
-        .where(*conditions)
-        .order_by(DriftResultRow.window_end, DriftResultRow.id)
-        .limit(limit + 1)
-    ).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = []
-    for row in rows:
-        item = dict(zip(keys, row, strict=True))
+    # Plain dicts and one JSON encode: no response-model re-validation on the hot read path
+    # (the response_model above still documents the shape).
+    items = drift_queries.drift_results(
+        session,
+        model,
+        start,
+        end,
+        version=version,
+        family=family,
+        after=after,
+        features=features,
+        limit=limit + 1,
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    for item in items:
         item["window_end"] = item["window_end"].isoformat()
         item["model"] = model
-        items.append(item)
-    body = {"items": items, "next_cursor": rows[-1].id if more else None}
+    body = {"items": items, "next_cursor": items[-1]["id"] if more else None}
     return Response(json.dumps(body), media_type="application/json")
 
 
@@ -244,8 +185,5 @@ def transitions(
     request: Request, session: DB, model: NamePath, limit: Limit = None, cursor: Cursor = None
 ) -> TransitionPage:
     limit = limit_of(request, limit)
-    stmt = select(PolicyTransitionRow).where(PolicyTransitionRow.model == model)
-    if cursor is not None:
-        stmt = stmt.where(PolicyTransitionRow.id > cursor)
-    rows = list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit + 1)))
+    rows = drift_queries.transitions(session, model, cursor, limit + 1)
     return TransitionPage(**page_of(rows, limit, transition_out))

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.api.deps import (
@@ -28,7 +27,8 @@ from monitor.api.deps import (
 )
 from monitor.errors import NotFound
 from monitor.schemas import NAME_PATTERN
-from monitor.store.retrain_tables import CanaryReport, ModelVersion, RetrainJob
+from monitor.store.retrain_queries import latest_gate_report
+from monitor.store.retrain_tables import ModelVersion, RetrainJob
 from monitor.vocabulary import JobState, VersionState
 from retrain import jobs, registry
 from retrain.gate import gate_report
@@ -199,13 +199,7 @@ def get_version(session: DB, model: NamePath, version: NamePath) -> VersionOut:
 
 
 def _gate(session: Session, model: str, version: str) -> GateOut:
-
-    row = session.scalar(
-        select(CanaryReport)
-        .where(CanaryReport.model == model, CanaryReport.candidate_version == version)
-        .order_by(CanaryReport.id.desc())
-        .limit(1)
-    )
+    row = latest_gate_report(session, model, version)
     if row is None:
         raise NotFound(f"no gate report for {model} {version}")
     return GateOut(
