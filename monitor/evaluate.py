@@ -216,7 +216,7 @@ def reopen_windows(session: Session, model: str, version: str) -> int:
 
 def switch_profile(session: Session, profile_id: int) -> tuple[ReferenceProfile, int]:
     """Make ``profile_id`` its version's active profile and requeue the windows that waited
-    for one; returns the profile and how many windows were reopened (API, CLI and demo)."""
+    for one; returns the profile and how many windows were reopened (every door calls this)."""
     row = activate_profile(session, profile_id)
     return row, reopen_windows(session, row.model, row.model_version)
 
