@@ -42,3 +42,7 @@ class BrokerUnavailable(DriftwatchError):
 
 class NotFound(DriftwatchError):
     """A requested record does not exist."""
+
+
+class Conflict(DriftwatchError):
+    """A request conflicts with the record's state (rolling back a rollout that has ended)."""

@@ -33,10 +33,10 @@ from monitor.batch import LogBatch
 from monitor.detectors.registry import fit_all, score_all
 from monitor.errors import DriftwatchError
 from monitor.impact.stage import assess_window
-from monitor.profiles import active_profile, load_profiles
+from monitor.profiles import activate_profile, active_profile, load_profiles
 from monitor.results import DriftResult
 from monitor.settings import DetectorSettings, Settings
-from monitor.store.tables import DriftResultRow, Window
+from monitor.store.tables import DriftResultRow, ReferenceProfile, Window
 from monitor.windows import load_window_logs
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,13 @@ def reopen_windows(session: Session, model: str, version: str) -> int:
         .values(state=PENDING, evaluated_at=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def switch_profile(session: Session, profile_id: int) -> tuple[ReferenceProfile, int]:
+    """Make ``profile_id`` its version's active profile and requeue the windows that waited
+    for one; returns the profile and how many windows were reopened (every door calls this)."""
+    row = activate_profile(session, profile_id)
+    return row, reopen_windows(session, row.model, row.model_version)
 
 
 def compare_arms(

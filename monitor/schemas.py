@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from monitor.errors import InvalidMessage
+from monitor.vocabulary import Arm as Arm  # re-exported: the message schema names it
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
@@ -44,7 +45,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Largest magnitude a float32 column holds.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 EmbeddingDtype = Literal["float16", "float32"]
-Arm = Literal["stable", "canary"]
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,8 @@ from pydantic_settings import (
 )
 
 from monitor.errors import ConfigError
-
-Family = Literal["embedding", "pixel", "confidence", "classes"]
-FAMILIES: tuple[Family, ...] = ("embedding", "pixel", "confidence", "classes")
-
+from monitor.vocabulary import FAMILIES as FAMILIES  # re-exported: settings name them too
+from monitor.vocabulary import Family as Family
 
 #: The YAML file given to :func:`load_settings`; falls back to ``DRIFTWATCH_CONFIG``.
 _config_path: ContextVar[str | None] = ContextVar("driftwatch_config_path", default=None)
@@ -262,10 +260,15 @@ class SchedulerSettings(_Section):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(None, description="Bearer token for writes (and reads).")
+    read_token: SecretStr | None = Field(None, description="Bearer token for reads only.")
     protect_reads: bool = False
     max_page_size: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Limit of a JSON body.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_expanded_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="Limit of an upload once decompressed."
+    )
 
 
 class RetrainSettings(_Section):

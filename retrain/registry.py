@@ -73,6 +73,24 @@ class Staging:
         self.artifacts[name] = {"file": filename, "sha256": sha256_bytes(data), "bytes": len(data)}
 
 
+def _inside(root: Path, names: tuple[str, ...], what: str) -> Path:
+    """``root/names...`` when every name part is plain and the path stays under ``root``.
+
+    >>> _inside(Path("/r"), ("team/digits", "v1"), "digits v1")
+    PosixPath('/r/team/digits/v1')
+    >>> _inside(Path("/r"), ("a/../../../etc", "v1"), "a/../../../etc v1")
+    Traceback (most recent call last):
+    ...
+    retrain.registry.RegistryError: a/../../../etc v1: a name may not leave the registry root
+    """
+    parts = [part for name in names for part in name.split("/")]
+    path = root.joinpath(*parts)
+    plain = all(p not in ("", ".", "..") and "\\" not in p for p in parts)
+    if not plain or not path.resolve().is_relative_to(root.resolve()):
+        raise RegistryError(f"{what}: a name may not leave the registry root")
+    return path
+
+
 class ArtifactStore:
     """Files of the registry under ``root``."""
 
@@ -106,14 +124,16 @@ class ArtifactStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     def version_dir(self, model: str, version: str) -> Path:
-        return self.root / model / version
+        """``<root>/<model>/<version>``, refused when a name could leave the root."""
+        return _inside(self.root, (model, version), f"{model} {version}")
 
     def path(self, mv: ModelVersion, name: str) -> Path:
         """The file of artifact ``name`` of ``mv``, after checking its hash."""
         meta = mv.artifacts.get(name)
         if meta is None:
             raise RegistryError(f"{mv.model} {mv.version} has no artifact {name!r}")
-        path: Path = self.version_dir(mv.model, mv.version) / str(meta["file"])
+        folder = self.version_dir(mv.model, mv.version)
+        path = _inside(folder, (str(meta["file"]),), f"artifact {name!r}")
         if not path.is_file():
             raise RegistryError(f"artifact {name!r} of {mv.model} {mv.version} is missing: {path}")
         digest = sha256_bytes(path.read_bytes())

@@ -28,14 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
-from monitor.errors import DriftwatchError, NotFound
+from monitor.errors import Conflict, DriftwatchError, NotFound
 from monitor.evaluate import compare_arms
 from monitor.settings import Settings
 from monitor.store.logs import load_range
 from monitor.store.retrain_tables import ModelVersion, Rollout, RolloutStep
 from monitor.store.versions import promoted_version
 from retrain import observe, registry
-from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped
+from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped, target_from_settings
 
 
 def arm_spec(store: registry.ArtifactStore, mv: ModelVersion) -> ArmSpec:
@@ -345,3 +345,27 @@ def steps(session: Session, rollout_id: int) -> list[RolloutStep]:
             .order_by(RolloutStep.step_index)
         )
     )
+
+
+def list_rollouts(
+    session: Session, model: str | None = None, state: str | None = None, limit: int = 50
+) -> list[Rollout]:
+    """Rollouts, newest first (API and CLI)."""
+    query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(Rollout.model == model)
+    if state is not None:
+        query = query.where(Rollout.state == state)
+    return list(session.scalars(query))
+
+
+def roll_back(session: Session, settings: Settings, rollout_id: int, reason: str) -> Rollout:
+    """Roll a running rollout back by hand; NotFound, or Conflict when it has already ended."""
+    rollout = session.get(Rollout, rollout_id)
+    if rollout is None:
+        raise NotFound(f"rollout {rollout_id} does not exist")
+    if rollout.state != "running":
+        raise Conflict(f"rollout {rollout_id} is already {rollout.state}")
+    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    finish(session, store, target_from_settings(settings.retrain), rollout, False, reason)
+    return rollout

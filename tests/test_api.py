@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -258,3 +259,38 @@ def test_profile_upload_fit_and_activate(client: TestClient) -> None:
     assert bad_name.status_code == 422
     missing = client.post("/api/v1/profiles/77/activate", headers=AUTH)
     assert missing.status_code == 404 and "77" in missing.json()["detail"]
+
+
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    if schema.get("type") == "array":
+        return _resolve(doc, schema["items"])
+    return schema
+
+
+def test_every_json_2xx_response_has_a_typed_schema(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    untyped = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                json_body = response.get("content", {}).get("application/json")
+                if not status.startswith("2") or json_body is None:
+                    continue
+                if not _resolve(doc, json_body["schema"]).get("properties"):
+                    untyped.append(f"{method.upper()} {path} {status}")
+    assert not untyped, untyped
+    html_or_text = [
+        path
+        for path, ops in doc["paths"].items()
+        if "application/json"
+        not in ops["get" if "get" in ops else next(iter(ops))]["responses"]
+        .get("200", {})
+        .get("content", {"application/json": {}})
+    ]
+    assert sorted(html_or_text) == [
+        "/api/v1/windows/{window_id}/outliers/page",
+        "/metrics",
+        "/status/{model}",
+    ]

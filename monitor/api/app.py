@@ -1,31 +1,29 @@
-"""The HTTP API: health, readiness, Prometheus metrics, and the routes in :mod:`.routes`.
+"""The HTTP API: :func:`create_app` puts the guard (:mod:`.guard`) in front of the routes in
+:mod:`.routes` (one module per resource).
 
-Build it with :func:`create_app`; writes need ``Authorization: Bearer <settings.api.token>``,
-reads too when ``settings.api.protect_reads``. Errors are JSON ``{"detail": "..."}`` with a
-status that says whose fault it was.
+Writes need ``Authorization: Bearer <api.token>``; reads need it or ``api.read_token`` when
+``api.protect_reads``. Every refusal is an :class:`~monitor.api.errors.ErrorBody` with a status
+that says whose fault it was. Readiness checks live in ``app.state.ready_checks`` (name ->
+callable returning None or what is wrong), so a process that runs more (an ingest worker) can
+add its own.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from monitor.api.collector import StoreCollector
-from monitor.api.deps import ApiError, require_read, session_dep
-from monitor.api.outlier_routes import router as outlier_router
-from monitor.api.retrain_routes import router as retrain_router
-from monitor.api.routes import router
-from monitor.errors import DriftwatchError, NotFound
-from monitor.reports.status_page import status_html
+from monitor.api.errors import ERROR_RESPONSES, install_error_handlers
+from monitor.api.guard import BodyRule, Guard
+from monitor.api.routes import alerts, health, models, outliers, profiles, retrain, rollouts
+from monitor.api.routes.health import broker_reachable, database_reachable
 from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory
 
@@ -59,17 +57,23 @@ def _store_names() -> set[str]:
     }
 
 
-def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
-    """None when one bootstrap server accepts a TCP connection, else why not."""
-    errors = []
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host or server, int(port or 9092)), timeout):
-                return None
-        except (OSError, ValueError) as exc:
-            errors.append(f"{server}: {exc}")
-    return "; ".join(errors) or "no bootstrap servers configured"
+#: The resources under /api/v1, one router each: a new resource is one line here.
+ROUTERS = (
+    models.router,
+    alerts.router,
+    profiles.router,
+    outliers.router,
+    retrain.router,
+    rollouts.router,
+)
+
+
+def _body_rules(settings: Settings) -> dict[str, BodyRule]:
+    """Routes whose body is not a small JSON document."""
+    upload = BodyRule(
+        settings.api.max_upload_bytes, frozenset({"application/octet-stream"}), untyped_ok=True
+    )
+    return {"/api/v1/profiles/upload": upload}
 
 
 def create_app(
@@ -83,6 +87,7 @@ def create_app(
         version="1",
         description="Drift monitoring of image classifiers: models, drift history, alerts, "
         "reference profiles. Writes need a bearer token.",
+        responses=ERROR_RESPONSES,
     )
     app.state.settings, app.state.engine = settings, engine
     app.state.factory = session_factory(engine)
@@ -90,70 +95,15 @@ def create_app(
     registry.register(StoreCollector(app.state.factory, settings))
     registry.register(_ProcessMetrics(_store_names()))
     app.state.registry = registry
+    app.state.ready_checks = {"database": database_reachable(engine)}
+    if check_broker:
+        servers = settings.kafka.bootstrap_servers
+        app.state.ready_checks["broker"] = lambda: broker_reachable(servers)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+    install_error_handlers(app)
+    app.add_middleware(Guard, settings=settings.api, rules=_body_rules(settings))
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(DriftwatchError)
-    async def _bad_request(_: Request, exc: DriftwatchError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.get("/healthz", tags=["health"], summary="The process is up.")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["health"],
-        summary="The database and the broker are reachable.",
-        responses={503: {"description": "a dependency is down"}},
-    )
-    def readyz() -> JSONResponse:
-        checks: dict[str, str] = {}
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unreachable: {type(exc).__name__}"
-        if check_broker:
-            problem = broker_reachable(settings.kafka.bootstrap_servers)
-            checks["broker"] = "ok" if problem is None else f"unreachable: {problem}"
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks},
-            status_code=200 if ok else 503,
-        )
-
-    @app.get(
-        "/metrics",
-        tags=["health"],
-        summary="Prometheus metrics.",
-        dependencies=[Depends(require_read)],
-    )
-    def metrics() -> Response:
-        return Response(
-            generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
-
-    @app.get(
-        "/status/{model}",
-        tags=["status"],
-        response_class=HTMLResponse,
-        summary="The model's self-contained HTML status page (inline SVG plots).",
-        dependencies=[Depends(require_read)],
-    )
-    def status_page(model: str, session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
-
-        return HTMLResponse(status_html(session, settings, model))
-
-    app.include_router(router, prefix="/api/v1")
-    app.include_router(retrain_router, prefix="/api/v1")
-    app.include_router(outlier_router, prefix="/api/v1")
+    app.include_router(health.router)
+    for api_router in ROUTERS:
+        app.include_router(api_router, prefix="/api/v1")
     return app

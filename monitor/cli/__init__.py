@@ -4,16 +4,27 @@ and the core never imports Kafka or torch it does not need."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
+from pydantic import TypeAdapter
+from sqlalchemy.exc import OperationalError
 
-from monitor.errors import DriftwatchError
+from monitor.errors import (
+    BrokerUnavailable,
+    Conflict,
+    DriftwatchError,
+    NotFound,
+    StoreUnavailable,
+)
 from monitor.settings import Settings, load_settings
 
 #: name -> "module:attribute" of a click command or group. One line per sub-command.
@@ -55,7 +66,42 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup)
+#: Exit codes, documented in ``driftwatch --help``: the first class an error is an instance of.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (Conflict, 3),
+    (NotFound, 4),
+    (StoreUnavailable, 5),
+    (BrokerUnavailable, 5),
+    (OperationalError, 5),
+    (DriftwatchError, 1),
+)
+EPILOG = (
+    "Exit codes: 0 ok, 1 error, 2 usage (bad option or argument), 3 conflict with the "
+    "record's state (e.g. rolling back a rollout that has ended), 4 not found, "
+    "5 unavailable (database or broker unreachable; retry). List and show commands take "
+    "--json for machine-readable output."
+)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("driftwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` (pydantic models, lists of them, plain data) as indented JSON."""
+    data = TypeAdapter(Any).dump_python(value, mode="json", by_alias=True)
+    click.echo(json.dumps(data, indent=2))
+
+
+#: The ``--json`` flag of list and show commands.
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG)
+@click.version_option(_version(), "--version", prog_name="driftwatch")
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -93,9 +139,12 @@ def stop_on_signals(what: str) -> threading.Event:
     return stop
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``driftwatch`` entry point: runs ``argv`` (default: sys.argv) and exits with the
+    documented code."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, standalone_mode=False)
+        sys.exit(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -104,6 +153,11 @@ def main() -> None:
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
-    except DriftwatchError as exc:
+    except (DriftwatchError, OperationalError) as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exit_code(exc))
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code of ``exc`` (see :data:`EXIT_CODES`)."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)

@@ -1,16 +1,14 @@
-"""``driftwatch alerts test | list | ack``."""
+"""``driftwatch alerts test | list | ack | silence``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
-from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.alerts import actions
 from monitor.alerts.outbox import send_test
-from monitor.cli import settings_of
-from monitor.errors import NotFound
-from monitor.store.alerting_tables import AlertRow
+from monitor.api.routes.alerts import alert_out
+from monitor.cli import echo_json, json_option, settings_of
 from monitor.store.db import make_engine, session_factory, unit_of_work
 
 
@@ -37,16 +35,16 @@ def test_cmd(ctx: click.Context) -> None:
 @alerts.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved alerts.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50)
+@json_option
 @click.pass_context
-def list_cmd(ctx: click.Context, show_all: bool, limit: int) -> None:
+def list_cmd(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> None:
     """List firing (or all) alerts, newest first."""
 
-    factory = session_factory(make_engine(settings_of(ctx).database))
-    with factory() as session:
-        stmt = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
-        if not show_all:
-            stmt = stmt.where(AlertRow.status == "firing")
-        rows = list(session.scalars(stmt))
+    with unit_of_work(_sessions(ctx)) as session:
+        rows = actions.list_alerts(session, None if show_all else "firing", limit=limit)
+        if as_json:
+            echo_json([alert_out(a) for a in rows])
+            return
     if not rows:
         click.echo("no alerts")
     for a in rows:
@@ -64,9 +62,24 @@ def list_cmd(ctx: click.Context, show_all: bool, limit: int) -> None:
 def ack_cmd(ctx: click.Context, alert_id: int, by: str) -> None:
     """Acknowledge alert ALERT_ID."""
 
-    with unit_of_work(session_factory(make_engine(settings_of(ctx).database))) as session:
-        alert = session.get(AlertRow, alert_id)
-        if alert is None:
-            raise NotFound(f"alert {alert_id} does not exist")
-        alert.acked_at, alert.acked_by = datetime.now(UTC), by
+    with unit_of_work(_sessions(ctx)) as session:
+        actions.acknowledge(session, alert_id, by)
     click.echo(f"alert {alert_id} acknowledged by {by}")
+
+
+@alerts.command("silence")
+@click.argument("alert_id", type=int)
+@click.option("--minutes", type=click.FloatRange(0, 7 * 24 * 60, min_open=True), required=True)
+@click.option("--by", default="cli", help="Who silences.")
+@click.pass_context
+def silence_cmd(ctx: click.Context, alert_id: int, minutes: float, by: str) -> None:
+    """Silence alert ALERT_ID's notifications for MINUTES (at most 7 days)."""
+
+    with unit_of_work(_sessions(ctx)) as session:
+        alert = actions.silence(session, alert_id, minutes, by)
+        until = alert.silenced_until
+    click.echo(f"alert {alert_id} silenced until {until:%Y-%m-%d %H:%M} UTC")
+
+
+def _sessions(ctx: click.Context) -> sessionmaker[Session]:
+    return session_factory(make_engine(settings_of(ctx).database))

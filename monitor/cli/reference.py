@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.cli import settings_of
-from monitor.evaluate import reopen_windows
+from monitor.api.routes.profiles import profile_out
+from monitor.cli import echo_json, json_option, settings_of
+from monitor.evaluate import switch_profile
 from monitor.profiles import (
-    activate_profile,
     fit_profile_from_file,
     fit_profile_from_store,
     get_profile,
@@ -114,12 +114,16 @@ def fit(
 @reference.command("list")
 @click.option("--model", default=None)
 @click.option("--version", "version", default=None)
+@json_option
 @click.pass_context
-def list_(ctx: click.Context, model: str | None, version: str | None) -> None:
+def list_(ctx: click.Context, model: str | None, version: str | None, as_json: bool) -> None:
     """List profiles, newest first (* marks the active ones)."""
 
     with unit_of_work(_sessions(settings_of(ctx))) as session:
         rows = list_profiles(session, model, version)
+        if as_json:
+            echo_json([profile_out(row) for row in rows])
+            return
         for row in rows:
             click.echo(_describe(row))
         if not rows:
@@ -128,19 +132,12 @@ def list_(ctx: click.Context, model: str | None, version: str | None) -> None:
 
 @reference.command("activate")
 @click.argument("profile_id", type=int)
-@click.option(
-    "--reopen/--no-reopen",
-    default=True,
-    show_default=True,
-    help="Queue windows that waited for a profile for evaluation.",
-)
 @click.pass_context
-def activate(ctx: click.Context, profile_id: int, reopen: bool) -> None:
-    """Make PROFILE_ID the active profile of its model version."""
+def activate(ctx: click.Context, profile_id: int) -> None:
+    """Make PROFILE_ID the active profile of its model version (waiting windows are queued)."""
 
     with unit_of_work(_sessions(settings_of(ctx))) as session:
-        row = activate_profile(session, profile_id)
-        reopened = reopen_windows(session, row.model, row.model_version) if reopen else 0
+        row, reopened = switch_profile(session, profile_id)
         click.echo(
             f"profile {row.id} active for {row.model} {row.model_version}"
             + (f"; {reopened} waiting windows queued" if reopened else "")
@@ -149,8 +146,9 @@ def activate(ctx: click.Context, profile_id: int, reopen: bool) -> None:
 
 @reference.command("show")
 @click.argument("profile_id", type=int)
+@click.option("--json", "as_json", is_flag=True, default=True, help="JSON (the only format).")
 @click.pass_context
-def show(ctx: click.Context, profile_id: int) -> None:
+def show(ctx: click.Context, profile_id: int, as_json: bool) -> None:
     """Show a profile and its per-family parts as JSON."""
 
     with unit_of_work(_sessions(settings_of(ctx))) as session:

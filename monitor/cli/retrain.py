@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 
 import click
 
-from monitor.cli import settings_of
-from monitor.errors import NotFound
+from monitor.api.routes.retrain import job_out, version_out
+from monitor.api.routes.rollouts import rollout_out
+from monitor.cli import echo_json, json_option, settings_of
 from monitor.store.db import make_engine, session_factory, unit_of_work
-from monitor.store.retrain_tables import Rollout
-from retrain import jobs, registry
+from retrain import jobs, registry, rollout
 from retrain.deploy import target_from_settings
 from retrain.gate import gate_report
 from retrain.pipeline import run_job
-from retrain.rollout import active, finish, steps
+from retrain.rollout import active
 from retrain.rollout import tick as tick_rollout
 
 
@@ -64,12 +64,16 @@ def run(
 
 @retrain.command("status")
 @click.argument("job_id", type=int)
+@json_option
 @click.pass_context
-def status(ctx: click.Context, job_id: int) -> None:
+def status(ctx: click.Context, job_id: int, as_json: bool) -> None:
     """A job's state, history and gate report."""
 
     with unit_of_work(_sessions(ctx)) as s:
         job = jobs.get_job(s, job_id)
+        if as_json:
+            echo_json(job_out(job))
+            return
         click.echo(f"job {job.id} {job.model} [{job.source}] {job.state}: {job.reason}")
         for h in job.history:
             click.echo(f"  {h['ts']}  {h['state']:<9} {h['note']}")
@@ -81,10 +85,14 @@ def status(ctx: click.Context, job_id: int) -> None:
 @retrain.command("list")
 @click.option("--model", default=None)
 @click.option("--limit", default=20, show_default=True)
+@json_option
 @click.pass_context
-def list_(ctx: click.Context, model: str | None, limit: int) -> None:
+def list_(ctx: click.Context, model: str | None, limit: int, as_json: bool) -> None:
     """The newest jobs."""
     with unit_of_work(_sessions(ctx)) as s:
+        if as_json:
+            echo_json([job_out(job) for job in jobs.list_jobs(s, model, limit)])
+            return
         for job in jobs.list_jobs(s, model, limit):
             click.echo(
                 f"{job.id:>5}  {job.model:<16} {job.state:<10} {job.source:<8} "
@@ -94,10 +102,14 @@ def list_(ctx: click.Context, model: str | None, limit: int) -> None:
 
 @retrain.command("versions")
 @click.option("--model", default=None)
+@json_option
 @click.pass_context
-def versions(ctx: click.Context, model: str | None) -> None:
+def versions(ctx: click.Context, model: str | None, as_json: bool) -> None:
     """Registered model versions with their state and INT8 figures."""
     with unit_of_work(_sessions(ctx)) as s:
+        if as_json:
+            echo_json([version_out(mv) for mv in registry.list_versions(s, model)])
+            return
         for mv in registry.list_versions(s, model):
             acc = mv.metrics.get("accuracy", {})
             click.echo(
@@ -136,21 +148,22 @@ def tick(ctx: click.Context) -> None:
 
 @retrain.command("rollouts")
 @click.option("--model", default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@json_option
 @click.pass_context
-def rollouts(ctx: click.Context, model: str | None) -> None:
+def rollouts(ctx: click.Context, model: str | None, limit: int, as_json: bool) -> None:
     """Rollouts with every step's weight, outcome and reason."""
-    from sqlalchemy import select
-
     with unit_of_work(_sessions(ctx)) as s:
-        query = select(Rollout).order_by(Rollout.id.desc())
-        if model is not None:
-            query = query.where(Rollout.model == model)
-        for ro in s.scalars(query):
+        rows = rollout.list_rollouts(s, model, limit=limit)
+        if as_json:
+            echo_json([rollout_out(s, ro) for ro in rows])
+            return
+        for ro in rows:
             click.echo(
                 f"rollout {ro.id} {ro.model} {ro.stable_version} -> {ro.candidate_version} "
                 f"{ro.state} at {ro.plan[ro.step_index]}%: {ro.reason or ''}"
             )
-            for st in steps(s, ro.id):
+            for st in rollout.steps(s, ro.id):
                 click.echo(f"  {st.weight:>3}% {st.outcome:<8} {st.reason}")
 
 
@@ -159,13 +172,8 @@ def rollouts(ctx: click.Context, model: str | None) -> None:
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.pass_context
 def rollback(ctx: click.Context, rollout_id: int, reason: str) -> None:
-    """Roll a running canary back by hand: publish the stable arm only."""
+    """Roll a running canary back by hand: publish the stable arm only (exit 3 if it ended)."""
 
-    settings = settings_of(ctx)
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
     with unit_of_work(_sessions(ctx)) as s:
-        ro = s.get(Rollout, rollout_id)
-        if ro is None:
-            raise NotFound(f"rollout {rollout_id} does not exist")
-        finish(s, store, target_from_settings(settings.retrain), ro, False, f"manual: {reason}")
+        ro = rollout.roll_back(s, settings_of(ctx), rollout_id, f"manual: {reason}")
         click.echo(f"rollout {rollout_id} rolled back; serving {ro.stable_version}")

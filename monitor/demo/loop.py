@@ -24,7 +24,7 @@ from monitor.demo.retrain_stage import SdkEmitter, serve_labelled
 from monitor.demo.retrain_stage import close_the_loop as run_loop
 from monitor.demo.run import _evaluate, _wait_stored, run_demo
 from monitor.demo.state import WINDOW, Demo, Phase
-from monitor.evaluate import reopen_windows
+from monitor.evaluate import switch_profile
 from monitor.profiles import fit_profile_from_batch
 from monitor.store.alerting_tables import AlertRow
 from monitor.store.db import unit_of_work
@@ -108,7 +108,7 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
     logs = server.predict(data.images, [f"ref-{i}" for i in data.ids], data.labels.tolist())
     batch = _logs_to_batch(logs, f"{version} training images")
     with unit_of_work(demo.factory) as s:
-        fit_profile_from_batch(
+        row = fit_profile_from_batch(
             s,
             demo.settings,
             MODEL,
@@ -116,9 +116,8 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
             batch,
             "trained-on",
             {"job_id": job_id, "images": len(logs)},
-            activate=True,
         )
-        reopen_windows(s, MODEL, version)
+        switch_profile(s, row.id)
     return len(logs)
 
 

@@ -45,13 +45,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from monitor.impact.view import Impact, describe
 from monitor.settings import ImpactSettings, PolicySettings
+from monitor.vocabulary import DriftState
+from monitor.vocabulary import Severity as Severity  # re-exported: decisions carry one
 
-State = Literal["ok", "warn", "alert", "resolved"]
-Severity = Literal["warning", "critical"]
+State = DriftState
 STATE_CODES: dict[str, int] = {"ok": 0, "resolved": 0, "warn": 1, "alert": 2}
 SEVERITY_RANK: dict[str, int] = {"warning": 1, "critical": 2}
 

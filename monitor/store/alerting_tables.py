@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base, BigId, UTCDateTime, utcnow
 from monitor.store.tables import DriftResultRow
+from monitor.vocabulary import AlertStatus, Severity
 
 
 class PolicyStateRow(Base):
@@ -84,8 +85,8 @@ class AlertRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(128))
     family: Mapped[str] = mapped_column(String(32))
-    severity: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="firing")
+    severity: Mapped[Severity] = mapped_column(String(16))
+    status: Mapped[AlertStatus] = mapped_column(String(16), default="firing")
     dedup_key: Mapped[str] = mapped_column(String(255))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

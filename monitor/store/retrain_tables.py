@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base, BigId, UTCDateTime, utcnow
+from monitor.vocabulary import RolloutState
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 VERSION_STATES = ("candidate", "canary", "promoted", "rolled_back", "failed", "retired")
@@ -124,7 +125,7 @@ class Rollout(Base):
     candidate_version: Mapped[str] = mapped_column(String(128))
     plan: Mapped[list[int]] = mapped_column(JSON, default=list)
     step_index: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(16), default="running")
+    state: Mapped[RolloutState] = mapped_column(String(16), default="running")
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     step_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

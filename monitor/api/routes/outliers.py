@@ -10,15 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
-from monitor.api.deps import require_read, session_dep
+from monitor.api.deps import DB, Id, NamePath, NameQuery, require_read, settings_of
 from monitor.reports.worst_images import estimate_dict, gather_worst, page_html
-from monitor.settings import Settings
 from monitor.store.impact_repo import estimates
 
 router = APIRouter(tags=["impact"], dependencies=[Depends(require_read)])
-DB = Annotated[Session, Depends(session_dep)]
 N = Annotated[int | None, Query(ge=1, le=500, description="How many images (default: settings).")]
 
 
@@ -67,19 +64,14 @@ class OutliersPublic(BaseModel):
     typical: list[TilePublic] = Field(description="The reference's most typical logs.")
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.get(
     "/windows/{window_id}/outliers",
     summary="The window's most unusual images (thumbnail, score, predicted class, confidence), "
     "the reference's typical ones, and the window's accuracy estimate.",
 )
-def window_outliers(window_id: int, request: Request, session: DB, n: N = None) -> OutliersPublic:
+def window_outliers(window_id: Id, request: Request, session: DB, n: N = None) -> OutliersPublic:
     return OutliersPublic.model_validate(
-        gather_worst(session, _settings(request), window_id, n).to_dict()
+        gather_worst(session, settings_of(request), window_id, n).to_dict()
     )
 
 
@@ -88,10 +80,8 @@ def window_outliers(window_id: int, request: Request, session: DB, n: N = None) 
     response_class=HTMLResponse,
     summary="The same as a self-contained HTML grid (what alerts link to).",
 )
-def window_outliers_page(
-    window_id: int, request: Request, session: DB, n: N = None
-) -> HTMLResponse:
-    return HTMLResponse(page_html(gather_worst(session, _settings(request), window_id, n)))
+def window_outliers_page(window_id: Id, request: Request, session: DB, n: N = None) -> HTMLResponse:
+    return HTMLResponse(page_html(gather_worst(session, settings_of(request), window_id, n)))
 
 
 @router.get(
@@ -100,10 +90,10 @@ def window_outliers_page(
     "filter by version and arm to compare canary and stable.",
 )
 def model_accuracy(
-    model: str,
+    model: NamePath,
     session: DB,
-    version: str | None = None,
-    arm: str | None = None,
+    version: NameQuery = None,
+    arm: NameQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[EstimatePublic]:
     rows = estimates(session, model, version=version, arm=arm, limit=limit)

@@ -1,0 +1,56 @@
+"""What people do to an alert: acknowledge it, silence it (called by the API and the CLI)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.errors import NotFound
+from monitor.store.alerting_tables import AlertRow
+
+
+def get_alert(session: Session, alert_id: int) -> AlertRow:
+    """Alert ``alert_id`` or :class:`NotFound`."""
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    return alert
+
+
+def list_alerts(
+    session: Session,
+    status: str | None = "firing",
+    model: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[AlertRow]:
+    """Alerts newest first; ``status`` None for all, ``before_id`` to page."""
+    stmt = select(AlertRow)
+    if status is not None:
+        stmt = stmt.where(AlertRow.status == status)
+    if model is not None:
+        stmt = stmt.where(AlertRow.model == model)
+    if before_id is not None:
+        stmt = stmt.where(AlertRow.id < before_id)
+    return list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit)))
+
+
+def acknowledge(session: Session, alert_id: int, by: str, now: datetime | None = None) -> AlertRow:
+    """Someone is on it: record who and when."""
+    alert = get_alert(session, alert_id)
+    alert.acked_at, alert.acked_by = now or datetime.now(UTC), by
+    session.flush()
+    return alert
+
+
+def silence(
+    session: Session, alert_id: int, minutes: float, by: str, now: datetime | None = None
+) -> AlertRow:
+    """No notifications for ``minutes``; the silencer counts as the acknowledger if none."""
+    alert = get_alert(session, alert_id)
+    alert.silenced_until = (now or datetime.now(UTC)) + timedelta(minutes=minutes)
+    alert.acked_by = alert.acked_by or by
+    session.flush()
+    return alert
