@@ -46,8 +46,18 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The image's runtime stage: the built wheel and its ``EXTRAS`` in a fresh venv."""
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
-        + ["-q", "-w", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+        ],
         check=True,
         cwd=out,
     )
