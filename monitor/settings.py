@@ -283,6 +283,10 @@ class RetrainSettings(_Section):
     max_class_recall_drop: float = Field(0.10, ge=0)
     deployment_spec_path: Path = Path("var/deployment.json")
     deployment_webhook_url: str | None = None
+    artifact_url: str | None = Field(
+        None, description="s3://bucket/prefix the registry mirrors artifacts to; specs cite it."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint (MinIO, Ceph, ...).")
     seed: int = 0
     min_labelled: int = Field(100, ge=10, description="Labelled production images a job needs.")
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="Recent labels kept for the gate.")

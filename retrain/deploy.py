@@ -24,11 +24,18 @@ class DeployError(DriftwatchError):
 
 @dataclass(frozen=True)
 class ArmSpec:
-    """One served version: the ONNX file and its hash."""
+    """One served version: where to fetch its ONNX file (``file://``, ``s3://``, ``https://``)
+    and its hash."""
 
     version: str
-    path: str
+    url: str
     sha256: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArmSpec:
+        """An arm, also from specs written when arms had a local ``path``."""
+        url = data.get("url") or Path(data["path"]).resolve().as_uri()
+        return cls(version=data["version"], url=url, sha256=data["sha256"])
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,8 @@ class DeploymentSpec:
         canary = data.get("canary")
         return cls(
             model=data["model"],
-            stable=ArmSpec(**data["stable"]),
-            canary=ArmSpec(**canary) if canary else None,
+            stable=ArmSpec.from_dict(data["stable"]),
+            canary=ArmSpec.from_dict(canary) if canary else None,
             canary_weight=int(data.get("canary_weight", 0)),
             rollout_id=data.get("rollout_id"),
             updated_at=data.get("updated_at", ""),

@@ -130,7 +130,7 @@ def register_baseline(
 
     prep = to_input or digits_input
     x = prep(images)
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    store = registry.ArtifactStore.from_settings(settings.retrain)
     with unit_of_work(sessions) as session:
         return publish_version(
             session,
@@ -164,7 +164,7 @@ def run_job(
     """Run job ``job_id`` (or the oldest queued one); returns None when there is nothing to do."""
 
     cfg = settings.retrain
-    store = registry.ArtifactStore(cfg.registry_dir)
+    store = registry.ArtifactStore.from_settings(cfg)
     store.clean_staging()
     with unit_of_work(sessions) as session:
         if job_id is None:

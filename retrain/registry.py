@@ -9,7 +9,6 @@ removed by :meth:`ArtifactStore.clean_staging`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,8 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
+from monitor.settings import RetrainSettings
 from monitor.store.retrain_tables import ModelVersion, RegistryEvent
 from monitor.store.versions import promoted_version
+from retrain.storage import ObjectStorage, sha256_bytes, storage_from_url, write_atomic
 
 #: Allowed state changes of a model version.
 VERSION_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -42,24 +43,6 @@ class RegistryError(DriftwatchError):
     """An artifact is missing or corrupt, or a state change is not allowed."""
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of ``data``.
-
-    >>> sha256_bytes(b"driftwatch")[:12]
-    '7ebfb131af12'
-    """
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 class Staging:
     """Artifacts being written for one version; becomes visible only on commit."""
 
@@ -69,7 +52,7 @@ class Staging:
 
     def write(self, name: str, filename: str, data: bytes) -> None:
         """Add artifact ``name`` stored as ``filename``."""
-        _write_atomic(self.folder / filename, data)
+        write_atomic(self.folder / filename, data)
         self.artifacts[name] = {"file": filename, "sha256": sha256_bytes(data), "bytes": len(data)}
 
 
@@ -92,10 +75,19 @@ def _inside(root: Path, names: tuple[str, ...], what: str) -> Path:
 
 
 class ArtifactStore:
-    """Files of the registry under ``root``."""
+    """Files of the registry under ``root``, mirrored to ``remote`` (an object store other pods
+    read) when one is given; :meth:`url` is what deployment specs reference."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, remote: ObjectStorage | None = None) -> None:
         self.root = Path(root)
+        self.remote = remote
+
+    @classmethod
+    def from_settings(cls, settings: RetrainSettings) -> ArtifactStore:
+        """``registry_dir``, mirrored to ``artifact_url`` when it is set."""
+        url = settings.artifact_url
+        remote = None if url is None else storage_from_url(url, settings.s3_endpoint_url)
+        return cls(settings.registry_dir, remote)
 
     @property
     def staging_root(self) -> Path:
@@ -114,12 +106,15 @@ class ArtifactStore:
         try:
             yield staging
             manifest = {"model": model, "version": version, "artifacts": staging.artifacts}
-            _write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+            write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
             final = self.version_dir(model, version)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
                 raise RegistryError(f"{model} {version} already has artifacts at {final}")
             os.replace(folder, final)
+            if self.remote is not None:
+                for name in [*(a["file"] for a in staging.artifacts.values()), "manifest.json"]:
+                    self.remote.put(f"{model}/{version}/{name}", (final / name).read_bytes())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -143,6 +138,13 @@ class ArtifactStore:
                 f"!= recorded {meta['sha256'][:12]}"
             )
         return path
+
+    def url(self, mv: ModelVersion, name: str) -> str:
+        """Where model servers fetch artifact ``name`` of ``mv`` (checked here first)."""
+        path = self.path(mv, name)
+        if self.remote is None:
+            return path.resolve().as_uri()
+        return self.remote.url(f"{mv.model}/{mv.version}/{path.name}")
 
     def clean_staging(self) -> int:
         """Remove staging folders left by crashed writers; returns how many."""

@@ -41,10 +41,7 @@ from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped, t
 def arm_spec(store: registry.ArtifactStore, mv: ModelVersion) -> ArmSpec:
     """The deployable artifact of ``mv``: INT8 ONNX when it has one, else FP32."""
     name = "onnx_int8" if "onnx_int8" in mv.artifacts else "onnx_fp32"
-    path = store.path(mv, name)
-    return ArmSpec(
-        version=mv.version, path=str(path.resolve()), sha256=mv.artifacts[name]["sha256"]
-    )
+    return ArmSpec(version=mv.version, url=store.url(mv, name), sha256=mv.artifacts[name]["sha256"])
 
 
 def publish_stable(

@@ -26,7 +26,7 @@ from monitor.errors import DriftwatchError
 from monitor.imagestats import encode_png, image_stats
 from monitor.schemas import PredictionLog, encode_array
 from retrain.deploy import DeploymentSpec, FileTarget
-from retrain.registry import sha256_bytes
+from retrain.storage import fetch
 
 
 def route(request_id: str, canary_weight: int) -> str:
@@ -38,9 +38,14 @@ class ModelServer:
     """Serves the arms of a deployment spec file with ONNX Runtime."""
 
     def __init__(
-        self, spec_path: Path | str, to_input: Callable[[np.ndarray], np.ndarray], threads: int = 1
+        self,
+        spec_path: Path | str,
+        to_input: Callable[[np.ndarray], np.ndarray],
+        threads: int = 1,
+        s3_endpoint_url: str | None = None,
     ) -> None:
         self.target = FileTarget(spec_path)
+        self.s3_endpoint_url = s3_endpoint_url
         self.to_input = to_input
         self.threads = threads
         self.spec: DeploymentSpec | None = None
@@ -58,9 +63,7 @@ class ModelServer:
                 raise DriftwatchError(f"no deployment spec at {self.target.path}")
             for arm in (spec.stable, spec.canary):
                 if arm is not None and arm.sha256 not in self._sessions:
-                    data = Path(arm.path).read_bytes()
-                    if sha256_bytes(data) != arm.sha256:
-                        raise DriftwatchError(f"{arm.path} does not match the spec's sha256")
+                    data = fetch(arm.url, arm.sha256, self.s3_endpoint_url)
                     self._sessions[arm.sha256] = session(data, self.threads)
             self.spec, self._mtime = spec, mtime
         return self.spec

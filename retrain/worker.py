@@ -32,7 +32,7 @@ def run_once(
     with unit_of_work(sessions) as session:
         stale = [j.id for j in jobs.fail_stale(session, datetime.now(UTC) - stale_after)]
     outcome = run_job(settings, sessions, progress=False, target=target) if run_jobs else None
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    store = registry.ArtifactStore.from_settings(settings.retrain)
     outcomes: dict[int, str] = {}
     with unit_of_work(sessions) as session:
         for ro in active(session):

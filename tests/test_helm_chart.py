@@ -25,6 +25,7 @@ import helm_python as helm
 import pytest
 import yaml
 
+from dashboards.values_schema import render as render_schema
 from monitor.cli import COMMANDS, cli
 from monitor.metrics_spec import BY_NAME
 from monitor.settings import Settings, load_settings
@@ -155,6 +156,7 @@ def test_default_render_has_every_workload_and_no_optional_monitoring() -> None:
         "ConfigMap",
         "Deployment",
         "Job",
+        "PersistentVolumeClaim",
         "PodDisruptionBudget",
         "Secret",
         "Service",
@@ -189,12 +191,10 @@ def test_each_pod_builds_valid_prod_settings(
     assert settings.retrain.registry_dir == Path("/var/lib/driftwatch/registry")
 
 
-def test_invalid_settings_in_values_are_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    docs = render({"config": {"windows": {"max_count": 1}}})
-    with pytest.raises(Exception, match="max_count"):
-        settings_in_pod(docs, "api", tmp_path, monkeypatch)
+def test_invalid_settings_in_values_are_caught_at_template_time() -> None:
+    # values.schema.json carries the settings model's bounds (max_count >= 10)
+    with pytest.raises(helm.HelmError, match=r"/config/windows/max_count': minimum"):
+        render({"config": {"windows": {"max_count": 1}}})
 
 
 def test_migration_hook_reads_the_same_settings_as_the_release() -> None:
@@ -294,8 +294,9 @@ def test_pdb_covers_only_the_ingest_pods() -> None:
 
 
 def test_evaluator_is_a_single_recreated_replica() -> None:
-    docs = render({"evaluator": {"replicas": 3}})
-    spec = workload(docs, "evaluator")["spec"]
+    with pytest.raises(helm.HelmError, match="additional properties 'replicas'"):
+        render({"evaluator": {"replicas": 3}})  # the schema has no such knob
+    spec = workload(render(), "evaluator")["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
 
@@ -536,3 +537,137 @@ def test_values_config_keys_are_settings_fields() -> None:
         field = Settings.model_fields[section].annotation
         if isinstance(body, dict) and body:
             assert field is not None and body.keys() <= field.model_fields.keys(), section
+
+
+# --- values schema, probes, storage, scaling, Grafana -----------------------------------------
+
+
+def test_values_schema_is_the_generated_one() -> None:
+    shipped = (CHART / "values.schema.json").read_text()
+    assert shipped == render_schema(CHART), (
+        "regenerate: python -m dashboards.values_schema helm/driftwatch"
+    )
+    schema = json.loads(shipped)
+    assert schema["properties"]["config"]["properties"].keys() == Settings.model_fields.keys()
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"ingest": {"replica": 3}}, "/ingest"),
+        ({"config": {"windows": {"max_cout": 3}}}, "/config/windows"),
+        ({"config": {"windows": {"max_count": "many"}}}, "/config/windows/max_count"),
+        ({"config": {"kafka": {"security_protocol": "TLS"}}}, "/config/kafka/security_protocol"),
+        ({"evaluator": {"persistence": {"enabld": False}}}, "/evaluator/persistence"),
+    ],
+)
+def test_a_typo_in_values_fails_template_and_lint(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm.HelmError, match=f"at '{where}'"):
+        render(values)
+    report = helm.lint(str(CHART), merged(REQUIRED, values), strict=True)
+    assert any(f"at '{where}'" in str(error) for error in report["errors"])
+
+
+def test_every_workload_has_startup_liveness_and_readiness_probes() -> None:
+    docs = render()
+    for component, port, path in (
+        ("ingest", "metrics", "/metrics"),
+        ("evaluator", "metrics", "/metrics"),
+        ("api", "http", "/healthz"),
+    ):
+        (container,) = workload(docs, component)["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"] for p in container["ports"]}
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probe = container[kind]
+            assert probe["httpGet"]["port"] in ports, (component, kind)
+            assert probe["periodSeconds"] > 0 and probe["failureThreshold"] > 0
+        assert container["livenessProbe"]["httpGet"]["port"] == port
+        if component != "api":
+            assert container["livenessProbe"]["httpGet"]["path"] == path
+    # restarted within a minute when the worker stops answering
+    live = workload(docs, "ingest")["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] <= 60
+
+
+def test_the_registry_is_on_a_kept_pvc_unless_told_otherwise() -> None:
+    def data_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        pod = workload(docs, "evaluator")["spec"]["template"]["spec"]
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+        assert mount["mountPath"] == "/var/lib/driftwatch"
+        return next(v for v in pod["volumes"] if v["name"] == "data")
+
+    docs = render({"evaluator": {"persistence": {"size": "20Gi", "storageClassName": "fast"}}})
+    (pvc,) = of_kind(docs, "PersistentVolumeClaim")
+    assert data_volume(docs)["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert pvc["spec"]["storageClassName"] == "fast"
+
+    mine = render({"evaluator": {"persistence": {"existingClaim": "models"}}})
+    assert of_kind(mine, "PersistentVolumeClaim") == []
+    assert data_volume(mine)["persistentVolumeClaim"]["claimName"] == "models"
+    off = render({"evaluator": {"persistence": {"enabled": False}}})
+    assert of_kind(off, "PersistentVolumeClaim") == [] and "emptyDir" in data_volume(off)
+
+
+def test_optional_ingress_routes_to_the_api_service() -> None:
+    assert of_kind(render(), "Ingress") == []
+    hosts = [{"host": "dw.example.com", "path": "/"}]
+    docs = render({"ingress": {"enabled": True, "className": "nginx", "hosts": hosts}})
+    (ingress,) = of_kind(docs, "Ingress")
+    (service,) = of_kind(docs, "Service")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "dw.example.com" and ingress["spec"]["ingressClassName"] == "nginx"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_keda_scales_the_ingest_deployment_on_its_consumer_lag() -> None:
+    assert of_kind(render(), "ScaledObject") == []
+    docs = render(
+        {"keda": {"enabled": True, "maxReplicas": 6}, "config": {"kafka": {"group_id": "g1"}}}
+    )
+    (scaled,) = of_kind(docs, "ScaledObject")
+    ingest = workload(docs, "ingest")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == ingest["metadata"]["name"]
+    assert "replicas" not in ingest["spec"]  # KEDA owns it; helm upgrade must not reset it
+    assert scaled["spec"]["maxReplicaCount"] == 6
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == "g1"
+    assert trigger["metadata"]["topic"] == "driftwatch.predictions"
+    assert trigger["metadata"]["bootstrapServers"] == "kafka:9092"
+
+
+def test_ingest_and_api_replicas_spread_over_zones_and_nodes() -> None:
+    docs = render()
+    for component in ("ingest", "api"):
+        pod = workload(docs, component)["spec"]["template"]
+        constraints = pod["spec"]["topologySpreadConstraints"]
+        assert [c["topologyKey"] for c in constraints] == [
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+        ]
+        for c in constraints:
+            assert c["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+            other = "api" if component == "ingest" else "ingest"
+            theirs = workload(docs, other)["spec"]["template"]["metadata"]["labels"]
+            assert not c["labelSelector"]["matchLabels"].items() <= theirs.items()
+    off = render({"topologySpread": {"enabled": False}})
+    assert "topologySpreadConstraints" not in workload(off, "api")["spec"]["template"]["spec"]
+
+
+def test_grafana_sidecar_datasources_point_at_prometheus_and_the_read_only_role() -> None:
+    assert not [d for d in of_kind(render(), "ConfigMap") if "datasources" in d["metadata"]["name"]]
+    docs = render(
+        {"grafanaDatasource": {"enabled": True, "postgres": {"host": "pg.db"}}},
+    )
+    (cm,) = [d for d in of_kind(docs, "ConfigMap") if "datasources" in d["metadata"]["name"]]
+    assert cm["metadata"]["labels"]["grafana_datasource"] == "1"
+    ((_, text),) = cm["data"].items()
+    sources = {d["type"]: d for d in yaml.safe_load(text)["datasources"]}
+    assert sources["prometheus"]["url"] == "http://prometheus-operated:9090"
+    pg = sources["grafana-postgresql-datasource"]
+    assert pg["url"] == "pg.db:5432" and pg["user"] == "driftwatch_grafana"
+    assert pg["secureJsonData"]["password"] == "${DRIFTWATCH_GRAFANA_PG_PASSWORD}"

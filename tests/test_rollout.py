@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from retrain.digits import train_holdout
 from retrain.pipeline import publish_version, register_baseline
 from retrain.recipes import digits_input, train_baseline
 from retrain.server import ModelServer, route
+from retrain.storage import StorageError
 
 torch.set_num_threads(2)
 
@@ -207,8 +209,9 @@ def test_server_splits_traffic_by_weight_and_checks_hashes(canary: tuple) -> Non
     assert all(lg.thumbnail and lg.embedding_vector().shape == (64,) for lg in logs[:5])  # type: ignore[union-attr]
     spec = FileTarget(settings.retrain.deployment_spec_path).read()
     assert spec is not None
-    Path(spec.stable.path).write_bytes(b"not the model")
-    with pytest.raises(Exception, match="does not match the spec's sha256"):
+    assert spec.stable.url.startswith("file://")
+    Path(urlsplit(spec.stable.url).path).write_bytes(b"not the model")
+    with pytest.raises(StorageError, match=r"sha256 .* != expected"):
         ModelServer(settings.retrain.deployment_spec_path, digits_input).reload()
 
 

@@ -153,3 +153,31 @@ securityContext:
 - name: tmp
   mountPath: /tmp
 {{- end }}
+
+{{/* Startup, liveness and readiness probes on an HTTP port: (dict "port" P "path" P "probes" V) */}}
+{{- define "driftwatch.probes" -}}
+{{- range $kind := list "startupProbe" "livenessProbe" "readinessProbe" }}
+{{ $kind }}:
+  httpGet:
+    path: {{ $.path }}
+    port: {{ $.port }}
+  {{- toYaml (index $.probes $kind) | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Spread a component's pods over zones and nodes: (dict "root" $ "component" C) */}}
+{{- define "driftwatch.topologySpread" -}}
+{{- with .root.Values.topologySpread }}
+{{- if .enabled }}
+topologySpreadConstraints:
+  {{- range $key := .topologyKeys }}
+  - maxSkew: {{ $.root.Values.topologySpread.maxSkew }}
+    topologyKey: {{ $key }}
+    whenUnsatisfiable: {{ $.root.Values.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "driftwatch.componentSelector" $ | nindent 8 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
