@@ -79,7 +79,6 @@ DEBT = {
     "monitor/api/app.py:create_app": 85,
     "monitor/api/routes.py": 438,
     "monitor/policy/supersede.py:resolve_superseded": 82,
-    "ingest/sdk.py": 419,
     "ingest/worker.py": 436,
     "retrain/pipeline.py:_run": 116,
     "dashboards/boards.py": 424,
