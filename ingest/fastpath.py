@@ -6,7 +6,7 @@ thumbnails, unusual but legal encodings such as numbers in strings) goes to the 
 schema in :mod:`monitor.schemas`, which stays the one definition of what is valid and words
 the error. ``tests/test_ingest_fastpath.py`` checks that both lanes agree.
 
->>> from ingest.sdk import encode_prediction
+>>> from driftwatch_sdk import encode_prediction
 >>> from monitor.schemas import Limits
 >>> rows, slow = fast_rows([encode_prediction("m", "v1", "r1", [0.25, 0.75]), b"{"], Limits())
 >>> [r["predicted_class"] for r in rows], slow
@@ -27,7 +27,14 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from monitor.schemas import NAME_PATTERN, SUPPORTED_VERSIONS, Limits
+from monitor.schemas import (
+    MAX_TAG_VALUE,
+    MAX_TAGS,
+    NAME_PATTERN,
+    SUPPORTED_VERSIONS,
+    TAG_KEY_PATTERN,
+    Limits,
+)
 
 
 class _Embedding(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,12 +56,20 @@ class _Log(msgspec.Struct, forbid_unknown_fields=True):
     latency_ms: float | None = None
     arm: Literal["stable", "canary"] | None = None
     label: int | None = None
+    tags: dict[str, str] | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Log)
 _NAME = re.compile(NAME_PATTERN)
+_TAG_KEY = re.compile(TAG_KEY_PATTERN)
 _ITEMSIZE = {"float16": 2, "float32": 4}
 _BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _tags_ok(tags: dict[str, str]) -> bool:
+    return len(tags) <= MAX_TAGS and all(
+        _TAG_KEY.fullmatch(k) and len(v) <= MAX_TAG_VALUE for k, v in tags.items()
+    )
 
 
 def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
@@ -82,6 +97,8 @@ def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
     if log.latency_ms is not None and not (math.isfinite(log.latency_ms) and log.latency_ms >= 0):
         return None
     if log.label is not None and not 0 <= log.label < limits.max_classes:
+        return None
+    if log.tags is not None and not _tags_ok(log.tags):
         return None
     emb_bytes: bytes | None = None
     emb = log.embedding
@@ -113,6 +130,7 @@ def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
         "thumbnail": None,
         "latency_ms": log.latency_ms,
         "arm": log.arm,
+        "tags": msgspec.json.encode(log.tags).decode() if log.tags else None,
         "label": log.label,
     }
 
