@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from driftwatch_sdk.encode import Arm
 
@@ -52,7 +52,7 @@ def platform_revision(env: Mapping[str, str] | None = None) -> tuple[str, str] |
     return None
 
 
-def platform_arm(env: Mapping[str, str] | None = None) -> Optional[Arm]:  # noqa: UP045
+def platform_arm(env: Mapping[str, str] | None = None) -> Arm | None:
     """``DRIFTWATCH_ARM``, else the revision when it is literally ``stable`` or ``canary``
     (Seldon predictors are often named so); None when the platform does not say."""
     env = os.environ if env is None else env

@@ -349,8 +349,6 @@ class PredictionLogger:
                 self._on_error(exc)
 
 
-
-
 class LabelLogger(PredictionLogger):
     """A logger used only for labels (``log_label``), e.g. in a feedback service."""
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from monitor.api.collector import StoreCollector
 from monitor.api.deps import ApiError, require_read, session_dep
+from monitor.api.log_routes import router as log_router
 from monitor.api.outlier_routes import router as outlier_router
 from monitor.api.retrain_routes import router as retrain_router
 from monitor.api.routes import router
@@ -156,4 +157,5 @@ def create_app(
     app.include_router(router, prefix="/api/v1")
     app.include_router(retrain_router, prefix="/api/v1")
     app.include_router(outlier_router, prefix="/api/v1")
+    app.include_router(log_router, prefix="/api/v1")
     return app
