@@ -77,7 +77,7 @@ def check_tags(tags: Mapping[str, Any] | None) -> dict[str, str] | None:
         raise ValueError(f"{len(tags)} tags, at most {MAX_TAGS}")
     out: dict[str, str] = {}
     for key, value in tags.items():
-        if not isinstance(key, str) or not _TAG_KEY.match(key):
+        if not isinstance(key, str) or not _TAG_KEY.fullmatch(key):
             raise ValueError(f"tag key {key!r} does not match {TAG_KEY_PATTERN}")
         text = str(value)
         if len(text) > MAX_TAG_VALUE:
