@@ -45,9 +45,7 @@ class DriftwatchHandler:
             return self.model(images)  # type: ignore[no-any-return]
 
     def postprocess(self, probs: torch.Tensor) -> list[dict[str, Any]]:
-        return [
-            {"predicted_class": int(p.argmax()), "confidence": float(p.max())} for p in probs
-        ]
+        return [{"predicted_class": int(p.argmax()), "confidence": float(p.max())} for p in probs]
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
         start = time.perf_counter()

@@ -28,8 +28,18 @@ def build(dist: Path) -> Path:
             ignore=shutil.ignore_patterns("__pycache__", "ruff.toml"),
         )
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-            + ["-w", str(dist), str(stage)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(dist),
+                str(stage),
+            ],
             check=True,
         )
     return max(dist.glob("driftwatch_sdk-*.whl"), key=lambda p: p.stat().st_mtime)

@@ -119,7 +119,9 @@ def test_triton_python_backend_model(kafka_env: KafkaSettings, pb_utils: Any) ->
 
     model = TritonPythonModel()
     config = {"name": "digits", "input": [{"name": "IMAGE", "data_type": "TYPE_UINT8"}]}
-    model.initialize({"model_config": json.dumps(config), "model_name": "digits", "model_version": "1"})
+    model.initialize(
+        {"model_config": json.dumps(config), "model_name": "digits", "model_version": "1"}
+    )
     batches = [_images(2), _images(3)]
     responses = model.execute([_Request(_Tensor("IMAGE", b)) for b in batches])
     model.finalize()

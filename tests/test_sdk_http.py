@@ -72,7 +72,10 @@ def test_a_batch_is_stored_once_and_rejects_are_dead_lettered(
     assert first.status_code == 202, first.text
     body = first.json()
     assert (body["received"], body["stored"], body["duplicates"], body["labels"]) == (6, 3, 0, 1)
-    assert [(r["index"], r["reason"]) for r in body["rejected"]] == [(2, "bad_image"), (3, "schema")]
+    assert [(r["index"], r["reason"]) for r in body["rejected"]] == [
+        (2, "bad_image"),
+        (3, "schema"),
+    ]
     assert (again.json()["stored"], again.json()["duplicates"]) == (0, 3)
     with Session(engine) as session:
         rows = session.execute(select(Prediction.request_id, Prediction.tags, Prediction.label))

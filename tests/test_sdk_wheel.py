@@ -81,7 +81,14 @@ def _venv(python: Path, minor: str, wheel: Path) -> Path:
     pyproject = (ROOT / "sdk" / "pyproject.toml").read_bytes()
     key = hashlib.sha256(pyproject + str(python).encode()).hexdigest()[:12]
     venv = ROOT / ".pytest_cache" / "sdk-venvs" / f"{minor}-{key}"
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
     if not (venv / ".deps-installed").exists():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([str(python), "-m", "venv", str(venv)], check=True, timeout=120)
@@ -105,8 +112,14 @@ def test_the_wheel_installs_alone_and_logs_to_the_broker(
     venv = _venv(PYTHONS[minor], minor, sdk_wheel)
     kafka = make_topics()
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", PROBE, ",".join(kafka.bootstrap_servers)]
-        + [kafka.predictions_topic, minor],
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            PROBE,
+            ",".join(kafka.bootstrap_servers),
+            kafka.predictions_topic,
+            minor,
+        ],
         cwd=tmp_path,  # outside the checkout: only the installed wheel can be imported
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         capture_output=True,

@@ -53,7 +53,8 @@ def _records(body: bytes, settings: Settings) -> list[RawRecord]:
         doc = json.loads(body)
     except ValueError as exc:
         raise ApiError(400, f"body is not JSON: {exc}") from exc
-    preds, labels = (doc, []) if isinstance(doc, list) else (None, None)
+    preds: Any = doc if isinstance(doc, list) else None
+    labels: Any = [] if isinstance(doc, list) else None
     if isinstance(doc, dict) and set(doc) <= {"predictions", "labels"}:
         preds, labels = doc.get("predictions", []), doc.get("labels", [])
     if not isinstance(preds, list) or not isinstance(labels, list):
