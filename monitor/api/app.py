@@ -154,8 +154,6 @@ def create_app(
 
         return HTMLResponse(status_html(session, settings, model))
 
-    app.include_router(router, prefix="/api/v1")
-    app.include_router(retrain_router, prefix="/api/v1")
-    app.include_router(outlier_router, prefix="/api/v1")
-    app.include_router(log_router, prefix="/api/v1")
+    for routes in (router, retrain_router, outlier_router, log_router):
+        app.include_router(routes, prefix="/api/v1")
     return app
