@@ -13,8 +13,10 @@ import torch
 from driftwatch_sdk import PredictionLogger, encode_prediction, platform_arm, platform_revision
 from driftwatch_sdk.environment import env_tags, kafka_from_env
 from driftwatch_sdk.imagestats import STAT_NAMES, batch_stats
+from ingest.fastpath import fast_rows
 from monitor.schemas import Limits, PredictionLog, decode_array, parse_message
 from monitor.settings import KafkaSettings
+from monitor.store.ingest_repo import prediction_row
 from tests.test_ingest_worker import read_topic
 
 
@@ -108,3 +110,13 @@ def test_bad_tags_drop_the_log_and_count_it() -> None:
     assert logger.dropped == 1
     assert "tags" not in json.loads(encode_prediction("m", "v", "r", [0.5, 0.5], tags={}))
     logger.close(timeout=1)
+
+
+def test_both_ingest_lanes_write_tags_alike() -> None:
+    tags = {"camera": "dock-3", "site": "lyon"}
+    raw = encode_prediction("digits", "v1", "r", [0.5, 0.5], tags=tags)
+    rows, slow = fast_rows([raw], Limits())
+    assert slow == [] and json.loads(rows[0]["tags"]) == tags
+    assert prediction_row(PredictionLog.model_validate_json(raw))["tags"] == rows[0]["tags"]
+    doc = {**json.loads(raw), "tags": {"bad key": "x"}}
+    assert fast_rows([json.dumps(doc).encode()], Limits())[1] == [0]  # left to the slow lane
