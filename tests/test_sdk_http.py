@@ -110,3 +110,62 @@ def test_an_unreachable_dead_letter_topic_answers_503_and_stores_nothing(
     assert r.status_code == 503 and "retry" in r.json()["detail"]
     with Session(app.state.engine) as session:
         assert session.scalars(select(Prediction.id)).all() == []
+
+
+def _cloudevent(kind: str, event_id: str, endpoint: str) -> dict[str, str]:
+    """The binary-mode CloudEvent headers KServe's payload logger sends (pkg/logger)."""
+    return {
+        **AUTH,
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-type": f"org.kubeflow.serving.inference.{kind}",
+        "ce-source": "http://localhost:9081/",
+        "ce-inferenceservicename": "digits",
+        "ce-namespace": "ml",
+        "ce-component": "predictor",
+        "ce-endpoint": endpoint,
+        "content-type": "application/json",
+    }
+
+
+def test_kserve_payload_logger_events(
+    sqlite_url: str,
+    make_topics: Callable[..., KafkaSettings],
+    settings_for: Callable[..., Settings],
+) -> None:
+    kafka = make_topics()
+    settings = settings_for(sqlite_url, kafka, api=ApiSettings(token=TOKEN))
+    app = create_app(settings, check_broker=False)
+    url = "/api/v1/logs/kserve?version=v5"
+    with TestClient(app) as client:
+        req = client.post(
+            url, content=b'{"instances": [[1, 2]]}', headers=_cloudevent("request", "e1", "canary")
+        )
+        resp = client.post(
+            url,
+            json={"predictions": [[0.1, 0.9], [0.7, 0.3]]},
+            headers=_cloudevent("response", "e1", "canary"),
+        )
+        stable = client.post(
+            url,
+            json={"predictions": [[0.2, 0.8]]},
+            headers=_cloudevent("response", "e2", "default"),
+        )
+        labels_only = client.post(
+            url, json={"predictions": [1]}, headers=_cloudevent("response", "e3", "default")
+        )
+    assert req.status_code == 202 and req.json()["received"] == 0
+    assert resp.json()["stored"] == 2 and stable.json()["stored"] == 1
+    assert (
+        labels_only.status_code == 202 and labels_only.json()["rejected"][0]["reason"] == "schema"
+    )
+    with Session(app.state.engine) as session:
+        rows = session.execute(
+            select(Prediction.request_id, Prediction.model_version, Prediction.arm, Prediction.tags)
+        ).all()
+    assert sorted(tuple(r) for r in rows) == [
+        ("e1-0", "v5", "canary", {"namespace": "ml", "component": "predictor"}),
+        ("e1-1", "v5", "canary", {"namespace": "ml", "component": "predictor"}),
+        ("e2", "v5", "stable", {"namespace": "ml", "component": "predictor"}),
+    ]
+    assert len(read_topic(kafka, kafka.dead_letter_topic, 1)) == 1

@@ -2,13 +2,15 @@
 of prediction logs (and labels) through the Kafka path's own validation
 (:class:`ingest.validate.Validator`: fast lane, then the pydantic schema), stores the valid ones
 idempotently and sends the rest to the dead-letter topic, answering 202 with what happened to
-each. ``GET /api/v1/logs/segment`` reads back one tagged segment (``tag=camera:dock-3``).
+each. ``POST /api/v1/logs/kserve`` does the same for KServe's payload-logger CloudEvents;
+``GET /api/v1/logs/segment`` reads back one tagged segment (``tag=camera:dock-3``).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
@@ -30,6 +32,7 @@ router = APIRouter(tags=["ingest"])
 DB = Annotated[Session, Depends(session_dep)]
 #: The dead-letter ``topic`` of a log refused over HTTP (partition -1, offset = its index).
 HTTP_SOURCE = "http:/api/v1/logs"
+KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
 
 
 class RejectedPublic(BaseModel):
@@ -119,7 +122,11 @@ def ingest_logs(request: Request, body: Annotated[bytes, Depends(_body)], db: DB
     """Ingest a batch of prediction logs and labels (the Kafka messages' JSON): valid ones
     are stored once each (a replay is counted as duplicates), invalid ones dead-lettered."""
     settings: Settings = request.app.state.settings
-    records = _records(body, settings)
+    return _accept(request, db, settings, _records(body, settings))
+
+
+def _accept(request: Request, db: Session, settings: Settings, records: list[RawRecord]) -> Any:
+    """Validate, dead-letter the rejects, store the rest; the 202 receipt."""
     validator = Validator(
         settings.ingest,
         predictions_topic=settings.kafka.predictions_topic,
@@ -140,6 +147,61 @@ def ingest_logs(request: Request, body: Annotated[bytes, Depends(_body)], db: DB
         rejected=[RejectedPublic(index=r.offset, reason=r.reason, error=r.error) for r in rejected],
     )
     return JSONResponse(receipt.model_dump(), status_code=202)
+
+
+def kserve_records(
+    headers: Mapping[str, str], body: bytes, version: str, topic: str
+) -> list[RawRecord]:
+    """Prediction logs of one KServe payload-logger CloudEvent (binary mode): a response event
+    (``ce-type`` ``org.kubeflow.serving.inference.response``) whose ``predictions`` are
+    probability vectors; request events carry no prediction and give no records. The model is
+    ``ce-inferenceservicename``, the request id ``ce-id`` (``-<i>`` per row of a batch), the arm
+    ``ce-endpoint`` (``default`` -> stable, ``canary`` -> canary)."""
+    if headers.get("ce-type") != KSERVE_RESPONSE:
+        return []
+    try:
+        predictions = json.loads(body).get("predictions")
+    except (ValueError, AttributeError) as exc:
+        raise ApiError(400, f"KServe response body is not a JSON object: {exc}") from exc
+    if not isinstance(predictions, list):
+        raise ApiError(400, "KServe response has no 'predictions' list")
+    event_id = headers.get("ce-id", "")
+    arm = {"default": "stable", "canary": "canary"}.get(headers.get("ce-endpoint", ""))
+    tags = {k: headers[f"ce-{k}"] for k in ("namespace", "component") if headers.get(f"ce-{k}")}
+    out: list[RawRecord] = []
+    for i, probs in enumerate(predictions):
+        request_id = event_id if len(predictions) == 1 else f"{event_id}-{i}"
+        msg: dict[str, Any] = {
+            "model": headers.get("ce-inferenceservicename", ""),
+            "model_version": version,
+            "request_id": request_id,
+            "timestamp": headers.get("ce-time") or datetime.now(UTC).isoformat(),
+            "probabilities": probs,
+            "predicted_class": int(np.argmax(probs)) if isinstance(probs, list) and probs else 0,
+            **({"arm": arm} if arm else {}),
+            **({"tags": tags} if tags else {}),
+        }
+        raw = json.dumps(msg, separators=(",", ":")).encode()
+        out.append((topic, -1, i, request_id.encode(), raw))
+    return out
+
+
+@router.post(
+    "/logs/kserve",
+    status_code=202,
+    response_model=IngestReceipt,
+    dependencies=[Depends(require_write)],
+)
+def ingest_kserve(
+    request: Request,
+    body: Annotated[bytes, Depends(_body)],
+    db: DB,
+    version: Annotated[str, Query(description="model version the InferenceService serves")],
+) -> Any:
+    """A KServe payload-logger CloudEvent; the same validation and dead-letter rules."""
+    settings: Settings = request.app.state.settings
+    topic = settings.kafka.predictions_topic
+    return _accept(request, db, settings, kserve_records(request.headers, body, version, topic))
 
 
 class SegmentPublic(BaseModel):
