@@ -22,7 +22,7 @@ install: $(STAMP)
 services:
 	bash tests/services.sh
 
-LINTED := monitor ingest retrain dashboards tests bench
+LINTED := monitor ingest retrain dashboards driftwatch_sdk sdk examples tests bench
 
 lint: install
 	$(BIN)/ruff check $(LINTED)

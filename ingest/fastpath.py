@@ -29,9 +29,12 @@ import numpy as np
 
 from monitor.schemas import (
     ID_PATTERN,
+    MAX_TAG_VALUE,
+    MAX_TAGS,
     NAME_PATTERN,
     STAT_KEY_PATTERN,
     SUPPORTED_VERSIONS,
+    TAG_KEY_PATTERN,
     Limits,
     path_safe,
 )
@@ -55,6 +58,7 @@ class _Log(msgspec.Struct, forbid_unknown_fields=True):
     pixel_stats: dict[str, float] | None = None
     latency_ms: float | None = None
     arm: Literal["stable", "canary"] | None = None
+    tags: dict[str, str] | None = None
     label: int | None = None
 
 
@@ -62,6 +66,7 @@ _DECODER = msgspec.json.Decoder(_Log)
 _NAME = re.compile(NAME_PATTERN)
 _ID = re.compile(ID_PATTERN)
 _STAT_KEY = re.compile(STAT_KEY_PATTERN)
+_TAG_KEY = re.compile(TAG_KEY_PATTERN)
 _ITEMSIZE = {"float16": 2, "float32": 4}
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -79,6 +84,12 @@ def _embedding(log: _Log, limits: Limits) -> bytes | Literal[False] | None:
     except binascii.Error:
         return False
     return data if len(data) == emb.dim * _ITEMSIZE[emb.dtype] else False
+
+
+def _tags_ok(tags: dict[str, str]) -> bool:
+    return len(tags) <= MAX_TAGS and all(
+        _TAG_KEY.fullmatch(k) and len(v) <= MAX_TAG_VALUE for k, v in tags.items()
+    )
 
 
 def _plain(log: _Log, limits: Limits, now: datetime) -> bool:
@@ -111,6 +122,8 @@ def _plain(log: _Log, limits: Limits, now: datetime) -> bool:
         return False
     if log.latency_ms is not None and not (math.isfinite(log.latency_ms) and log.latency_ms >= 0):
         return False
+    if log.tags is not None and not _tags_ok(log.tags):
+        return False
     return log.label is None or 0 <= log.label < limits.max_classes
 
 
@@ -142,6 +155,7 @@ def _row(log: _Log, limits: Limits, now: datetime) -> dict[str, Any] | None:
         "thumbnail": None,
         "latency_ms": log.latency_ms,
         "arm": log.arm,
+        "tags": msgspec.json.encode(log.tags).decode() if log.tags else None,
         "label": log.label,
     }
 

@@ -18,13 +18,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -45,6 +46,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Largest magnitude a float32 column holds.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 EmbeddingDtype = Literal["float16", "float32"]
+#: Tags (segments): at most MAX_TAGS per log, keys as below, values up to MAX_TAG_VALUE chars.
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_TAG_VALUE = 128
+MAX_TAGS = 16
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,13 @@ class PredictionLog(_Message):
     latency_ms: float | None = Field(None, ge=0)
     arm: Arm | None = None
     label: int | None = Field(None, ge=0)
+    tags: (
+        dict[
+            Annotated[str, StringConstraints(pattern=TAG_KEY_PATTERN)],
+            Annotated[str, StringConstraints(max_length=MAX_TAG_VALUE)],
+        ]
+        | None
+    ) = Field(None, max_length=MAX_TAGS, description="segments: camera, site, device...")
 
     _safe_names = field_validator("model", "model_version")(_path_safe)
 

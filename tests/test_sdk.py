@@ -55,7 +55,7 @@ def test_kafka_down_drops_and_counts_without_raising(caplog: pytest.LogCaptureFi
         max_queue=10,
         producer_config={"max_block_ms": 200, "request_timeout_ms": 1000},
     )
-    with caplog.at_level(logging.WARNING, logger="ingest.sdk"):
+    with caplog.at_level(logging.WARNING, logger="driftwatch_sdk.logger"):
         accepted = [logger.log([0.5, 0.5]) for _ in range(500)]
         queued = sum(rid is not None for rid in accepted)
         assert logger.dropped == 500 - queued

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from monitor.api.collector import StoreCollector
 from monitor.api.errors import ERROR_RESPONSES, install_error_handlers
 from monitor.api.guard import BodyRule, Guard
-from monitor.api.routes import alerts, health, models, outliers, profiles, retrain, rollouts
+from monitor.api.routes import alerts, health, logs, models, outliers, profiles, retrain, rollouts
 from monitor.api.routes.health import broker_reachable, database_reachable
 from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory
@@ -65,6 +65,7 @@ ROUTERS = (
     outliers.router,
     retrain.router,
     rollouts.router,
+    logs.router,
 )
 
 
@@ -73,7 +74,13 @@ def _body_rules(settings: Settings) -> dict[str, BodyRule]:
     upload = BodyRule(
         settings.api.max_upload_bytes, frozenset({"application/octet-stream"}), untyped_ok=True
     )
-    return {"/api/v1/profiles/upload": upload}
+    # a batch of logs: as large as a Kafka batch of them may be
+    logs = BodyRule(settings.api.max_upload_bytes, frozenset({"application/json"}))
+    return {
+        "/api/v1/profiles/upload": upload,
+        "/api/v1/logs": logs,
+        "/api/v1/logs/kserve": logs,
+    }
 
 
 def create_app(

@@ -82,7 +82,7 @@ def _json(values: dict[str, float]) -> str:
 def prediction_row(log: PredictionLog, *, keep_thumbnail: bool = True) -> dict[str, Any]:
     """The ``predictions`` row of one validated log (arrays as little-endian bytes).
 
-    ``pixel_stats`` is JSON text; ``ingested_at`` is set by :func:`insert_predictions`.
+    ``pixel_stats`` and ``tags`` are JSON text; ``ingested_at`` is set by :func:`insert_predictions`.
     """
     if log.probabilities is not None:
         probs = array("f", log.probabilities)  # plain Python: ~10 values, numpy costs more
@@ -113,6 +113,7 @@ def prediction_row(log: PredictionLog, *, keep_thumbnail: bool = True) -> dict[s
         "thumbnail": base64.b64decode(log.thumbnail) if keep_thumbnail and log.thumbnail else None,
         "latency_ms": log.latency_ms,
         "arm": log.arm,
+        "tags": None if log.tags is None else msgspec.json.encode(log.tags).decode(),
         "label": log.label,
     }
 
@@ -175,6 +176,7 @@ _COLUMNS = (
     "thumbnail",
     "latency_ms",
     "arm",
+    "tags",
     "label",
 )
 assert _COLUMNS[3:5] == ("ts", "ingested_at") and _COLUMNS[-1] == "label"

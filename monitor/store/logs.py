@@ -22,7 +22,7 @@ Reference files (:func:`read_reference_file`) may be Parquet, NPZ or JSONL of pr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -204,9 +204,11 @@ def load_range(
     *,
     arm: str | None = None,
     limit: int | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> LogBatch:
     """Logs of ``model``/``version`` with ``start <= ts < end`` (any arm unless ``arm`` is given;
-    ``"all"`` means logs without an arm). ``limit`` keeps the newest ``limit`` logs."""
+    ``"all"`` means logs without an arm) carrying every ``tags`` key with that value (a
+    segment such as one camera). ``limit`` keeps the newest ``limit`` logs."""
     stmt = select(*_COLUMNS).where(Prediction.model == model, Prediction.model_version == version)
     if start is not None:
         stmt = stmt.where(Prediction.ts >= start)
@@ -214,6 +216,8 @@ def load_range(
         stmt = stmt.where(Prediction.ts < end)
     if arm is not None:
         stmt = stmt.where(_arm_filter(arm))
+    for key, value in (tags or {}).items():
+        stmt = stmt.where(Prediction.tags[key].as_string() == value)
     stmt = stmt.order_by(Prediction.id.desc())
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -223,6 +227,7 @@ def load_range(
         raise DriftwatchError(
             f"no logs of {model} {version} between {start} and {end}"
             + ("" if arm is None else f" on arm {arm}")
+            + ("" if not tags else f" tagged {dict(tags)}")
         )
     return rows_to_batch(rows, {"model": model, "model_version": version})
 

@@ -51,6 +51,7 @@ class Prediction(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
     label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class Label(Base):
