@@ -37,14 +37,10 @@ from monitor.vocabulary import Arm as Arm  # re-exported: the message schema nam
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
-#: Identifiers (request ids) are printable text: no control characters.
-ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"
-#: Keys of ``pixel_stats``.
-STAT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-#: No timestamp before this is accepted, whatever the configured window.
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Largest magnitude a float32 column holds.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"  # request ids: printable, no control chars
+STAT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # keys of ``pixel_stats``
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # no timestamp before, whatever the configured window
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # largest magnitude a float32 column holds
 EmbeddingDtype = Literal["float16", "float32"]
 #: Tags (segments): at most MAX_TAGS per log, keys as below, values up to MAX_TAG_VALUE chars.
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"

@@ -68,7 +68,10 @@ def test_a_batch_is_stored_once_and_rejects_are_dead_lettered(
         none = client.get(
             "/api/v1/logs/segment", params={"model": "digits", "version": "v1", "tag": "site:x"}
         )
-        bad = client.post("/api/v1/logs", content=b"{nope", headers=AUTH)
+        bad = client.post(
+            "/api/v1/logs", content=b"{nope", headers={**AUTH, "content-type": "application/json"}
+        )
+        untyped = client.post("/api/v1/logs", content=b"[]", headers=AUTH)
     assert first.status_code == 202, first.text
     body = first.json()
     assert (body["received"], body["stored"], body["duplicates"], body["labels"]) == (6, 3, 0, 1)
@@ -88,7 +91,7 @@ def test_a_batch_is_stored_once_and_rejects_are_dead_lettered(
     assert segment.status_code == 200 and segment.json()["n"] == 2
     assert sum(segment.json()["class_shares"].values()) == pytest.approx(1.0)
     assert both.json()["n"] == 1 and none.status_code == 404
-    assert bad.status_code == 400
+    assert bad.status_code == 400 and untyped.status_code == 415
     dead = read_topic(kafka, kafka.dead_letter_topic, 4)  # two per accepted POST: the replay too
     assert len(dead) == 4
     records = [Rejected.model_validate_json(r.value) for r in dead]

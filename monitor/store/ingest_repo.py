@@ -195,11 +195,9 @@ _KEY = itemgetter("model", "request_id")
 
 
 def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
-    """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` (SQLite: the driver's executemany;
-    PostgreSQL: ``COPY`` into a staging table first), stamped ``ingested_at=now``; a row
-    without a label takes the one stored in ``labels`` (the late-label join, done by the
-    database in the same statement: no extra round trip). Their streams are registered
-    (:mod:`monitor.store.streams`).
+    """``INSERT .. ON CONFLICT DO NOTHING`` of ``rows`` (SQLite: executemany; PostgreSQL:
+    :mod:`~monitor.store.pg_copy`) stamped ``ingested_at=now``, their streams registered; a row
+    without a label takes the one in ``labels`` (the late-label join, in the same statement).
 
     The hot path of ingest: SQLAlchemy's per-row parameter processing cost more than the
     database itself, so values are prepared here exactly as the column types would bind them.
