@@ -3,7 +3,8 @@
 Every expression uses only metrics from :mod:`monitor.metrics_spec`; ``promtool check rules``
 and ``promtool test rules`` run over the generated file in the tests.
 
->>> from monitor.settings import Settings
+>>> from monitor.alerts.message import runbook_anchor
+from monitor.settings import Settings
 >>> [r["alert"] for r in alerting_rules(Settings())["groups"][0]["rules"]][:2]
 ['DriftwatchDriftAlert', 'DriftwatchDriftWarning']
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from monitor.alerts.message import runbook_anchor
 from monitor.settings import Settings
 
 
@@ -35,7 +37,7 @@ def _rule(
         "annotations": {
             "summary": summary,
             "description": description,
-            "runbook_url": settings.alerts.runbook_url,
+            "runbook_url": runbook_anchor(settings.alerts.runbook_url, name.lower()),
             "dashboard": settings.alerts.dashboard_url,
         },
     }
@@ -54,6 +56,7 @@ def _grew(selector: str, by: str, window: str) -> str:
 def alerting_rules(settings: Settings) -> dict[str, Any]:
     """The rules file as a dict (``groups`` of ``rules``), ready for YAML."""
     s = settings
+    r = s.alerts.rules
     drift = [
         _rule(
             "DriftwatchDriftAlert",
@@ -68,10 +71,11 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
         _rule(
             "DriftwatchDriftWarning",
             "max by (model, version, family) (driftwatch_drift_state) == 1",
-            "30m",
+            f"{r.warning_for_minutes}m",
             "warning",
             "{{ $labels.model }} {{ $labels.version }}: {{ $labels.family }} drift warning",
-            "The {{ $labels.family }} family has been in warn for 30 minutes.",
+            f"The {{{{ $labels.family }}}} family has been in warn for {r.warning_for_minutes} "
+            "minutes.",
             s,
         ),
         _rule(
@@ -90,7 +94,7 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
     pipeline = [
         _rule(
             "DriftwatchConsumerLagHigh",
-            "sum by (topic) (driftwatch_ingest_consumer_lag) > 100000",
+            f"sum by (topic) (driftwatch_ingest_consumer_lag) > {r.consumer_lag_messages}",
             "10m",
             "warning",
             "Ingest lag on {{ $labels.topic }} is {{ $value }} messages",
@@ -116,6 +120,7 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
             s,
         ),
     ]
+    drop = s.retrain.max_online_accuracy_drop  # the rollout controller's own tolerance
     canary = [
         _rule(
             "DriftwatchCanaryRolledBack",
@@ -129,11 +134,12 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
         _rule(
             "DriftwatchCanaryAccuracyRegression",
             'max by (model) (driftwatch_arm_accuracy{arm="canary"}) < on (model) '
-            '(max by (model) (driftwatch_arm_accuracy{arm="stable"}) - 0.02)',
+            f'(max by (model) (driftwatch_arm_accuracy{{arm="stable"}}) - {drop:g})',
             "10m",
             "warning",
             "{{ $labels.model }}: canary accuracy below stable",
-            "The canary arm's labelled accuracy is more than 2 points below stable.",
+            f"The canary arm's labelled accuracy is more than {drop * 100:g} points below "
+            "stable: the rollout controller rolls it back at this tolerance.",
             s,
         ),
     ]

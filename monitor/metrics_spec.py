@@ -91,7 +91,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "driftwatch_alert_deliveries_total",
         "counter",
         ("channel", "outcome"),
-        "Alert delivery attempts by outcome (delivered, failed, gave_up).",
+        "Alert deliveries by outcome (delivered, failed, gave_up, silenced, resent, resend_failed).",
     ),
     # ingest
     MetricSpec(

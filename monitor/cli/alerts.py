@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy import select
 
-from monitor.alerts.outbox import send_test
+from monitor.alerts.outbox import acknowledge, send_test
 from monitor.cli import settings_of
 from monitor.errors import NotFound
 from monitor.store.alerting_tables import AlertRow
@@ -64,9 +64,10 @@ def list_cmd(ctx: click.Context, show_all: bool, limit: int) -> None:
 def ack_cmd(ctx: click.Context, alert_id: int, by: str) -> None:
     """Acknowledge alert ALERT_ID."""
 
-    with unit_of_work(session_factory(make_engine(settings_of(ctx).database))) as session:
+    settings = settings_of(ctx)
+    with unit_of_work(session_factory(make_engine(settings.database))) as session:
         alert = session.get(AlertRow, alert_id)
         if alert is None:
             raise NotFound(f"alert {alert_id} does not exist")
-        alert.acked_at, alert.acked_by = datetime.now(UTC), by
+        acknowledge(session, alert, by, settings.alerts, datetime.now(UTC))
     click.echo(f"alert {alert_id} acknowledged by {by}")
