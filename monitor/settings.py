@@ -33,10 +33,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from monitor.alerts.channels.base import ChannelBase
-from monitor.alerts.channels.registry import CHANNELS, parse_channel
 from monitor.alerts.channels.alertmanager import AlertmanagerChannel as AlertmanagerChannel
+from monitor.alerts.channels.base import ChannelBase
 from monitor.alerts.channels.pagerduty import PagerDutyChannel as PagerDutyChannel
+from monitor.alerts.channels.registry import CHANNELS, parse_channel
 from monitor.alerts.channels.slack import SlackChannel as SlackChannel
 from monitor.alerts.channels.webhook import WebhookChannel as WebhookChannel
 from monitor.errors import ConfigError

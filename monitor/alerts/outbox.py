@@ -179,7 +179,8 @@ def deliver_pending(
         for channel in cfg.channels:
             if channel.resend_firing and channel.name not in failed_channels:
                 with unit_of_work(factory) as session:
-                    outcomes["resent"] += resend_firing(session, channel, http, cfg, now)
+                    if n := resend_firing(session, channel, http, cfg, now):
+                        outcomes["resent"] += n
     finally:
         if own_client:
             http.close()
@@ -198,6 +199,7 @@ def resend_firing(
         AlertDeliveryRow.channel == channel.name,
         AlertDeliveryRow.event == "trigger",
         AlertDeliveryRow.status == "delivered",
+        AlertDeliveryRow.delivered_at < now,  # not a trigger this very run just sent
     )
     alerts = [
         a
