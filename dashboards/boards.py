@@ -210,9 +210,9 @@ def canary(settings: Settings) -> Json:
     panels: list[Json] = [
         row("Stable vs canary"),
         *_arm_panels(
-            "Confidence histogram", "driftwatch_arm_confidence_bucket", "le", "percentunit"
+            "Confidence histogram", "driftwatch_arm_confidence_ratio", "upper", "percentunit"
         ),
-        *_arm_panels("Class distribution", "driftwatch_arm_class_share", "class", "percentunit"),
+        *_arm_panels("Class distribution", "driftwatch_arm_class_ratio", "class", "percentunit"),
         prom_panel(
             "Labelled accuracy",
             (f"driftwatch_arm_accuracy{{{SEL}, {arms}}}", "{{version}} {{arm}}"),
@@ -220,12 +220,12 @@ def canary(settings: Settings) -> Json:
         ),
         prom_panel(
             "Latency",
-            (f"driftwatch_arm_latency_seconds{{{SEL}, {arms}}}", "{{arm}} q{{quantile}}"),
+            (f"driftwatch_arm_latency_seconds{{{SEL}, {arms}}}", "{{arm}} p{{percentile}}"),
             unit="s",
         ),
         prom_panel(
             "Low-confidence rate",
-            (f"driftwatch_arm_low_confidence_rate{{{SEL}, {arms}}}", "{{arm}}"),
+            (f"driftwatch_arm_low_confidence_ratio{{{SEL}, {arms}}}", "{{arm}}"),
             unit="percentunit",
         ),
         prom_panel(
@@ -255,9 +255,9 @@ def canary(settings: Settings) -> Json:
         ),
         row("Rollout"),
         prom_panel(
-            "Rollout step and canary weight",
+            "Rollout step and canary traffic ratio",
             ('driftwatch_canary_step{model=~"$model"}', "step {{version}}"),
-            ('driftwatch_canary_weight{model=~"$model"}', "weight % {{version}}"),
+            ('driftwatch_canary_traffic_ratio{model=~"$model"}', "traffic {{version}}"),
             custom={"drawStyle": "line", "lineInterpolation": "stepAfter"},
         ),
         prom_panel(

@@ -3,8 +3,7 @@
 Every expression uses only metrics from :mod:`monitor.metrics_spec`; ``promtool check rules``
 and ``promtool test rules`` run over the generated file in the tests.
 
->>> from monitor.alerts.message import runbook_anchor
-from monitor.settings import Settings
+>>> from monitor.settings import Settings
 >>> [r["alert"] for r in alerting_rules(Settings())["groups"][0]["rules"]][:2]
 ['DriftwatchDriftAlert', 'DriftwatchDriftWarning']
 """
@@ -53,11 +52,10 @@ def _grew(selector: str, by: str, window: str) -> str:
     )
 
 
-def alerting_rules(settings: Settings) -> dict[str, Any]:
-    """The rules file as a dict (``groups`` of ``rules``), ready for YAML."""
-    s = settings
+def drift_rules(s: Settings) -> list[dict[str, Any]]:
+    """Drift state, evaluation stalls and models that stopped logging."""
     r = s.alerts.rules
-    drift = [
+    return [
         _rule(
             "DriftwatchDriftAlert",
             "max by (model, version, family) (driftwatch_drift_state) >= 2",
@@ -81,8 +79,8 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
         _rule(
             "DriftwatchEvaluationStalled",
             "sum by (model, version) (increase(driftwatch_predictions_total[30m])) > 0 "
-            "unless on (model, version) "
-            "sum by (model, version) (increase(driftwatch_windows_evaluated_total[30m])) > 0",
+            "and on (model, version) (time() - max by (model, version) "
+            "(driftwatch_last_window_end_timestamp_seconds) > 1800)",
             "15m",
             "warning",
             "{{ $labels.model }} {{ $labels.version }}: traffic but no windows evaluated",
@@ -90,8 +88,23 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
             "evaluator and its scheduler lock.",
             s,
         ),
+        _rule(
+            "DriftwatchModelStoppedLogging",
+            f"max by (model) (driftwatch_model_last_log_age_seconds) > {r.stale_logs_minutes * 60}",
+            "5m",
+            "warning",
+            "{{ $labels.model }} sent no prediction log for {{ $value | humanizeDuration }}",
+            f"No log of the model arrived for over {r.stale_logs_minutes} minutes: check the "
+            "model server's logger and its route to Kafka (or the HTTP ingest).",
+            s,
+        ),
     ]
-    pipeline = [
+
+
+def pipeline_rules(s: Settings) -> list[dict[str, Any]]:
+    """Ingest lag, dead letters, alert delivery."""
+    r = s.alerts.rules
+    return [
         _rule(
             "DriftwatchConsumerLagHigh",
             f"sum by (topic) (driftwatch_ingest_consumer_lag) > {r.consumer_lag_messages}",
@@ -120,8 +133,12 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
             s,
         ),
     ]
-    drop = s.retrain.max_online_accuracy_drop  # the rollout controller's own tolerance
-    canary = [
+
+
+def canary_rules(s: Settings) -> list[dict[str, Any]]:
+    """Rollbacks, and canary accuracy below stable by the rollout controller's tolerance."""
+    drop = s.retrain.max_online_accuracy_drop
+    return [
         _rule(
             "DriftwatchCanaryRolledBack",
             _grew('driftwatch_rollout_events_total{event="rolled_back"}', "model", "30m"),
@@ -143,11 +160,15 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
             s,
         ),
     ]
+
+
+def alerting_rules(settings: Settings) -> dict[str, Any]:
+    """The rules file as a dict (``groups`` of ``rules``), ready for YAML."""
     return {
         "groups": [
-            {"name": "driftwatch-drift", "rules": drift},
-            {"name": "driftwatch-pipeline", "rules": pipeline},
-            {"name": "driftwatch-canary", "rules": canary},
+            {"name": "driftwatch-drift", "rules": drift_rules(settings)},
+            {"name": "driftwatch-pipeline", "rules": pipeline_rules(settings)},
+            {"name": "driftwatch-canary", "rules": canary_rules(settings)},
         ]
     }
 

@@ -120,7 +120,7 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 8 rules found" in check.stdout
+    assert "SUCCESS: 9 rules found" in check.stdout
     for group in alerting_rules(Settings())["groups"]:
         for rule in group["rules"]:
             for name in _METRIC.findall(rule["expr"]):
@@ -223,6 +223,34 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
         ["promtool", "test", "rules", str(spec)], capture_output=True, text=True, check=False
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_rule_thresholds_come_from_settings_and_each_rule_has_its_runbook_anchor() -> None:
+    from monitor.settings import AlertRuleSettings, AlertSettings, RetrainSettings
+
+    def rules(settings: Settings) -> dict[str, dict[str, Any]]:
+        return {r["alert"]: r for g in alerting_rules(settings)["groups"] for r in g["rules"]}
+
+    default = rules(Settings())
+    # the rollout controller rolls back at 3 points: the rule pages at the same tolerance
+    assert "- 0.03)" in default["DriftwatchCanaryAccuracyRegression"]["expr"]
+    custom = rules(
+        Settings(
+            retrain=RetrainSettings(max_online_accuracy_drop=0.05),
+            alerts=AlertSettings(
+                runbook_url="https://rb/driftwatch",
+                rules=AlertRuleSettings(consumer_lag_messages=500, stale_logs_minutes=10),
+            ),
+        )
+    )
+    assert "- 0.05)" in custom["DriftwatchCanaryAccuracyRegression"]["expr"]
+    assert custom["DriftwatchConsumerLagHigh"]["expr"].endswith("> 500")
+    assert custom["DriftwatchModelStoppedLogging"]["expr"].endswith("> 600")
+    anchors = [r["annotations"]["runbook_url"] for r in custom.values()]
+    assert len(set(anchors)) == len(anchors)
+    assert custom["DriftwatchDriftAlert"]["annotations"]["runbook_url"] == (
+        "https://rb/driftwatch#driftwatchdriftalert"
+    )
 
 
 def _annotations(alert: str, rendered: dict[str, str]) -> dict[str, str]:

@@ -86,7 +86,6 @@ DEBT = {
     "dashboards/boards.py:oncall": 119,
     "dashboards/boards.py:canary": 111,
     "dashboards/boards.py:stakeholders": 99,
-    "dashboards/rules.py:alerting_rules": 93,
 }
 
 

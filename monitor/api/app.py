@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from monitor.api.collector import StoreCollector
+from monitor.api.collector import STORE_METRICS, StoreCollector
 from monitor.api.deps import ApiError, require_read, session_dep
 from monitor.api.outlier_routes import router as outlier_router
 from monitor.api.retrain_routes import router as retrain_router
@@ -45,18 +45,7 @@ class _ProcessMetrics(Collector):
 
 
 def _store_names() -> set[str]:
-    return {
-        "driftwatch_drift_statistic",
-        "driftwatch_drift_effect_size",
-        "driftwatch_drift_p_value",
-        "driftwatch_drift_detected",
-        "driftwatch_drift_threshold",
-        "driftwatch_feature_change",
-        "driftwatch_drift_state",
-        "driftwatch_alerts_active",
-        "driftwatch_last_window_end_timestamp_seconds",
-        "driftwatch_windows_evaluated",
-    }
+    return set(STORE_METRICS)
 
 
 def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
