@@ -533,3 +533,16 @@ def test_api_serves_the_status_page(run: Run) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{run.api}/status/no-such-model", timeout=30)
     assert missing.value.code == 404
+
+
+def test_live_scrape_passes_promtool_check_metrics(run: Run) -> None:
+    from tests.test_metrics_naming import promtool_check
+
+    with urllib.request.urlopen(f"{run.api}/metrics", timeout=10) as response:
+        scrape = response.read()
+    assert promtool_check(scrape) == ""
+    names = {
+        line.split(b" ")[2].decode() for line in scrape.splitlines() if line.startswith(b"# TYPE")
+    }
+    assert {"driftwatch_build_info", "driftwatch_canary_traffic_ratio"} <= names
+    assert "driftwatch_canary_weight" not in names  # the percent gauge is gone from the API

@@ -59,7 +59,6 @@ STORE_METRICS: frozenset[str] = frozenset(
         "driftwatch_drift_state",
         "driftwatch_alerts_active",
         "driftwatch_last_window_end_timestamp_seconds",
-        "driftwatch_windows_evaluated",
         "driftwatch_arm_accuracy",
         "driftwatch_arm_latency_seconds",
         "driftwatch_arm_low_confidence_ratio",
@@ -259,9 +258,11 @@ class StoreCollector(Collector):
 
     def _models(self, session: Session) -> Iterator[Any]:
         ratio, step = _gauge("driftwatch_canary_traffic_ratio"), _gauge("driftwatch_canary_step")
-        for r in session.scalars(select(Rollout).where(Rollout.state == "running")):
-            weight = r.plan[r.step_index] if r.step_index < len(r.plan) else 0
-            ratio.add_metric([r.model, r.candidate_version], weight / 100)
+        latest = select(func.max(Rollout.id)).group_by(Rollout.model)
+        for r in session.scalars(select(Rollout).where(Rollout.id.in_(latest))):
+            running = r.plan[r.step_index] / 100 if r.step_index < len(r.plan) else 0.0
+            share = {"running": running, "promoted": 1.0}.get(r.state, 0.0)
+            ratio.add_metric([r.model, r.candidate_version], share)
             step.add_metric([r.model, r.candidate_version], float(r.step_index))
         acc, size = _gauge("driftwatch_model_accuracy"), _gauge("driftwatch_model_size_bytes")
         latency = _gauge("driftwatch_model_latency_seconds")
