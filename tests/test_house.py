@@ -82,10 +82,6 @@ DEBT = {
     "ingest/sdk.py": 419,
     "ingest/worker.py": 436,
     "retrain/pipeline.py:_run": 116,
-    "dashboards/boards.py": 424,
-    "dashboards/boards.py:oncall": 119,
-    "dashboards/boards.py:canary": 111,
-    "dashboards/boards.py:stakeholders": 99,
 }
 
 
