@@ -12,37 +12,19 @@ lines from the settings (warn = effect floor, alert = floor x ``policy.alert_eff
 
 from __future__ import annotations
 
+from dashboards.canary_board import canary
 from dashboards.grafana import (
-    POSTGRES,
-    PROMETHEUS,
     STATE_MAPPINGS,
     Json,
     dashboard,
     prom_panel,
-    query_variable,
     row,
     sql_panel,
-    sql_target,
     thresholds,
 )
 from dashboards.impact_panels import accuracy_panels
+from dashboards.selectors import RATE, SEL, SQL_FILTER, variables
 from monitor.settings import FAMILIES, Settings
-
-SEL = 'model=~"$model", version=~"$version"'
-RATE = "$__rate_interval"
-SQL_FILTER = "model IN ($model) AND model_version IN ($version)"
-ARMS = ("stable", "canary")
-
-
-def variables() -> list[Json]:
-    return [
-        query_variable("model", "Model", "label_values(driftwatch_predictions_total, model)"),
-        query_variable(
-            "version",
-            "Version",
-            'label_values(driftwatch_predictions_total{model=~"$model"}, version)',
-        ),
-    ]
 
 
 def _drift_panel(settings: Settings, family: str) -> Json:
@@ -67,8 +49,8 @@ def _drift_panel(settings: Settings, family: str) -> Json:
     )
 
 
-def oncall(settings: Settings) -> Json:
-    panels: list[Json] = [
+def _oncall_state(settings: Settings) -> list[Json]:
+    return [
         row("State"),
         prom_panel(
             "Drift state per model and family",
@@ -98,6 +80,11 @@ def oncall(settings: Settings) -> Json:
             w=24,
         ),
         *accuracy_panels("oncall"),
+    ]
+
+
+def _oncall_drift(settings: Settings) -> list[Json]:
+    return [
         row("Drift statistics"),
         *[_drift_panel(settings, family) for family in FAMILIES],
         prom_panel(
@@ -120,6 +107,11 @@ def oncall(settings: Settings) -> Json:
             "  AND r.model_version IN ($version) AND (f->>'drifted')::boolean\n"
             "ORDER BY r.window_end DESC LIMIT 100",
         ),
+    ]
+
+
+def _oncall_pipeline(settings: Settings) -> list[Json]:
+    return [
         row("Pipeline"),
         prom_panel(
             "Windows evaluated",
@@ -185,141 +177,19 @@ def oncall(settings: Settings) -> Json:
             w=24,
         ),
     ]
+
+
+def oncall(settings: Settings) -> Json:
+    panels = [
+        *_oncall_state(settings),
+        *_oncall_drift(settings),
+        *_oncall_pipeline(settings),
+    ]
     return dashboard("driftwatch-oncall", "Driftwatch / On-call", panels, variables())
 
 
-def _arm_panels(title: str, metric: str, label: str, unit: str) -> list[Json]:
-    """One bar chart per arm, bars by ``label`` (instant query in table format)."""
-    panels = []
-    for arm in ARMS:
-        p = prom_panel(
-            f"{title}: {arm}",
-            (f'{metric}{{{SEL}, arm="{arm}"}}', f"{{{{{label}}}}}"),
-            kind="barchart",
-            instant=True,
-            unit=unit,
-            xField=label,
-        )
-        p["targets"][0]["format"] = "table"
-        panels.append(p)
-    return panels
-
-
-def canary(settings: Settings) -> Json:
-    arms = 'arm=~"stable|canary"'
-    panels: list[Json] = [
-        row("Stable vs canary"),
-        *_arm_panels(
-            "Confidence histogram", "driftwatch_arm_confidence_bucket", "le", "percentunit"
-        ),
-        *_arm_panels("Class distribution", "driftwatch_arm_class_share", "class", "percentunit"),
-        prom_panel(
-            "Labelled accuracy",
-            (f"driftwatch_arm_accuracy{{{SEL}, {arms}}}", "{{version}} {{arm}}"),
-            unit="percentunit",
-        ),
-        prom_panel(
-            "Latency",
-            (f"driftwatch_arm_latency_seconds{{{SEL}, {arms}}}", "{{arm}} q{{quantile}}"),
-            unit="s",
-        ),
-        prom_panel(
-            "Low-confidence rate",
-            (f"driftwatch_arm_low_confidence_rate{{{SEL}, {arms}}}", "{{arm}}"),
-            unit="percentunit",
-        ),
-        prom_panel(
-            "Agreement (offline gate)",
-            ('driftwatch_canary_agreement{model=~"$model"}', "{{model}}"),
-            kind="stat",
-            unit="percentunit",
-            steps=thresholds((None, "red"), (0.9, "orange"), (0.97, "green")),
-        ),
-        prom_panel(
-            "Drift per arm",
-            (f"driftwatch_drift_effect_size{{{SEL}, {arms}}}", "{{arm}} {{family}}"),
-            steps=thresholds(
-                (None, "green"), (settings.detectors.confidence.effect_floor, "orange")
-            ),
-            custom={"thresholdsStyle": {"mode": "line"}},
-        ),
-        sql_panel(
-            "Labelled accuracy per arm (store)",
-            "SELECT $__timeGroupAlias(ts, $__interval), arm AS metric,\n"
-            "  avg(CASE WHEN label = predicted_class THEN 1.0 ELSE 0.0 END) AS accuracy\n"
-            f"FROM predictions WHERE $__timeFilter(ts) AND {SQL_FILTER}\n"
-            "  AND label IS NOT NULL AND arm IN ('stable', 'canary')\nGROUP BY 1, 2 ORDER BY 1",
-            kind="timeseries",
-            fmt="time_series",
-            unit="percentunit",
-        ),
-        row("Rollout"),
-        prom_panel(
-            "Rollout step and canary weight",
-            ('driftwatch_canary_step{model=~"$model"}', "step {{version}}"),
-            ('driftwatch_canary_weight{model=~"$model"}', "weight % {{version}}"),
-            custom={"drawStyle": "line", "lineInterpolation": "stepAfter"},
-        ),
-        prom_panel(
-            "Rollout events",
-            (
-                'sum by (model, event) (driftwatch_rollout_events_total{model=~"$model"})',
-                "{{event}}",
-            ),
-            kind="stat",
-            instant=True,
-        ),
-        sql_panel(
-            "Rollout history (store)",
-            'SELECT s.ts AS "time", r.candidate_version AS candidate, s.step_index AS step,\n'
-            "  s.weight, s.outcome, s.stable_accuracy, s.canary_accuracy, s.reason\n"
-            "FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id\n"
-            "WHERE $__timeFilter(s.ts) AND r.model IN ($model)\nORDER BY s.ts DESC",
-        ),
-        sql_panel(
-            "Traffic per arm (store)",
-            "SELECT $__timeGroupAlias(ts, $__interval), arm AS metric, count(*) AS predictions\n"
-            f"FROM predictions WHERE $__timeFilter(ts) AND {SQL_FILTER} AND arm IS NOT NULL\n"
-            "GROUP BY 1, 2 ORDER BY 1",
-            kind="timeseries",
-            fmt="time_series",
-            w=24,
-        ),
-    ]
-    annotations = [
-        {
-            "name": f"Rollout {event}",
-            "enable": True,
-            "datasource": PROMETHEUS,
-            "iconColor": colour,
-            "step": "30s",
-            "titleFormat": f"{event} {{{{model}}}}",
-            "expr": f'changes(driftwatch_rollout_events_total{{model=~"$model", event="{event}"}}'
-            f"[$__interval]) > 0",
-        }
-        for event, colour in (("promoted", "green"), ("rolled_back", "red"))
-    ]
-    annotations.append(
-        {
-            "name": "Rollout decisions (store)",
-            "enable": True,
-            "datasource": POSTGRES,
-            "iconColor": "purple",
-            "target": sql_target(
-                "SELECT s.ts AS \"time\", s.outcome || ' ' || r.candidate_version || ': ' || s.reason"
-                " AS text,\n  s.outcome AS tags\n"
-                "FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id\n"
-                "WHERE s.outcome IN ('promote', 'rollback') AND $__timeFilter(s.ts)\n"
-                "  AND r.model IN ($model) ORDER BY 1",
-                ref="Anno",
-            ),
-        }
-    )
-    return dashboard("driftwatch-canary", "Driftwatch / Canary", panels, variables(), annotations)
-
-
-def stakeholders(settings: Settings) -> Json:
-    panels: list[Json] = [
+def _stakeholder_health(settings: Settings) -> list[Json]:
+    return [
         row("Health"),
         prom_panel(
             "Model health",
@@ -344,6 +214,11 @@ def stakeholders(settings: Settings) -> Json:
             unit="reqps",
         ),
         *accuracy_panels("stakeholders"),
+    ]
+
+
+def _stakeholder_incidents(settings: Settings) -> list[Json]:
+    return [
         row("Incidents"),
         prom_panel(
             "Alerts opened",
@@ -361,6 +236,11 @@ def stakeholders(settings: Settings) -> Json:
             kind="timeseries",
             fmt="time_series",
         ),
+    ]
+
+
+def _stakeholder_retraining(settings: Settings) -> list[Json]:
+    return [
         row("Retraining and INT8"),
         prom_panel(
             "Retraining jobs",
@@ -409,6 +289,14 @@ def stakeholders(settings: Settings) -> Json:
             instant=True,
             unit="percentunit",
         ),
+    ]
+
+
+def stakeholders(settings: Settings) -> Json:
+    panels = [
+        *_stakeholder_health(settings),
+        *_stakeholder_incidents(settings),
+        *_stakeholder_retraining(settings),
     ]
     return dashboard(
         "driftwatch-stakeholders",

@@ -5,7 +5,12 @@ so the JSON the tests check is the JSON that is pushed and exported.
 
 >>> p = prom_panel("Windows", 'sum(driftwatch_windows_evaluated_total{model=~"$model"})')
 >>> p["datasource"]["uid"], p["targets"][0]["refId"]
-('driftwatch-prometheus', 'A')
+('${datasource}', 'A')
+
+Panels name their datasource only through the dashboard variables ``datasource`` (Prometheus)
+and ``sql_datasource`` (the PostgreSQL store), so the boards work in any Grafana, e.g. a stock
+kube-prometheus-stack one, whatever its datasources' uids; they default to the provisioned
+``driftwatch-prometheus`` and ``driftwatch-postgres``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from typing import Any
 SCHEMA_VERSION = 39
 PROMETHEUS_UID = "driftwatch-prometheus"
 POSTGRES_UID = "driftwatch-postgres"
-PROMETHEUS = {"type": "prometheus", "uid": PROMETHEUS_UID}
-POSTGRES = {"type": "grafana-postgresql-datasource", "uid": POSTGRES_UID}
-DATASOURCES = {PROMETHEUS_UID: PROMETHEUS, POSTGRES_UID: POSTGRES}
+PROMETHEUS_TYPE, POSTGRES_TYPE = "prometheus", "grafana-postgresql-datasource"
+#: Datasource references of panels, targets, variables and annotations: variables only.
+PROMETHEUS = {"type": PROMETHEUS_TYPE, "uid": "${datasource}"}
+POSTGRES = {"type": POSTGRES_TYPE, "uid": "${sql_datasource}"}
+DATASOURCES = {PROMETHEUS["uid"]: PROMETHEUS, POSTGRES["uid"]: POSTGRES}
+#: The provisioned datasources (export, push) the variables default to.
+PROVISIONED = {PROMETHEUS_UID: PROMETHEUS_TYPE, POSTGRES_UID: POSTGRES_TYPE}
 
 #: The drift state gauge's values, shown as words and colours.
 STATE_MAPPINGS: list[dict[str, Any]] = [
@@ -112,6 +121,29 @@ def row(title: str) -> Json:
     return {"type": "row", "title": title, "collapsed": False, "panels": []}
 
 
+def datasource_variable(name: str, label: str, kind: str, default_uid: str) -> Json:
+    """A variable of type ``datasource``: any datasource of ``kind`` in this Grafana."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "datasource",
+        "query": kind,
+        "regex": "",
+        "refresh": 1,
+        "multi": False,
+        "includeAll": False,
+        "current": {"text": default_uid, "value": default_uid},
+        "hide": 0,
+        "options": [],
+    }
+
+
+DATASOURCE_VARIABLES: list[Json] = [
+    datasource_variable("datasource", "Prometheus", PROMETHEUS_TYPE, PROMETHEUS_UID),
+    datasource_variable("sql_datasource", "Store (PostgreSQL)", POSTGRES_TYPE, POSTGRES_UID),
+]
+
+
 def query_variable(name: str, label: str, query: str, multi: bool = True) -> Json:
     """A Prometheus ``label_values`` variable; multi-value with an "All" option."""
     return {
@@ -187,7 +219,7 @@ def dashboard(
         "schemaVersion": SCHEMA_VERSION,
         "refresh": "30s",
         "time": {"from": time_from, "to": "now"},
-        "templating": {"list": variables},
+        "templating": {"list": [*DATASOURCE_VARIABLES, *variables]},
         "annotations": {"list": [builtin, *(annotations or [])]},
         "panels": layout(panels),
         "links": [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboards.boards import build_dashboards
-from dashboards.grafana import POSTGRES, POSTGRES_UID, PROMETHEUS, PROMETHEUS_UID, Json
+from dashboards.grafana import POSTGRES_TYPE, POSTGRES_UID, PROMETHEUS_TYPE, PROMETHEUS_UID, Json
 from monitor.errors import DriftwatchError
 from monitor.settings import Settings
 
@@ -44,7 +44,7 @@ def datasource_models(settings: Settings) -> list[Json]:
         {
             "uid": PROMETHEUS_UID,
             "name": "Driftwatch Prometheus",
-            "type": PROMETHEUS["type"],
+            "type": PROMETHEUS_TYPE,
             "access": "proxy",
             "url": g.prometheus_url,
             "isDefault": False,
@@ -53,7 +53,7 @@ def datasource_models(settings: Settings) -> list[Json]:
         {
             "uid": POSTGRES_UID,
             "name": "Driftwatch PostgreSQL",
-            "type": POSTGRES["type"],
+            "type": POSTGRES_TYPE,
             "access": "proxy",
             "url": g.postgres_host,
             "user": g.postgres_user,

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from monitor.alerts.message import runbook_anchor
 from monitor.settings import Settings
 
 
@@ -35,7 +36,7 @@ def _rule(
         "annotations": {
             "summary": summary,
             "description": description,
-            "runbook_url": settings.alerts.runbook_url,
+            "runbook_url": runbook_anchor(settings.alerts.runbook_url, name.lower()),
             "dashboard": settings.alerts.dashboard_url,
         },
     }
@@ -51,10 +52,10 @@ def _grew(selector: str, by: str, window: str) -> str:
     )
 
 
-def alerting_rules(settings: Settings) -> dict[str, Any]:
-    """The rules file as a dict (``groups`` of ``rules``), ready for YAML."""
-    s = settings
-    drift = [
+def drift_rules(s: Settings) -> list[dict[str, Any]]:
+    """Drift state, evaluation stalls and models that stopped logging."""
+    r = s.alerts.rules
+    return [
         _rule(
             "DriftwatchDriftAlert",
             "max by (model, version, family) (driftwatch_drift_state) >= 2",
@@ -68,17 +69,18 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
         _rule(
             "DriftwatchDriftWarning",
             "max by (model, version, family) (driftwatch_drift_state) == 1",
-            "30m",
+            f"{r.warning_for_minutes}m",
             "warning",
             "{{ $labels.model }} {{ $labels.version }}: {{ $labels.family }} drift warning",
-            "The {{ $labels.family }} family has been in warn for 30 minutes.",
+            f"The {{{{ $labels.family }}}} family has been in warn for {r.warning_for_minutes} "
+            "minutes.",
             s,
         ),
         _rule(
             "DriftwatchEvaluationStalled",
             "sum by (model, version) (increase(driftwatch_predictions_total[30m])) > 0 "
-            "unless on (model, version) "
-            "sum by (model, version) (increase(driftwatch_windows_evaluated_total[30m])) > 0",
+            "and on (model, version) (time() - max by (model, version) "
+            "(driftwatch_last_window_end_timestamp_seconds) > 1800)",
             "15m",
             "warning",
             "{{ $labels.model }} {{ $labels.version }}: traffic but no windows evaluated",
@@ -86,11 +88,26 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
             "evaluator and its scheduler lock.",
             s,
         ),
+        _rule(
+            "DriftwatchModelStoppedLogging",
+            f"max by (model) (driftwatch_model_last_log_age_seconds) > {r.stale_logs_minutes * 60}",
+            "5m",
+            "warning",
+            "{{ $labels.model }} sent no prediction log for {{ $value | humanizeDuration }}",
+            f"No log of the model arrived for over {r.stale_logs_minutes} minutes: check the "
+            "model server's logger and its route to Kafka (or the HTTP ingest).",
+            s,
+        ),
     ]
-    pipeline = [
+
+
+def pipeline_rules(s: Settings) -> list[dict[str, Any]]:
+    """Ingest lag, dead letters, alert delivery."""
+    r = s.alerts.rules
+    return [
         _rule(
             "DriftwatchConsumerLagHigh",
-            "sum by (topic) (driftwatch_ingest_consumer_lag) > 100000",
+            f"sum by (topic) (driftwatch_ingest_consumer_lag) > {r.consumer_lag_messages}",
             "10m",
             "warning",
             "Ingest lag on {{ $labels.topic }} is {{ $value }} messages",
@@ -116,7 +133,12 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
             s,
         ),
     ]
-    canary = [
+
+
+def canary_rules(s: Settings) -> list[dict[str, Any]]:
+    """Rollbacks, and canary accuracy below stable by the rollout controller's tolerance."""
+    drop = s.retrain.max_online_accuracy_drop
+    return [
         _rule(
             "DriftwatchCanaryRolledBack",
             _grew('driftwatch_rollout_events_total{event="rolled_back"}', "model", "30m"),
@@ -129,19 +151,24 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
         _rule(
             "DriftwatchCanaryAccuracyRegression",
             'max by (model) (driftwatch_arm_accuracy{arm="canary"}) < on (model) '
-            '(max by (model) (driftwatch_arm_accuracy{arm="stable"}) - 0.02)',
+            f'(max by (model) (driftwatch_arm_accuracy{{arm="stable"}}) - {drop:g})',
             "10m",
             "warning",
             "{{ $labels.model }}: canary accuracy below stable",
-            "The canary arm's labelled accuracy is more than 2 points below stable.",
+            f"The canary arm's labelled accuracy is more than {drop * 100:g} points below "
+            "stable: the rollout controller rolls it back at this tolerance.",
             s,
         ),
     ]
+
+
+def alerting_rules(settings: Settings) -> dict[str, Any]:
+    """The rules file as a dict (``groups`` of ``rules``), ready for YAML."""
     return {
         "groups": [
-            {"name": "driftwatch-drift", "rules": drift},
-            {"name": "driftwatch-pipeline", "rules": pipeline},
-            {"name": "driftwatch-canary", "rules": canary},
+            {"name": "driftwatch-drift", "rules": drift_rules(settings)},
+            {"name": "driftwatch-pipeline", "rules": pipeline_rules(settings)},
+            {"name": "driftwatch-canary", "rules": canary_rules(settings)},
         ]
     }
 

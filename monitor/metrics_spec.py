@@ -91,7 +91,19 @@ METRICS: tuple[MetricSpec, ...] = (
         "driftwatch_alert_deliveries_total",
         "counter",
         ("channel", "outcome"),
-        "Alert delivery attempts by outcome (delivered, failed, gave_up).",
+        "Alert deliveries by outcome (delivered, failed, gave_up, silenced, resent, resend_failed).",
+    ),
+    MetricSpec(
+        "driftwatch_build_info",
+        "gauge",
+        ("version", "python"),
+        "Always 1; the labels say which Driftwatch build answers.",
+    ),
+    MetricSpec(
+        "driftwatch_model_last_log_age_seconds",
+        "gauge",
+        ("model",),
+        "Seconds since the model's latest stored prediction log (a model that stopped logging).",
     ),
     # ingest
     MetricSpec(
@@ -135,26 +147,26 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "driftwatch_arm_latency_seconds",
         "gauge",
-        (*_MV, "arm", "quantile"),
-        "Latency quantiles (0.5, 0.99) of the arm's latest window.",
+        (*_MV, "arm", "percentile"),
+        "Latency percentiles (50, 99) of the arm's latest window.",
     ),
     MetricSpec(
-        "driftwatch_arm_low_confidence_rate",
+        "driftwatch_arm_low_confidence_ratio",
         "gauge",
         (*_MV, "arm"),
-        "Share of predictions below the low-confidence cut in the latest window.",
+        "Ratio (0..1) of predictions below the low-confidence cut in the latest window.",
     ),
     MetricSpec(
-        "driftwatch_arm_confidence_bucket",
+        "driftwatch_arm_confidence_ratio",
         "gauge",
-        (*_MV, "arm", "le"),
-        "Share of the latest window with max softmax <= le.",
+        (*_MV, "arm", "upper"),
+        "Ratio (0..1) of the latest window with max softmax <= upper (cumulative).",
     ),
     MetricSpec(
-        "driftwatch_arm_class_share",
+        "driftwatch_arm_class_ratio",
         "gauge",
         (*_MV, "arm", "class"),
-        "Share of predictions of each class in the latest window.",
+        "Ratio (0..1) of predictions of the top classes of the latest window; the rest: other.",
     ),
     MetricSpec(
         "driftwatch_canary_agreement",
@@ -166,7 +178,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "driftwatch_canary_weight",
         "gauge",
         ("model", "version"),
-        "Traffic percent routed to the canary version.",
+        "Deprecated (set in the retraining process): use driftwatch_canary_traffic_ratio.",
+    ),
+    MetricSpec(
+        "driftwatch_canary_traffic_ratio",
+        "gauge",
+        ("model", "version"),
+        "Ratio (0..1) of traffic routed to the canary version of a running rollout.",
     ),
     MetricSpec(
         "driftwatch_canary_step",

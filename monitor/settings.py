@@ -15,7 +15,16 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializeAsAny,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -24,6 +33,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from monitor.alerts.channels.alertmanager import AlertmanagerChannel as AlertmanagerChannel
+from monitor.alerts.channels.base import ChannelBase
+from monitor.alerts.channels.pagerduty import PagerDutyChannel as PagerDutyChannel
+from monitor.alerts.channels.registry import CHANNELS, parse_channel
+from monitor.alerts.channels.slack import SlackChannel as SlackChannel
+from monitor.alerts.channels.webhook import WebhookChannel as WebhookChannel
 from monitor.errors import ConfigError
 from monitor.vocabulary import FAMILIES as FAMILIES  # re-exported: settings name them too
 from monitor.vocabulary import Family as Family
@@ -201,48 +216,43 @@ class PolicySettings(_Section):
     impact: ImpactSettings = ImpactSettings()
 
 
-class WebhookChannel(_Section):
-    type: Literal["webhook"] = "webhook"
-    name: str = "webhook"
-    url: str
-    secret: SecretStr | None = None
+class AlertRuleSettings(_Section):
+    """Thresholds of the Prometheus alerting rules (dashboards/rules.py)."""
 
-
-class SlackChannel(_Section):
-    type: Literal["slack"] = "slack"
-    name: str = "slack"
-    url: str
-
-
-class PagerDutyChannel(_Section):
-    type: Literal["pagerduty"] = "pagerduty"
-    name: str = "pagerduty"
-    routing_key: SecretStr
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-
-
-class AlertmanagerChannel(_Section):
-    type: Literal["alertmanager"] = "alertmanager"
-    name: str = "alertmanager"
-    url: str
-
-
-Channel = Annotated[
-    WebhookChannel | SlackChannel | PagerDutyChannel | AlertmanagerChannel,
-    Field(discriminator="type"),
-]
+    warning_for_minutes: int = Field(30, ge=1, description="A drift warning pages after this.")
+    consumer_lag_messages: int = Field(100_000, ge=1)
+    stale_logs_minutes: int = Field(30, ge=1, description="A model silent this long pages.")
 
 
 class AlertSettings(_Section):
     """Where alerts go and how delivery is retried."""
 
-    channels: list[Channel] = Field(default_factory=list)
+    # Each item validates as the model its ``type`` names in the channel registry.
+    channels: Annotated[
+        list[SerializeAsAny[ChannelBase]],
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"oneOf": [m.model_json_schema() for m in CHANNELS.values()]},
+            }
+        ),
+    ] = Field(default_factory=list)
     dashboard_url: str = "http://localhost:3000/d/driftwatch-oncall"
     runbook_url: str = "https://example.invalid/runbooks/driftwatch"
     max_attempts: int = Field(5, ge=1)
     backoff_initial_seconds: float = Field(1.0, gt=0)
     backoff_max_seconds: float = Field(60.0, gt=0)
     timeout_seconds: float = Field(5.0, gt=0)
+    rules: AlertRuleSettings = AlertRuleSettings()
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels(cls, value: Any) -> list[ChannelBase]:
+        channels = [parse_channel(item) for item in value or ()]
+        names = [ch.name for ch in channels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"channel names must be unique, got {names}")
+        return channels
 
 
 class SchedulerSettings(_Section):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts import outbox as router
-from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.alerts.channels.webhook import verify
 from monitor.alerts.message import AlertMessage
 from monitor.demo.receiver import Receiver
 from monitor.settings import (
@@ -76,15 +76,23 @@ def test_message_says_what_oncall_needs() -> None:
         assert needle in text
 
 
-def test_webhook_json_with_hmac_signature() -> None:
+KEY = "whsec_" + "czNjcmV0LWtleS1vZi0yNC1ieXRlcyEh"
+OTHER = "whsec_" + "b3RoZXIta2V5LW9mLTI0LWJ5dGVzISE="
+
+
+def test_webhook_json_with_standard_webhooks_signature() -> None:
     with Receiver() as rx:
-        deliver(WebhookChannel(url=rx.url + "/hook", secret="s3cret-key"))
+        deliver(WebhookChannel(url=rx.url + "/hook", secret=KEY))
     req = rx.received[0]
     assert req.path == "/hook" and req.headers["Content-Type"] == "application/json"
-    assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64}", req.headers[SIGNATURE_HEADER])
-    assert verify_signature(req.body, req.headers[SIGNATURE_HEADER], "s3cret-key")
-    assert not verify_signature(req.body, req.headers[SIGNATURE_HEADER], "other-key")
-    assert not verify_signature(req.body + b" ", req.headers[SIGNATURE_HEADER], "s3cret-key")
+    assert re.fullmatch(r"v1,[A-Za-z0-9+/]{43}=", req.headers["webhook-signature"])
+    assert re.fullmatch(r"msg_[0-9a-f]{32}", req.headers["webhook-id"])
+    assert verify(req.body, req.headers, KEY)
+    assert not verify(req.body, req.headers, OTHER)
+    assert not verify(req.body + b" ", req.headers, KEY)
+    sent = int(req.headers["webhook-timestamp"])
+    assert verify(req.body, req.headers, KEY, now=sent + 299)
+    assert not verify(req.body, req.headers, KEY, now=sent + 301)  # a replay, too late
     body = req.json
     assert body["model"] == "digits" and body["event"] == "trigger"
     assert body["dedup_key"] == "driftwatch/digits/v3/pixel/42"
@@ -108,13 +116,13 @@ def test_slack_incoming_webhook_blocks() -> None:
 def test_pagerduty_events_v2_trigger_and_resolve_share_dedup_key() -> None:
     with Receiver(status=202, reply=b'{"status":"success"}') as rx:
         channel = PagerDutyChannel(
-            routing_key="R0UT1NGKEY00000000000000000000", url=rx.url + "/v2/enqueue"
+            routing_key="R0UT1NGKEY000000000000000000000A", url=rx.url + "/v2/enqueue"
         )
         deliver(channel, "trigger")
         deliver(channel, "resolve")
     trigger, resolve = (r.json for r in rx.received)
     assert rx.received[0].path == "/v2/enqueue"
-    assert trigger["routing_key"] == "R0UT1NGKEY00000000000000000000"
+    assert trigger["routing_key"] == "R0UT1NGKEY000000000000000000000A"
     assert trigger["event_action"] == "trigger"
     payload = trigger["payload"]
     assert {"summary", "source", "severity"} <= set(payload)
@@ -127,7 +135,7 @@ def test_pagerduty_events_v2_trigger_and_resolve_share_dedup_key() -> None:
     assert payload["source"] == "driftwatch/digits/v3"
     assert datetime.fromisoformat(payload["timestamp"]) == NOW
     assert resolve == {
-        "routing_key": "R0UT1NGKEY00000000000000000000",
+        "routing_key": "R0UT1NGKEY000000000000000000000A",
         "event_action": "resolve",
         "dedup_key": trigger["dedup_key"],
     }
@@ -184,7 +192,7 @@ def test_retries_with_backoff_then_no_duplicate(
 ) -> None:
     with Receiver() as rx:
         cfg = AlertSettings(
-            channels=[WebhookChannel(url=rx.url, secret="k" * 16)],
+            channels=[WebhookChannel(url=rx.url, secret=KEY)],
             max_attempts=5,
             backoff_initial_seconds=10,
         )

@@ -64,8 +64,8 @@ def _expected(
     return {
         "accuracy": float(np.mean(predicted[known] == labels[known])),
         "latency": {
-            "0.5": float(np.median(latency_ms)) / 1000,
-            "0.99": float(np.percentile(latency_ms, 99)) / 1000,
+            "50": float(np.median(latency_ms)) / 1000,
+            "99": float(np.percentile(latency_ms, 99)) / 1000,
         },
         "low": float(np.mean(conf < 0.5)),
         "buckets": {f"{le / 10:.1f}": float(np.mean(conf <= le / 10)) for le in range(1, 11)},
@@ -133,16 +133,16 @@ def test_arm_gauges_match_the_latest_window_of_each_arm(
         assert _by(families, "driftwatch_arm_accuracy", arm) == {
             "": pytest.approx(want["accuracy"])
         }
-        assert _by(families, "driftwatch_arm_latency_seconds", arm, "quantile") == pytest.approx(
+        assert _by(families, "driftwatch_arm_latency_seconds", arm, "percentile") == pytest.approx(
             want["latency"]
         )
-        assert _by(families, "driftwatch_arm_low_confidence_rate", arm) == {
+        assert _by(families, "driftwatch_arm_low_confidence_ratio", arm) == {
             "": pytest.approx(want["low"])
         }
-        assert _by(families, "driftwatch_arm_confidence_bucket", arm, "le") == pytest.approx(
+        assert _by(families, "driftwatch_arm_confidence_ratio", arm, "upper") == pytest.approx(
             want["buckets"]
         )
-        assert _by(families, "driftwatch_arm_class_share", arm, "class") == pytest.approx(
+        assert _by(families, "driftwatch_arm_class_ratio", arm, "class") == pytest.approx(
             want["shares"]
         )
     # the two arms differ (the canary is sharper), so a mixed-up arm would fail above

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from click.testing import CliRunner
 
 from dashboards.boards import build_dashboards
 from dashboards.expand import panel_queries, variables_used
-from dashboards.grafana import DATASOURCES, POSTGRES_UID, PROMETHEUS_UID, SCHEMA_VERSION
+from dashboards.grafana import (
+    DATASOURCES,
+    POSTGRES,
+    POSTGRES_UID,
+    PROMETHEUS,
+    PROVISIONED,
+    SCHEMA_VERSION,
+)
 from dashboards.rules import alerting_rules
 from monitor.cli import cli
 from monitor.metrics_spec import BY_NAME
@@ -36,7 +44,7 @@ def _all_text(board: dict[str, Any]) -> list[str]:
     texts += [
         a.get("expr") or a.get("target", {}).get("rawSql", "") for a in board["annotations"]["list"]
     ]
-    texts += [v["definition"] for v in board["templating"]["list"]]
+    texts += [v.get("definition", "") for v in board["templating"]["list"]]
     return texts
 
 
@@ -48,7 +56,9 @@ def test_three_dashboards_with_current_schema_and_unique_uids() -> None:
         assert board["schemaVersion"] == SCHEMA_VERSION >= 39
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), board["uid"]
-        assert {v["name"] for v in board["templating"]["list"]} == {"model", "version"}
+        assert {v["name"] for v in board["templating"]["list"]} == {
+            "datasource", "sql_datasource", "model", "version",
+        }  # fmt: skip
         json.dumps(board)  # serialisable
 
 
@@ -57,15 +67,48 @@ def test_every_panel_datasource_resolves_and_targets_match() -> None:
         for panel, target in panel_queries(board):
             assert panel["datasource"]["uid"] in DATASOURCES, panel["title"]
             assert target["datasource"] == panel["datasource"], panel["title"]
-            if panel["datasource"]["uid"] == PROMETHEUS_UID:
+            if panel["datasource"] == PROMETHEUS:
                 assert target["expr"].strip(), panel["title"]
             else:
-                assert panel["datasource"]["uid"] == POSTGRES_UID
+                assert panel["datasource"] == POSTGRES
                 assert target["rawSql"].strip() and target["format"] in ("table", "time_series")
         for panel in board["panels"]:
             assert panel["type"] == "row" or panel["targets"], panel["title"]
             pos = panel["gridPos"]
             assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24
+
+
+def _datasource_refs(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``datasource`` value anywhere in a dashboard, with where it sits."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield f"{path}.{key}", value
+            yield from _datasource_refs(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _datasource_refs(item, f"{path}[{i}]")
+
+
+def test_dashboards_reference_datasources_only_through_variables() -> None:
+    """A stock Grafana (kube-prometheus-stack) has its own datasource uids: no panel, target,
+    variable or annotation may name a fixed one (only Grafana's built-in annotations)."""
+    for board in BOARDS:
+        ds_vars = {v["name"]: v for v in board["templating"]["list"] if v["type"] == "datasource"}
+        assert ds_vars["datasource"]["query"] == "prometheus"
+        assert ds_vars["sql_datasource"]["query"] == "grafana-postgresql-datasource"
+        refs = list(_datasource_refs(board))
+        assert len(refs) > 20, board["uid"]
+        for where, ref in refs:
+            if ref == {"type": "grafana", "uid": "-- Grafana --"}:
+                continue
+            assert isinstance(ref, dict), (board["uid"], where, ref)
+            name = ref["uid"].removeprefix("${").removesuffix("}")
+            assert ref["uid"] == f"${{{name}}}" and name in ds_vars, (board["uid"], where, ref)
+            assert ref["type"] == ds_vars[name]["query"], (board["uid"], where, ref)
+        for panel, target in panel_queries(board):
+            assert target["datasource"] == panel["datasource"], (board["uid"], panel["title"])
+    assert set(DATASOURCES) == {"${datasource}", "${sql_datasource}"}
 
 
 def test_every_variable_used_is_defined() -> None:
@@ -75,6 +118,11 @@ def test_every_variable_used_is_defined() -> None:
             assert variables_used(text) <= defined, text
         # a variable that is defined but never used is a dead control on the page
         used = set().union(*(variables_used(t) for t in _all_text(board)))
+        used |= {
+            ref["uid"][2:-1]
+            for _, ref in _datasource_refs(board)
+            if isinstance(ref, dict) and ref["uid"].startswith("${")
+        }
         assert defined <= used, board["uid"]
 
 
@@ -120,7 +168,7 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 8 rules found" in check.stdout
+    assert "SUCCESS: 9 rules found" in check.stdout
     for group in alerting_rules(Settings())["groups"]:
         for rule in group["rules"]:
             for name in _METRIC.findall(rule["expr"]):
@@ -225,6 +273,34 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def test_rule_thresholds_come_from_settings_and_each_rule_has_its_runbook_anchor() -> None:
+    from monitor.settings import AlertRuleSettings, AlertSettings, RetrainSettings
+
+    def rules(settings: Settings) -> dict[str, dict[str, Any]]:
+        return {r["alert"]: r for g in alerting_rules(settings)["groups"] for r in g["rules"]}
+
+    default = rules(Settings())
+    # the rollout controller rolls back at 3 points: the rule pages at the same tolerance
+    assert "- 0.03)" in default["DriftwatchCanaryAccuracyRegression"]["expr"]
+    custom = rules(
+        Settings(
+            retrain=RetrainSettings(max_online_accuracy_drop=0.05),
+            alerts=AlertSettings(
+                runbook_url="https://rb/driftwatch",
+                rules=AlertRuleSettings(consumer_lag_messages=500, stale_logs_minutes=10),
+            ),
+        )
+    )
+    assert "- 0.05)" in custom["DriftwatchCanaryAccuracyRegression"]["expr"]
+    assert custom["DriftwatchConsumerLagHigh"]["expr"].endswith("> 500")
+    assert custom["DriftwatchModelStoppedLogging"]["expr"].endswith("> 600")
+    anchors = [r["annotations"]["runbook_url"] for r in custom.values()]
+    assert len(set(anchors)) == len(anchors)
+    assert custom["DriftwatchDriftAlert"]["annotations"]["runbook_url"] == (
+        "https://rb/driftwatch#driftwatchdriftalert"
+    )
+
+
 def _annotations(alert: str, rendered: dict[str, str]) -> dict[str, str]:
     """The rule's annotations with the templated ones replaced by their rendered text."""
     rules = [r for g in alerting_rules(Settings())["groups"] for r in g["rules"]]
@@ -239,7 +315,7 @@ def test_export_writes_provisioning_yaml_and_json(tmp_path: Path, command: str) 
     assert result.exit_code == 0, result.output
     sources = yaml.safe_load((tmp_path / "provisioning/datasources/driftwatch.yaml").read_text())
     assert sources["apiVersion"] == 1
-    assert {d["uid"] for d in sources["datasources"]} == set(DATASOURCES)
+    assert {d["uid"] for d in sources["datasources"]} == set(PROVISIONED)
     pg = next(d for d in sources["datasources"] if d["uid"] == POSTGRES_UID)
     assert pg["secureJsonData"]["password"].startswith("$")  # never a literal secret
     providers = yaml.safe_load((tmp_path / "provisioning/dashboards/driftwatch.yaml").read_text())

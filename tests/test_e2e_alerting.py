@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.sdk import PredictionLogger
 from ingest.worker import IngestWorker
-from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.alerts.channels.webhook import verify
 from monitor.demo.receiver import Receiver
 from monitor.detectors.simulate import synthetic_batch
 from monitor.profiles import fit_profile_from_batch
@@ -31,7 +31,7 @@ from monitor.store.db import unit_of_work
 from monitor.store.tables import Prediction
 
 WINDOW = 150
-SECRET = "e2e-webhook-secret"
+SECRET = "whsec_ZTJlLXdlYmhvb2stc2VjcmV0LWtleS0yNGI="
 
 
 def _stored(sessions: sessionmaker[Session]) -> int:
@@ -123,4 +123,4 @@ def test_sustained_shift_alerts_once_and_resolves(
     assert all(a.status == "resolved" for a in alerts)
     assert [r.json["event"] for r in rx.received] == ["trigger", "resolve"]
     assert {r.json["alert_id"] for r in rx.received} == {paged[0].id}
-    assert all(verify_signature(r.body, r.headers[SIGNATURE_HEADER], SECRET) for r in rx.received)
+    assert all(verify(r.body, r.headers, SECRET) for r in rx.received)

@@ -176,7 +176,7 @@ def test_each_pod_builds_valid_prod_settings(
     channels = [
         {"type": "slack", "url": "https://hooks.slack.invalid/services/T/B/X"},
         {"type": "pagerduty", "routing_key": "R" * 32},
-        {"type": "webhook", "url": "https://hooks.invalid/dw", "secret": "hmac-key"},
+        {"type": "webhook", "url": "https://hooks.invalid/dw", "secret": "whsec_" + "a2V5" * 8},
     ]
     docs = render({"secrets": {"alertChannels": channels, "kafkaSaslPassword": "kp"}})
     settings = settings_in_pod(docs, component, tmp_path, monkeypatch)

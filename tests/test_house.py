@@ -80,11 +80,6 @@ def test_one_wrong_arrow_breaks_a_contract(
 DEBT = {
     "monitor/policy/supersede.py:resolve_superseded": 82,
     "retrain/pipeline.py:_run": 116,
-    "dashboards/boards.py": 424,
-    "dashboards/boards.py:oncall": 119,
-    "dashboards/boards.py:canary": 111,
-    "dashboards/boards.py:stakeholders": 99,
-    "dashboards/rules.py:alerting_rules": 93,
 }
 
 

@@ -45,7 +45,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from dashboards.boards import build_dashboards
 from dashboards.expand import expand_prom, expand_sql, panel_queries
-from dashboards.grafana import POSTGRES_UID, PROMETHEUS_UID
+from dashboards.grafana import POSTGRES, PROMETHEUS
 from dashboards.rules import write_rules
 from ingest.broker import LocalBroker
 from monitor.demo.scenario import MODEL, run_monitor, scenario_logs
@@ -424,6 +424,8 @@ def _variable_values(prom: str) -> dict[str, list[str]]:
     """Resolve the dashboards' variables through Prometheus, as Grafana does with "All"."""
     values: dict[str, list[str]] = {}
     for var in BOARDS[0]["templating"]["list"]:
+        if var["type"] == "datasource":
+            continue
         query = var["definition"]  # label_values(<selector>, <label>)
         selector, label = query.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
         selector = expand_prom(selector, values, SCRAPE_S, INTERVAL_S)
@@ -454,7 +456,7 @@ def test_every_promql_panel_returns_data(run: Run) -> None:
     failures, checked = [], 0
     for board in BOARDS:
         for panel, target in panel_queries(board):
-            if panel["datasource"]["uid"] != PROMETHEUS_UID:
+            if panel["datasource"] != PROMETHEUS:
                 continue
             expr = expand_prom(target["expr"], values, SCRAPE_S, INTERVAL_S)
             answer = prom_query(run.prom, expr)
@@ -492,7 +494,7 @@ def test_alerting_rules_load_and_fire_in_prometheus(run: Run) -> None:
             break
         assert time.monotonic() < deadline, rules.get("DriftwatchDriftAlert")
         time.sleep(0.5)
-    assert len(rules) == 8 and all(r["health"] == "ok" for r in rules.values()), rules
+    assert len(rules) == 9 and all(r["health"] == "ok" for r in rules.values()), rules
     firing = rules["DriftwatchDriftAlert"]["alerts"][0]["labels"]
     assert firing["model"] == MODEL and firing["family"] == "pixel"
     assert rules["DriftwatchDeadLetters"]["state"] in ("pending", "firing")
@@ -505,13 +507,13 @@ def test_every_sql_panel_returns_rows_on_postgresql(run: Run) -> None:
         (b["uid"], p["title"], t["rawSql"])
         for b in BOARDS
         for p, t in panel_queries(b)
-        if p["datasource"]["uid"] == POSTGRES_UID
+        if p["datasource"] == POSTGRES
     ]
     queries += [
         (b["uid"], a["name"], a["target"]["rawSql"])
         for b in BOARDS
         for a in b["annotations"]["list"]
-        if a.get("datasource", {}).get("uid") == POSTGRES_UID
+        if a.get("datasource") == POSTGRES
     ]
     assert len(queries) >= 10
     empty = []
@@ -533,3 +535,16 @@ def test_api_serves_the_status_page(run: Run) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{run.api}/status/no-such-model", timeout=30)
     assert missing.value.code == 404
+
+
+def test_live_scrape_passes_promtool_check_metrics(run: Run) -> None:
+    from tests.test_metrics_naming import promtool_check
+
+    with urllib.request.urlopen(f"{run.api}/metrics", timeout=10) as response:
+        scrape = response.read()
+    assert promtool_check(scrape) == ""
+    names = {
+        line.split(b" ")[2].decode() for line in scrape.splitlines() if line.startswith(b"# TYPE")
+    }
+    assert {"driftwatch_build_info", "driftwatch_canary_traffic_ratio"} <= names
+    assert "driftwatch_canary_weight" not in names  # the percent gauge is gone from the API

@@ -73,7 +73,7 @@ def make_settings(db_url: str, hook: str, **overrides: Any) -> Settings:
             windows_to_resolve=2,
             impact=ImpactSettings(enabled=False),
         ),
-        alerts=AlertSettings(channels=[WebhookChannel(url=hook, secret="k" * 16)]),
+        alerts=AlertSettings(channels=[WebhookChannel(url=hook, secret="whsec_" + "k" * 32)]),
         scheduler=SchedulerSettings(interval_seconds=0.2),
         **overrides,
     )

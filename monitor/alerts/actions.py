@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from monitor.alerts import outbox
 from monitor.errors import NotFound
+from monitor.settings import AlertSettings
 from monitor.store.alerting_tables import AlertRow
 
 
@@ -37,10 +39,17 @@ def list_alerts(
     return list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit)))
 
 
-def acknowledge(session: Session, alert_id: int, by: str, now: datetime | None = None) -> AlertRow:
-    """Someone is on it: record who and when."""
+def acknowledge(
+    session: Session,
+    alert_id: int,
+    by: str,
+    settings: AlertSettings,
+    now: datetime | None = None,
+) -> AlertRow:
+    """Someone is on it: record who and when, and tell the channels that track acks
+    (PagerDuty's ``acknowledge``), in the same transaction."""
     alert = get_alert(session, alert_id)
-    alert.acked_at, alert.acked_by = now or datetime.now(UTC), by
+    outbox.acknowledge(session, alert, by, settings, now or datetime.now(UTC))
     session.flush()
     return alert
 

@@ -21,6 +21,7 @@ runbook line, which every channel carries).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -29,7 +30,7 @@ from urllib.parse import urlencode
 from monitor.impact.view import describe
 from monitor.results import DriftResult
 
-Event = Literal["trigger", "resolve", "test"]
+Event = Literal["trigger", "acknowledge", "resolve", "test"]
 
 RUNBOOKS: dict[str, str] = {
     "embedding": "Inputs look different to the model: compare recent thumbnails with the "
@@ -46,6 +47,15 @@ RUNBOOKS: dict[str, str] = {
 def dedup_key(model: str, version: str, family: str, alert_id: int) -> str:
     """The key that ties every message of one alert together (PagerDuty ``dedup_key``)."""
     return f"driftwatch/{model}/{version}/{family}/{alert_id}"
+
+
+def runbook_anchor(url: str, anchor: str) -> str:
+    """``url`` pointing at the runbook section ``anchor`` (replacing any fragment).
+
+    >>> runbook_anchor("https://rb/driftwatch#old", "drift-pixel")
+    'https://rb/driftwatch#drift-pixel'
+    """
+    return f"{url.split('#', 1)[0]}#{anchor}"
 
 
 def evidence_from_result(result: DriftResult, n_features: int = 3) -> dict[str, Any]:
@@ -92,6 +102,7 @@ class AlertMessage:
     estimated_drop_points: float | None = None
     realized_drop_points: float | None = None
     worst_images_url: str = ""
+    reopen_count: int = 0
 
     @classmethod
     def build(
@@ -106,6 +117,7 @@ class AlertMessage:
         evidence: dict[str, Any],
         dashboard_url: str,
         runbook_url: str,
+        reopen_count: int = 0,
     ) -> AlertMessage:
         """A message from an alert's stored evidence (see :func:`evidence_from_result`)."""
         query = urlencode({"var-model": model, "var-version": version, "var-family": family})
@@ -129,7 +141,7 @@ class AlertMessage:
             window_end=str(evidence.get("window_end", "")),
             dashboard_url=f"{dashboard_url}?{query}",
             runbook=f"{runbook} Worst images of the window: {worst}" if worst else runbook,
-            runbook_url=runbook_url,
+            runbook_url=runbook_anchor(runbook_url, f"drift-{family}"),
             dedup_key=dedup_key(model, version, family, alert_id),
             reason=str(evidence.get("reason", "")),
             also_drifting=tuple(evidence.get("also_drifting", ())),
@@ -139,7 +151,14 @@ class AlertMessage:
             if not impact or not impact.get("realized_drop")
             else float(impact["realized_drop"]["value"]) * 100,
             worst_images_url=worst,
+            reopen_count=reopen_count,
         )
+
+    @property
+    def message_id(self) -> str:
+        """The same on every retry of this event of this alert (``webhook-id``, idempotency)."""
+        key = f"{self.dedup_key}/{self.event}:{self.reopen_count}"
+        return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
     @property
     def moved(self) -> str:
@@ -147,7 +166,9 @@ class AlertMessage:
 
     @property
     def title(self) -> str:
-        what = "RESOLVED" if self.event == "resolve" else self.severity.upper()
+        what = {"resolve": "RESOLVED", "acknowledge": "ACKED"}.get(
+            self.event, self.severity.upper()
+        )
         if self.event == "test":
             what = "TEST"
         title = f"[{what}] drift in {self.model} {self.version} ({self.family}): {self.moved}"

@@ -7,6 +7,11 @@
    receiver that recovers gets each message once.
 3. A channel that fails is skipped for the rest of the run (and its timeout is short), so a
    dead channel never holds up the others, and never the evaluation.
+4. Channels that want it (Alertmanager) get every open alert again on each run, with a short
+   ``endsAt`` (:func:`resend_firing`), once its trigger has been delivered.
+
+Each channel type builds its own request (:mod:`monitor.alerts.channels.registry`); an event a
+service does not understand (``acknowledge`` is PagerDuty's) is not queued for it.
 """
 
 from __future__ import annotations
@@ -22,46 +27,47 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts.channels import alertmanager, pagerduty, slack, webhook
+from monitor.alerts.channels.base import ChannelBase
 from monitor.alerts.message import AlertMessage, Event
 from monitor.errors import DriftwatchError
 from monitor.metrics import metric
-from monitor.settings import (
-    AlertmanagerChannel,
-    AlertSettings,
-    PagerDutyChannel,
-    Settings,
-    SlackChannel,
-    WebhookChannel,
-)
+from monitor.settings import AlertSettings, Settings
 from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow
 from monitor.store.db import unit_of_work
 
 log = logging.getLogger(__name__)
 
-ChannelSettings = WebhookChannel | SlackChannel | PagerDutyChannel | AlertmanagerChannel
+
+class _RedactUrls(logging.Filter):
+    """httpx logs each request's URL; a Slack webhook URL is a credential, so only the host
+    is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                f"{a.scheme}://{a.host}/<redacted>" if isinstance(a, httpx.URL) else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactUrls())
 
 
 class DeliveryError(DriftwatchError):
     """A channel did not accept a message."""
 
 
-def channel_request(
-    msg: AlertMessage, channel: ChannelSettings
-) -> tuple[str, bytes, dict[str, str]]:
-    """(url, body, headers) of ``msg`` for ``channel``'s service."""
-    if isinstance(channel, WebhookChannel):
-        return webhook.request(msg, channel)
-    if isinstance(channel, SlackChannel):
-        return slack.request(msg, channel)
-    if isinstance(channel, PagerDutyChannel):
-        return pagerduty.request(msg, channel)
-    return alertmanager.request(msg, channel)
-
-
-def send(client: httpx.Client, msg: AlertMessage, channel: ChannelSettings) -> int:
+def send(
+    client: httpx.Client, msg: AlertMessage, channel: ChannelBase, now: datetime | None = None
+) -> int:
     """POST ``msg`` to ``channel`` once; the status code, or :class:`DeliveryError`."""
-    url, body, headers = channel_request(msg, channel)
+    return _post(client, channel, *channel.request(msg, now or datetime.now(UTC)))
+
+
+def _post(
+    client: httpx.Client, channel: ChannelBase, url: str, body: bytes, headers: dict[str, str]
+) -> int:
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -93,13 +99,25 @@ def enqueue(
             next_attempt_at=now,
         )
         for ch in settings.channels
+        if ch.accepts(event)
     ]
     session.add_all(rows)
     return rows
 
 
+def acknowledge(
+    session: Session, alert: AlertRow, by: str, settings: AlertSettings, now: datetime
+) -> list[AlertDeliveryRow]:
+    """Mark ``alert`` acknowledged by ``by`` and tell the channels that track acks (PagerDuty)."""
+    alert.acked_at, alert.acked_by, alert.updated_at = now, by, now
+    if alert.status != "firing" or not alert.paged:
+        return []
+    return enqueue(session, alert, "acknowledge", settings, now)
+
+
 def message_for(alert: AlertRow, event: Event, settings: AlertSettings) -> AlertMessage:
     return AlertMessage.build(
+        reopen_count=alert.reopen_count,
         alert_id=alert.id,
         event=event,
         model=alert.model,
@@ -158,16 +176,59 @@ def deliver_pending(
                 )
             if outcome:
                 outcomes[outcome] += 1
+        for channel in cfg.channels:
+            if channel.resend_firing and channel.name not in failed_channels:
+                with unit_of_work(factory) as session:
+                    if n := resend_firing(session, channel, http, cfg, now):
+                        outcomes["resent"] += n
     finally:
         if own_client:
             http.close()
     return outcomes
 
 
+def resend_firing(
+    session: Session, channel: ChannelBase, http: httpx.Client, cfg: AlertSettings, now: datetime
+) -> int:
+    """Re-send, in one POST, every open alert whose trigger ``channel`` already has; how many.
+
+    A silenced alert is left out (it then ends at its last ``endsAt``). A failure is logged
+    and counted; the next run sends again.
+    """
+    delivered = select(AlertDeliveryRow.alert_id).where(
+        AlertDeliveryRow.channel == channel.name,
+        AlertDeliveryRow.event == "trigger",
+        AlertDeliveryRow.status == "delivered",
+        AlertDeliveryRow.delivered_at < now,  # not a trigger this very run just sent
+    )
+    alerts = [
+        a
+        for a in session.scalars(
+            select(AlertRow)
+            .where(AlertRow.status == "firing", AlertRow.id.in_(delivered))
+            .order_by(AlertRow.id)
+        )
+        if a.silenced_until is None or a.silenced_until <= now
+    ]
+    if not alerts:
+        return 0
+    msgs = [message_for(a, "trigger", cfg) for a in alerts]
+    try:
+        _post(http, channel, *channel.batch_request(msgs, now))
+    except DeliveryError as exc:
+        log.warning("re-sending %d open alerts to %s failed: %s", len(msgs), channel.name, exc)
+        _count(channel.name, "resend_failed")
+        return 0
+    metric("driftwatch_alert_deliveries_total").labels(channel=channel.name, outcome="resent").inc(
+        len(msgs)
+    )
+    return len(msgs)
+
+
 def _deliver_one(
     session: Session,
     delivery_id: int,
-    channels: dict[str, ChannelSettings],
+    channels: dict[str, ChannelBase],
     failed_channels: set[str],
     http: httpx.Client,
     settings: Settings,
@@ -194,7 +255,7 @@ def _deliver_one(
     row.attempts += 1
     started = time.perf_counter()
     try:
-        row.last_status_code = send(http, msg, channel)
+        row.last_status_code = send(http, msg, channel, now)
     except DeliveryError as exc:
         failed_channels.add(row.channel)
         row.last_error = str(exc)

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from monitor.api.collector import StoreCollector
+from monitor.api.collector import STORE_METRICS, StoreCollector
 from monitor.api.errors import ERROR_RESPONSES, install_error_handlers
 from monitor.api.guard import BodyRule, Guard
 from monitor.api.routes import alerts, health, logs, models, outliers, profiles, retrain, rollouts
@@ -43,18 +43,7 @@ class _ProcessMetrics(Collector):
 
 
 def _store_names() -> set[str]:
-    return {
-        "driftwatch_drift_statistic",
-        "driftwatch_drift_effect_size",
-        "driftwatch_drift_p_value",
-        "driftwatch_drift_detected",
-        "driftwatch_drift_threshold",
-        "driftwatch_feature_change",
-        "driftwatch_drift_state",
-        "driftwatch_alerts_active",
-        "driftwatch_last_window_end_timestamp_seconds",
-        "driftwatch_windows_evaluated",
-    }
+    return set(STORE_METRICS)
 
 
 #: The resources under /api/v1, one router each: a new resource is one line here.

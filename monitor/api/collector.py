@@ -7,16 +7,27 @@ The canary-arm gauges (``driftwatch_arm_*``) summarise the latest window the eva
 processed (evaluated, or found without a reference profile, as a new canary version often is) of
 each model, version and arm. A scrape reads only four small columns of at most ``max_arm_windows``
 windows (no probability or embedding bytes), so its cost is bounded by the window size.
+
+Cardinality is bounded: only versions with a window (or a drift result) in the last
+``active_seconds`` are exported, class ratios name the ``top_classes`` largest classes and fold
+the rest into ``class="other"``, and model figures cover registered versions that are not retired.
+Model, rollout and staleness gauges come from the store too, so they survive restarts and show
+what a ``driftwatch retrain`` run elsewhere did. Counts of rows (which retention shrinks) are
+never exported as counters; the evaluator's own counters count events.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 from typing import Any
 
 import numpy as np
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,12 +38,42 @@ from monitor.policy.rules import STATE_CODES
 from monitor.settings import Settings
 from monitor.store.alerting_tables import AlertRow, PolicyStateRow
 from monitor.store.logs import NO_ARM
+from monitor.store.retrain_tables import ModelVersion, Rollout
 from monitor.store.tables import DriftResultRow, Prediction, Window
 
-#: Upper edges of the ``driftwatch_arm_confidence_bucket`` gauge (``le`` label, one decimal).
+#: Upper edges of the ``driftwatch_arm_confidence_ratio`` gauge (``upper`` label, one decimal).
 CONFIDENCE_LE: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 11))
-#: Quantiles of ``driftwatch_arm_latency_seconds``.
+#: Quantiles of ``driftwatch_arm_latency_seconds`` (``percentile`` label 50, 99).
 LATENCY_QUANTILES: tuple[float, ...] = (0.5, 0.99)
+#: Registry states whose versions still serve or may serve.
+LIVE_STATES = ("candidate", "canary", "promoted")
+#: The names this collector answers for (the API leaves its process's copies of them out).
+STORE_METRICS: frozenset[str] = frozenset(
+    {
+        "driftwatch_drift_statistic",
+        "driftwatch_drift_effect_size",
+        "driftwatch_drift_p_value",
+        "driftwatch_drift_detected",
+        "driftwatch_drift_threshold",
+        "driftwatch_feature_change",
+        "driftwatch_drift_state",
+        "driftwatch_alerts_active",
+        "driftwatch_last_window_end_timestamp_seconds",
+        "driftwatch_arm_accuracy",
+        "driftwatch_arm_latency_seconds",
+        "driftwatch_arm_low_confidence_ratio",
+        "driftwatch_arm_confidence_ratio",
+        "driftwatch_arm_class_ratio",
+        "driftwatch_canary_traffic_ratio",
+        "driftwatch_canary_step",
+        "driftwatch_canary_weight",
+        "driftwatch_model_accuracy",
+        "driftwatch_model_size_bytes",
+        "driftwatch_model_latency_seconds",
+        "driftwatch_model_last_log_age_seconds",
+        "driftwatch_build_info",
+    }
+)
 
 
 def _gauge(name: str) -> GaugeMetricFamily:
@@ -40,9 +81,25 @@ def _gauge(name: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, spec.help, labels=list(spec.labels))
 
 
-def _counter(name: str) -> CounterMetricFamily:
-    spec = BY_NAME[name]
-    return CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
+def top_classes(shares: Sequence[float], k: int) -> list[tuple[str, float]]:
+    """The ``k`` largest class shares by class id, and the rest summed as ``other``.
+
+    >>> top_classes([0.1, 0.5, 0.05, 0.35], 2)
+    [('1', 0.5), ('3', 0.35), ('other', 0.15000000000000002)]
+    >>> top_classes([0.4, 0.6], 5)
+    [('1', 0.6), ('0', 0.4)]
+    """
+    order = sorted(range(len(shares)), key=lambda i: (-shares[i], i))
+    top = [(str(i), float(shares[i])) for i in order[:k]]
+    rest = [shares[i] for i in order[k:]]
+    return [*top, ("other", float(sum(rest)))] if rest else top
+
+
+def build_version() -> str:
+    try:
+        return dist_version("driftwatch")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -98,18 +155,27 @@ class StoreCollector(Collector):
         settings: Settings,
         max_features: int = 5,
         max_arm_windows: int = 32,
+        top_classes: int = 10,
+        active_seconds: float = 7 * 86400,
     ) -> None:
         self.factory, self.settings, self.max_features = factory, settings, max_features
-        self.max_arm_windows = max_arm_windows
+        self.max_arm_windows, self.top_classes = max_arm_windows, top_classes
+        self.active = timedelta(seconds=active_seconds)
 
     def collect(self) -> Iterator[Any]:
+        info = _gauge("driftwatch_build_info")
+        info.add_metric([build_version(), platform.python_version()], 1.0)
+        yield info
+        now = datetime.now(UTC)
         with self.factory() as session:
-            yield from self._drift(session)
+            yield from self._drift(session, now - self.active)
             yield from self._policy(session)
-            yield from self._windows(session)
-            yield from self._arms(session)
+            yield from self._windows(session, now - self.active)
+            yield from self._arms(session, now - self.active)
+            yield from self._models(session)
+            yield from self._staleness(session, now)
 
-    def _drift(self, session: Session) -> Iterator[Any]:
+    def _drift(self, session: Session, since: datetime) -> Iterator[Any]:
         latest = (
             select(
                 DriftResultRow.model,
@@ -118,6 +184,7 @@ class StoreCollector(Collector):
                 DriftResultRow.family,
                 func.max(DriftResultRow.id).label("id"),
             )
+            .where(DriftResultRow.created_at >= since)
             .group_by(
                 DriftResultRow.model,
                 DriftResultRow.model_version,
@@ -175,30 +242,54 @@ class StoreCollector(Collector):
             active.add_metric([model, family, severity], float(n))
         yield from (state, active)
 
-    def _windows(self, session: Session) -> Iterator[Any]:
+    def _windows(self, session: Session, since: datetime) -> Iterator[Any]:
         last_end = _gauge("driftwatch_last_window_end_timestamp_seconds")
-        evaluated = _counter("driftwatch_windows_evaluated_total")
-        for model, version, arm, end, n in session.execute(
-            select(
-                Window.model,
-                Window.model_version,
-                Window.arm,
-                func.max(Window.end_ts),
-                func.count(),
+        for model, version, arm, end in session.execute(
+            select(Window.model, Window.model_version, Window.arm, func.max(Window.end_ts))
+            .where(
+                and_(Window.evaluated_at.is_not(None), Window.state == "evaluated"),
+                Window.evaluated_at >= since,
             )
-            .where(and_(Window.evaluated_at.is_not(None), Window.state == "evaluated"))
             .group_by(Window.model, Window.model_version, Window.arm)
         ):
             if end is not None:
-                ts = end.timestamp() if hasattr(end, "timestamp") else 0.0
-                last_end.add_metric([model, version, arm], ts)
-            evaluated.add_metric([model, version, arm], float(n))
-        yield from (last_end, evaluated)
+                last_end.add_metric([model, version, arm], end.timestamp())
+        yield last_end
 
-    def _arms(self, session: Session) -> Iterator[Any]:
+    def _models(self, session: Session) -> Iterator[Any]:
+        ratio, step = _gauge("driftwatch_canary_traffic_ratio"), _gauge("driftwatch_canary_step")
+        latest = select(func.max(Rollout.id)).group_by(Rollout.model)
+        for r in session.scalars(select(Rollout).where(Rollout.id.in_(latest))):
+            running = r.plan[r.step_index] / 100 if r.step_index < len(r.plan) else 0.0
+            share = {"running": running, "promoted": 1.0}.get(r.state, 0.0)
+            ratio.add_metric([r.model, r.candidate_version], share)
+            step.add_metric([r.model, r.candidate_version], float(r.step_index))
+        acc, size = _gauge("driftwatch_model_accuracy"), _gauge("driftwatch_model_size_bytes")
+        latency = _gauge("driftwatch_model_latency_seconds")
+        for mv in session.scalars(select(ModelVersion).where(ModelVersion.state.in_(LIVE_STATES))):
+            key, m = [mv.model, mv.version], mv.metrics or {}
+            for fmt, value in (m.get("accuracy") or {}).items():
+                if fmt in ("fp32", "int8"):
+                    acc.add_metric([*key, fmt, "recent_holdout"], float(value))
+            for fmt, value in (m.get("size_bytes") or {}).items():
+                size.add_metric([*key, fmt], float(value))
+            for name, lat in (m.get("latency") or {}).items():
+                fmt, _, batch = name.partition("_b")
+                latency.add_metric([*key, fmt, batch], float(lat["p50_ms"]) / 1000)
+        yield from (ratio, step, acc, size, latency)
 
+    def _staleness(self, session: Session, now: datetime) -> Iterator[Any]:
+        age = _gauge("driftwatch_model_last_log_age_seconds")
+        for model, last in session.execute(
+            select(Prediction.model, func.max(Prediction.ts)).group_by(Prediction.model)
+        ):
+            if last is not None:
+                age.add_metric([model], max(0.0, (now - last).total_seconds()))
+        yield age
+
+    def _arms(self, session: Session, since: datetime) -> Iterator[Any]:
         # a canary version often has no reference yet: its windows still have arm figures
-        done = Window.state.in_(("evaluated", "no_profile"))
+        done = and_(Window.state.in_(("evaluated", "no_profile")), Window.evaluated_at >= since)
         latest = (
             select(func.max(Window.id).label("id"))
             .where(done)
@@ -216,10 +307,10 @@ class StoreCollector(Collector):
             _gauge("driftwatch_arm_latency_seconds"),
         )
         low, bucket = (
-            _gauge("driftwatch_arm_low_confidence_rate"),
-            _gauge("driftwatch_arm_confidence_bucket"),
+            _gauge("driftwatch_arm_low_confidence_ratio"),
+            _gauge("driftwatch_arm_confidence_ratio"),
         )
-        share = _gauge("driftwatch_arm_class_share")
+        share = _gauge("driftwatch_arm_class_ratio")
         for w in windows:
             arm = Prediction.arm.is_(None) if w.arm == NO_ARM else Prediction.arm == w.arm
             rows = session.execute(
@@ -244,10 +335,10 @@ class StoreCollector(Collector):
             if f.accuracy is not None:
                 accuracy.add_metric(key, f.accuracy)
             for q, seconds in f.latency_s.items():
-                latency.add_metric([*key, f"{q:g}"], seconds)
+                latency.add_metric([*key, f"{q * 100:g}"], seconds)
             low.add_metric(key, f.low_confidence_rate)
             for le, value in f.confidence_le.items():
                 bucket.add_metric([*key, f"{le:.1f}"], value)
-            for cls, value in enumerate(f.class_share):
-                share.add_metric([*key, str(cls)], value)
+            for cls, value in top_classes(f.class_share, self.top_classes):
+                share.add_metric([*key, cls], value)
         yield from (accuracy, latency, low, bucket, share)

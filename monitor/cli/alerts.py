@@ -63,7 +63,7 @@ def ack_cmd(ctx: click.Context, alert_id: int, by: str) -> None:
     """Acknowledge alert ALERT_ID."""
 
     with unit_of_work(_sessions(ctx)) as session:
-        actions.acknowledge(session, alert_id, by)
+        actions.acknowledge(session, alert_id, by, settings_of(ctx).alerts)
     click.echo(f"alert {alert_id} acknowledged by {by}")
 
 

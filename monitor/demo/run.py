@@ -31,7 +31,7 @@ import numpy as np
 from ingest.broker import LocalBroker
 from ingest.sdk import PredictionLogger
 from ingest.worker import IngestWorker
-from monitor.alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from monitor.alerts.channels.webhook import verify
 from monitor.demo.impact import estimate_note, say_calibration, write_worst_images
 from monitor.demo.receiver import Receiver
 from monitor.demo.state import PHASES, SECRET, WINDOW, Demo, Phase, Stage
@@ -241,7 +241,7 @@ def run_demo(
 def _print_alert(item: Any) -> None:
 
     body = item.json
-    ok = verify_signature(item.body, item.headers.get(SIGNATURE_HEADER, ""), SECRET)
+    ok = verify(item.body, item.headers, SECRET)
     bar = "=" * 78
     click.echo(
         f"\n{bar}\nWEBHOOK RECEIVED ({'signature ok' if ok else 'BAD SIGNATURE'})\n"

@@ -16,7 +16,7 @@ import numpy as np
 from monitor.settings import Settings
 
 WINDOW = 250
-SECRET = "demo-webhook-secret"
+SECRET = "whsec_" + "ZGVtby13ZWJob29rLXNlY3JldC1rZXkh"  # Standard Webhooks format
 Stage = Callable[["Demo"], None]
 
 

@@ -7,10 +7,15 @@ block, a section with fields, a section listing what moved, and a context block 
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
-from monitor.alerts.message import AlertMessage
-from monitor.settings import SlackChannel
+from pydantic import SecretStr
+
+from monitor.alerts.channels.base import ChannelBase, Request
+
+if TYPE_CHECKING:
+    from monitor.alerts.message import AlertMessage
 
 _EMOJI = {"trigger": ":rotating_light:", "resolve": ":white_check_mark:", "test": ":test_tube:"}
 
@@ -53,7 +58,13 @@ def blocks(msg: AlertMessage) -> list[dict[str, Any]]:
     ]
 
 
-def request(msg: AlertMessage, channel: SlackChannel) -> tuple[str, bytes, dict[str, str]]:
-    """(url, body, headers) of the POST for ``msg``."""
-    body = json.dumps({"text": msg.text(), "blocks": blocks(msg)}).encode()
-    return channel.url, body, {"Content-Type": "application/json"}
+class SlackChannel(ChannelBase):
+    """The incoming-webhook URL is a credential: a secret, never shown or logged."""
+
+    type: Literal["slack"] = "slack"
+    name: str = "slack"
+    url: SecretStr
+
+    def request(self, msg: AlertMessage, now: datetime) -> Request:
+        body = json.dumps({"text": msg.text(), "blocks": blocks(msg)}).encode()
+        return self.url.get_secret_value(), body, {"Content-Type": "application/json"}

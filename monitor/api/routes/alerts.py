@@ -21,6 +21,7 @@ from monitor.api.deps import (
     page_of,
     require_read,
     require_write,
+    settings_of,
 )
 from monitor.store.alerting_tables import AlertRow
 from monitor.vocabulary import AlertStatus, Family, Severity
@@ -102,8 +103,9 @@ class Silence(BaseModel):
     dependencies=[Depends(require_write)],
     summary="Acknowledge an alert (someone is on it).",
 )
-def ack_alert(session: DB, alert_id: Id, body: Ack) -> AlertOut:
-    return alert_out(actions.acknowledge(session, alert_id, body.by))
+def ack_alert(request: Request, session: DB, alert_id: Id, body: Ack) -> AlertOut:
+    alerts = settings_of(request).alerts
+    return alert_out(actions.acknowledge(session, alert_id, body.by, alerts))
 
 
 @router.post(
