@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from monitor.api.canary_routes import router as canary_router
 from monitor.api.collector import StoreCollector
 from monitor.api.deps import ApiError, require_read, session_dep
 from monitor.api.outlier_routes import router as outlier_router
@@ -156,4 +157,5 @@ def create_app(
     app.include_router(router, prefix="/api/v1")
     app.include_router(retrain_router, prefix="/api/v1")
     app.include_router(outlier_router, prefix="/api/v1")
+    app.include_router(canary_router, prefix="/api/v1")
     return app

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
@@ -187,16 +187,19 @@ def load_window(session: Session, window: Window) -> LogBatch:
 def load_range(
     session: Session,
     model: str,
-    version: str,
+    version: str | None,
     start: datetime | None = None,
     end: datetime | None = None,
     *,
     arm: str | None = None,
     limit: int | None = None,
 ) -> LogBatch:
-    """Logs of ``model``/``version`` with ``start <= ts < end`` (any arm unless ``arm`` is given;
-    ``"all"`` means logs without an arm). ``limit`` keeps the newest ``limit`` logs."""
-    stmt = select(*_COLUMNS).where(Prediction.model == model, Prediction.model_version == version)
+    """Logs of ``model``/``version`` (any version when None) with ``start <= ts < end`` (any arm
+    unless ``arm`` is given; ``"all"`` means logs without an arm). ``limit`` keeps the newest
+    ``limit`` logs."""
+    stmt = select(*_COLUMNS).where(Prediction.model == model)
+    if version is not None:
+        stmt = stmt.where(Prediction.model_version == version)
     if start is not None:
         stmt = stmt.where(Prediction.ts >= start)
     if end is not None:
@@ -213,7 +216,15 @@ def load_range(
             f"no logs of {model} {version} between {start} and {end}"
             + ("" if arm is None else f" on arm {arm}")
         )
-    return rows_to_batch(rows, {"model": model, "model_version": version})
+    return rows_to_batch(rows, {"model": model, "model_version": version or ""})
+
+
+def first_log_time(session: Session, model: str, arm: str, since: datetime) -> datetime | None:
+    """When the first log of ``model`` on ``arm`` at or after ``since`` was made, or None."""
+    stmt = select(func.min(Prediction.ts)).where(
+        Prediction.model == model, Prediction.ts >= since, _arm_filter(arm)
+    )
+    return session.scalar(stmt)
 
 
 # ---------------------------------------------------------------- reference files
