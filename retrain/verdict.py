@@ -4,7 +4,7 @@ Driftwatch's own controller (:mod:`retrain.rollout`), the Argo Rollouts ``web`` 
 Prometheus gauge and Flagger's webhooks all ask :func:`decide`, so a canary is judged the same
 way whoever moves the traffic. The rules, first match wins:
 
-1. ``wait`` while the canary has fewer than ``min_logs`` logs (or stable has none); a wait that
+1. ``wait`` while the canary has fewer than ``min_logs`` logs; a wait that
    has lasted more than ``max_wait_s`` becomes ``rollback`` (a canary that never gets traffic,
    or never logs, must not be promoted by a caller that counts inconclusive answers).
 2. ``rollback`` when both arms have ``min_labels`` labels and canary accuracy is more than
@@ -128,10 +128,10 @@ class Verdict:
         return {"verdict": self.verdict, "ready": self.ready, **asdict(self)}
 
 
-def _wait_or_expire(s: ArmFigures, c: ArmFigures, th: Thresholds, waited_s: float) -> str | None:
-    if c.n >= th.min_logs and s.n > 0:
+def _wait_or_expire(c: ArmFigures, th: Thresholds, waited_s: float) -> str | None:
+    if c.n >= th.min_logs:
         return None
-    short = f"canary has {c.n} of {th.min_logs} logs" if c.n < th.min_logs else "stable has no logs"
+    short = f"canary has {c.n} of {th.min_logs} logs"
     if waited_s > th.max_wait_s:
         return f"rollback:{short} after {waited_s:.0f} s, more than max_wait {th.max_wait_s:.0f} s"
     return f"wait:{short}"
@@ -197,7 +197,7 @@ def decide(
     def out(outcome: Outcome, reason: str) -> Verdict:
         return Verdict(outcome, reason, stable, canary, thresholds, waited_s, dets)
 
-    waiting = _wait_or_expire(stable, canary, thresholds, waited_s)
+    waiting = _wait_or_expire(canary, thresholds, waited_s)
     if waiting is not None:
         kind, _, why = waiting.partition(":")
         return out("rollback" if kind == "rollback" else "wait", why)
