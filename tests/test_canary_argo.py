@@ -79,7 +79,7 @@ def ask(client: TestClient, metric: dict[str, Any], args: dict[str, str]) -> tup
     """What Argo's web provider would GET: the template URL with the run's args filled in."""
     url = metric["provider"]["web"]["url"]
     for key, value in args.items():
-        url = url.replace("{{args.%s}}" % key, value)
+        url = url.replace("{{args." + key + "}}", value)
     assert "{{" not in url
     parts = urlsplit(url)
     assert parts.netloc == "dw-driftwatch-api.mon.svc:8000"

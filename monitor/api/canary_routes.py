@@ -153,7 +153,7 @@ def flagger_route(
     except ValueError:
         return JSONResponse({"detail": "metadata.max_wait_s must be a number"}, status_code=400)
     v = canary_verdict(session, settings, model, stable, canary, max_wait)
-    body = {"hook": hook, "canary": f"{payload.namespace}/{payload.name}", "phase": payload.phase}
+    body = {"hook": hook, "target": f"{payload.namespace}/{payload.name}", "phase": payload.phase}
     return JSONResponse(
         {**body, **_body(v, model, stable, canary)}, status_code=_status(hook, v.verdict)
     )
