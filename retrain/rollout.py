@@ -26,9 +26,19 @@ from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped
 from retrain.verdict import ArmFigures
 
 
+def served_artifact(mv: ModelVersion) -> str:
+    """The artifact ``mv`` serves: the format its build chose (INT8 only when it measured
+    faster, :class:`retrain.quantize.FormatChoice`); versions built before that serve INT8
+    when they have it."""
+    chosen = (mv.metrics or {}).get("format", {}).get("chosen")
+    if chosen in ("int8", "fp32") and f"onnx_{chosen}" in mv.artifacts:
+        return f"onnx_{chosen}"
+    return "onnx_int8" if "onnx_int8" in mv.artifacts else "onnx_fp32"
+
+
 def arm_spec(store: registry.ArtifactStore, mv: ModelVersion) -> ArmSpec:
-    """The deployable artifact of ``mv``: INT8 ONNX when it has one, else FP32."""
-    name = "onnx_int8" if "onnx_int8" in mv.artifacts else "onnx_fp32"
+    """The deployable artifact of ``mv`` (:func:`served_artifact`)."""
+    name = served_artifact(mv)
     path = store.path(mv, name)
     return ArmSpec(
         version=mv.version, path=str(path.resolve()), sha256=mv.artifacts[name]["sha256"]

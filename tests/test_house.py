@@ -81,7 +81,6 @@ DEBT = {
     "monitor/policy/supersede.py:resolve_superseded": 82,
     "ingest/sdk.py": 419,
     "ingest/worker.py": 436,
-    "retrain/pipeline.py:_run": 116,
     "dashboards/boards.py": 424,
     "dashboards/boards.py:oncall": 119,
     "dashboards/boards.py:canary": 111,

@@ -151,7 +151,6 @@ def create_app(
         dependencies=[Depends(require_read)],
     )
     def status_page(model: str, session: Annotated[Session, Depends(session_dep)]) -> HTMLResponse:
-
         return HTMLResponse(status_html(session, settings, model))
 
     app.include_router(router, prefix="/api/v1")
