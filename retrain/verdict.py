@@ -205,9 +205,9 @@ def decide(
     checks = [_labelled(stable, canary, thresholds), _latency(stable, canary, thresholds)]
     if not labelled:
         checks += [_estimated(stable, canary, thresholds), _less_confident(stable, canary, dets)]
-    for why in checks:
-        if why is not None:
-            return out("rollback", why)
+    for found in checks:
+        if found is not None:
+            return out("rollback", found)
     acc = (
         ""
         if canary.accuracy is None or stable.accuracy is None
