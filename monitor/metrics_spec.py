@@ -193,6 +193,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "Index of the current rollout step.",
     ),
     MetricSpec(
+        "driftwatch_canary_verdict",
+        "gauge",
+        ("model", "stable", "canary"),
+        "Latest canary verdict of two arms: 1 advance, 0 wait, -1 rollback.",
+    ),
+    MetricSpec(
         "driftwatch_rollout_events_total",
         "counter",
         ("model", "event"),

@@ -306,6 +306,17 @@ class RetrainSettings(_Section):
     max_latency_ratio: float = Field(
         2.0, ge=1.0, description="Canary / stable median latency limit."
     )
+    max_estimated_accuracy_drop: float = Field(
+        0.03, ge=0, description="Canary CBPE accuracy below stable's by more: roll back."
+    )
+    max_wait_seconds: float = Field(
+        3600.0, gt=0, description="A canary verdict that waits longer becomes a rollback."
+    )
+    int8_min_speedup: float = Field(
+        1.1, ge=1.0, description="INT8 ships only when this much faster than FP32."
+    )
+    serving_batch: int = Field(32, ge=1, description="Batch size the gate times formats at.")
+    serving_threads: int = Field(1, ge=1, description="Intra-op threads of the target server.")
 
 
 class GrafanaSettings(_Section):

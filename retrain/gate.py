@@ -106,6 +106,7 @@ class GateReport:
     size_bytes: dict[str, int]
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
+    formats: dict[str, Any] = field(default_factory=dict)  # the candidate's FormatChoice
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +129,8 @@ class GateReport:
             ),
             "size " + ", ".join(f"{arm} {b / 1024:.0f} KiB" for arm, b in self.size_bytes.items()),
         ]
+        if self.formats:
+            lines.append(f"format: {self.formats['reason']}")
         lines += [f"  refused: {r}" for r in self.reasons]
         return "\n".join(lines)
 
@@ -188,6 +191,7 @@ def evaluate(
     reference: tuple[np.ndarray, np.ndarray],
     sizes: dict[str, int],
     criteria: RetrainSettings,
+    formats: dict[str, Any] | None = None,
 ) -> GateReport:
     """Run both ONNX Runtime sessions on both holdouts and decide."""
     from scipy.special import softmax
@@ -214,6 +218,7 @@ def evaluate(
         agreement_reference=agreement["reference"],
         latency_ms=latency,
         size_bytes=sizes,
+        formats=dict(formats or {}),
     )
     return decide(report, criteria)
 

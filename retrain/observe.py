@@ -37,3 +37,12 @@ def rollout_event(model: str, event: str, version: str, weight: int, step: int) 
 
 def gate_agreement(model: str, agreement: float) -> None:
     metric("driftwatch_canary_agreement").labels(model=model).set(agreement)
+
+
+VERDICT_VALUE = {"advance": 1, "wait": 0, "rollback": -1}
+
+
+def canary_verdict(model: str, stable: str, canary: str, verdict: str) -> None:
+    metric("driftwatch_canary_verdict").labels(model=model, stable=stable, canary=canary).set(
+        VERDICT_VALUE[verdict]
+    )

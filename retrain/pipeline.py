@@ -31,8 +31,8 @@ from monitor.store.versions import promoted_version
 from retrain import jobs, observe, registry
 from retrain.data import load_labelled, split_recent
 from retrain.deploy import target_from_settings
-from retrain.gate import evaluate
-from retrain.rollout import start
+from retrain.gate import GateReport, evaluate
+from retrain.rollout import served_artifact, start
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def build_artifacts(
 ) -> tuple[bytes, bytes, dict[str, Any]]:
     """(ONNX FP32, ONNX INT8, figures): export, parity, quantize, INT8 accuracy gate, timings."""
     from retrain.export import check_parity, export_onnx, session
-    from retrain.quantize import check_int8, quantize_int8
+    from retrain.quantize import check_int8, choose_format, quantize_int8
 
     cfg = settings.retrain
     fp32 = export_onnx(net, x_calib[:2])
@@ -73,6 +73,9 @@ def build_artifacts(
     int8 = quantize_int8(fp32, x_calib[:512])
     s32, s8 = session(fp32), session(int8)
     check = check_int8(s32, s8, x_hold, y_hold, cfg.max_int8_accuracy_drop)
+    choice = choose_format(
+        fp32, int8, x_hold, cfg.serving_batch, cfg.serving_threads, cfg.int8_min_speedup
+    )
     figures = {
         "parity": {
             "max_abs_logits": parity.max_abs_logits,
@@ -86,6 +89,7 @@ def build_artifacts(
             for kind, s in (("fp32", s32), ("int8", s8))
             for b in (1, 32)
         },
+        "format": choice.to_dict(),
     }
     return fp32, int8, figures
 
@@ -199,6 +203,33 @@ def run_job(
         return JobOutcome(job_id=job_id, state="failed", error=reason)
 
 
+def _inputs(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    store: registry.ArtifactStore,
+    model: str,
+    params: dict[str, Any],
+) -> tuple[Any, Any, Any, str]:
+    """The labelled production data, the current version's weights, served ONNX and name."""
+    cfg = settings.retrain
+    with unit_of_work(sessions) as session:
+        data = load_labelled(
+            session, model, since=_ts(params.get("since")), until=_ts(params.get("until"))
+        )
+        current = promoted_version(session, model)
+        if current is None:
+            raise NotFound(f"model {model} has no promoted version to retrain from")
+        base = _load_base(store, current)
+        current_onnx = store.path(current, served_artifact(current))
+        current_version = current.version
+    if len(data) < cfg.min_labelled:
+        raise DriftwatchError(
+            f"only {len(data)} labelled production images with thumbnails "
+            f"(need {cfg.min_labelled}); skipped {data.skipped}"
+        )
+    return data, base, current_onnx, current_version
+
+
 def _run(
     settings: Settings,
     sessions: sessionmaker[Session],
@@ -213,23 +244,7 @@ def _run(
     from retrain.recipes import RecipeInput, load_recipe
 
     cfg = settings.retrain
-    with unit_of_work(sessions) as session:
-        data = load_labelled(
-            session, model, since=_ts(params.get("since")), until=_ts(params.get("until"))
-        )
-        current = promoted_version(session, model)
-        if current is None:
-            raise NotFound(f"model {model} has no promoted version to retrain from")
-        base = _load_base(store, current)
-        current_onnx = store.path(
-            current, "onnx_int8" if "onnx_int8" in current.artifacts else "onnx_fp32"
-        )
-        current_version = current.version
-    if len(data) < cfg.min_labelled:
-        raise DriftwatchError(
-            f"only {len(data)} labelled production images with thumbnails "
-            f"(need {cfg.min_labelled}); skipped {data.skipped}"
-        )
+    data, base, current_onnx, current_version = _inputs(settings, sessions, store, model, params)
     seed = int(params.get("seed", cfg.seed))
     train, hold = split_recent(data, cfg.holdout_fraction, seed)
     recipe_name = str(params.get("recipe", cfg.recipe))
@@ -267,9 +282,9 @@ def _run(
         job = jobs.get_job(session, job_id)
         job.candidate_version = version
         figures = dict(mv.metrics)
-        cand_path = store.path(mv, "onnx_int8")
+        cand_path = store.path(mv, served_artifact(mv))
         sizes = {
-            "candidate": mv.artifacts["onnx_int8"]["bytes"],
+            "candidate": mv.artifacts[served_artifact(mv)]["bytes"],
             "current": current_onnx.stat().st_size,
         }
     ref_x, ref_y = out.reference_holdout
@@ -280,8 +295,35 @@ def _run(
         (out.to_input(ref_x), ref_y),
         sizes,
         cfg,
+        formats=figures.get("format", {}),
     )
     observe.gate_agreement(model, report.agreement_recent)
+    return _conclude(
+        settings,
+        sessions,
+        store,
+        target,
+        job_id,
+        model,
+        (version, current_version),
+        report,
+        figures,
+    )
+
+
+def _conclude(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    store: registry.ArtifactStore,
+    target: Any,
+    job_id: int,
+    model: str,
+    versions: tuple[str, str],
+    report: GateReport,
+    figures: dict[str, Any],
+) -> JobOutcome:
+    """Store the gate report; fail the job on a refusal, else start the canary rollout."""
+    version, current_version = versions
     with unit_of_work(sessions) as session:
         session.add(
             CanaryReport(

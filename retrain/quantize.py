@@ -1,4 +1,5 @@
-"""Static INT8 quantization with ONNX Runtime (QDQ, per-channel weights) and its accuracy gate."""
+"""Static INT8 quantization with ONNX Runtime (QDQ, per-channel weights), its accuracy gate, and
+the choice of the served format (INT8 only when it is faster at the serving batch size)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import DriftwatchError
-from retrain.export import INPUT, run
+from retrain.export import INPUT, OUTPUTS, run
 
 
 class QuantizationError(DriftwatchError):
@@ -102,3 +103,73 @@ def check_int8(
     if not check.ok:
         raise QuantizationError(check.reason())
     return check
+
+
+@dataclass(frozen=True)
+class FormatChoice:
+    """Which ONNX artifact to serve, from both formats' latency at the serving batch size on
+    the target's threads: INT8 only when it is at least ``min_speedup`` times faster."""
+
+    fp32_ms: float
+    int8_ms: float
+    min_speedup: float
+    batch: int
+    threads: int
+
+    @property
+    def speedup(self) -> float:
+        """FP32 time over INT8 time (above 1: INT8 is faster)."""
+        return self.fp32_ms / self.int8_ms if self.int8_ms > 0 else float("inf")
+
+    @property
+    def chosen(self) -> str:
+        return "int8" if self.speedup >= self.min_speedup else "fp32"
+
+    def reason(self) -> str:
+        verb = "serving INT8" if self.chosen == "int8" else "serving FP32"
+        return (
+            f"{verb}: INT8 is {self.speedup:.2f}x FP32 ({self.int8_ms:.2f} vs {self.fp32_ms:.2f} "
+            f"ms per batch of {self.batch}, {self.threads} thread(s)); INT8 needs "
+            f"{self.min_speedup:.2f}x"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "speedup": self.speedup,
+            "fp32_ms": self.fp32_ms,
+            "int8_ms": self.int8_ms,
+            "min_speedup": self.min_speedup,
+            "batch": self.batch,
+            "threads": self.threads,
+            "reason": self.reason(),
+        }
+
+
+def paired_batch_ms(
+    fp32_session: Any, int8_session: Any, x: np.ndarray, batch: int, repeats: int = 30
+) -> tuple[float, float]:
+    """Median milliseconds per batch of both sessions, timed alternately on the same batch
+    (so a noisy neighbour slows both, not one)."""
+    import time
+
+    xb = np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])), dtype=np.float32)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for sess in (fp32_session, int8_session):  # warm-up
+        sess.run(list(OUTPUTS), {INPUT: xb})
+    for i in range(2 * repeats):
+        k = i % 2
+        t0 = time.perf_counter()
+        (fp32_session, int8_session)[k].run(list(OUTPUTS), {INPUT: xb})
+        times[k].append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def choose_format(
+    fp32: bytes, int8: bytes, x: np.ndarray, batch: int, threads: int, min_speedup: float
+) -> FormatChoice:
+    """Time both models at ``batch`` on ``threads`` intra-op threads and choose."""
+    from retrain.export import session
+
+    f_ms, i_ms = paired_batch_ms(session(fp32, threads), session(int8, threads), x, batch)
+    return FormatChoice(f_ms, i_ms, min_speedup, batch, threads)

@@ -1,19 +1,10 @@
 """The online canary controller: staged traffic weights, arm comparison, promote or roll back.
 
-Each :func:`tick` looks at the logs of both arms since the current step began and does one of:
-
-1. ``wait``: the canary arm has fewer than ``step_min_logs`` logs yet.
-2. ``rollback`` on a regression, with the reason recorded, when any of these holds:
-   - both arms have ``min_arm_labels`` labels and canary accuracy is more than
-     ``max_online_accuracy_drop`` below stable's;
-   - canary median latency exceeds ``max_latency_ratio`` times stable's (the median, as the
-     p99 of a few hundred requests on a shared host is one scheduling hiccup; p99 is recorded);
-   - without enough labels, the confidence detector finds the arms differ and the canary is
-     the less confident one (the early sign of a worse model).
-3. ``advance`` to the next weight of ``rollout_steps``, or ``promote`` after the last one.
-
-Class-distribution differences between the arms are recorded as evidence but are not by
-themselves a regression: a canary that fixes a drift is expected to predict differently.
+Each :func:`tick` gathers both arms' logs since the current step began
+(:func:`retrain.evidence.gather_arms`) and asks :func:`retrain.verdict.decide`, the same
+verdict the Argo Rollouts and Flagger doors serve: ``wait`` does nothing, ``rollback`` ends the
+rollout with the reason recorded, ``advance`` moves to the next weight of ``rollout_steps`` or
+promotes after the last one. The step's evidence is stored with the outcome.
 """
 
 from __future__ import annotations
@@ -23,24 +14,31 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.batch import LogBatch
 from monitor.errors import Conflict, DriftwatchError, NotFound
-from monitor.evaluate import compare_arms
 from monitor.settings import Settings
-from monitor.store.logs import load_range
 from monitor.store.retrain_tables import ModelVersion, Rollout, RolloutStep
 from monitor.store.versions import promoted_version
-from retrain import observe, registry
+from retrain import evidence, observe, registry, verdict
 from retrain.deploy import ArmSpec, DeploymentSpec, DeploymentTarget, stamped, target_from_settings
+from retrain.verdict import ArmFigures
+
+
+def served_artifact(mv: ModelVersion) -> str:
+    """The artifact ``mv`` serves: the format its build chose (INT8 only when it measured
+    faster, :class:`retrain.quantize.FormatChoice`); versions built before that serve INT8
+    when they have it."""
+    chosen = (mv.metrics or {}).get("format", {}).get("chosen")
+    if chosen in ("int8", "fp32") and f"onnx_{chosen}" in mv.artifacts:
+        return f"onnx_{chosen}"
+    return "onnx_int8" if "onnx_int8" in mv.artifacts else "onnx_fp32"
 
 
 def arm_spec(store: registry.ArtifactStore, mv: ModelVersion) -> ArmSpec:
-    """The deployable artifact of ``mv``: INT8 ONNX when it has one, else FP32."""
-    name = "onnx_int8" if "onnx_int8" in mv.artifacts else "onnx_fp32"
+    """The deployable artifact of ``mv`` (:func:`served_artifact`), by URL."""
+    name = served_artifact(mv)
     return ArmSpec(version=mv.version, url=store.url(mv, name), sha256=mv.artifacts[name]["sha256"])
 
 
@@ -121,38 +119,6 @@ def _publish(
 
 
 @dataclass(frozen=True)
-class ArmFigures:
-    n: int
-    n_labelled: int
-    accuracy: float | None
-    mean_confidence: float | None
-    latency_p50_ms: float | None
-    latency_p99_ms: float | None
-
-    @classmethod
-    def of(cls, batch: LogBatch | None) -> ArmFigures:
-        if batch is None or len(batch) == 0:
-            return cls(0, 0, None, None, None, None)
-        labels = batch.labels if batch.labels is not None else np.full(len(batch), -1)
-        known = labels >= 0
-        lat = (
-            batch.latency_ms[np.isfinite(batch.latency_ms)]
-            if batch.latency_ms is not None
-            else np.zeros(0)
-        )
-        return cls(
-            n=len(batch),
-            n_labelled=int(known.sum()),
-            accuracy=float((batch.predicted[known] == labels[known]).mean())
-            if known.any()
-            else None,
-            mean_confidence=float(batch.confidence.mean()),
-            latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None,
-            latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else None,
-        )
-
-
-@dataclass(frozen=True)
 class StepEvidence:
     """Both arms' figures over one step, and the detectors' stable-vs-canary results."""
 
@@ -165,88 +131,38 @@ class StepEvidence:
         return asdict(self)
 
 
-def judge(ev: StepEvidence, settings: Settings, last_step: bool) -> tuple[str, str]:
-    """``(outcome, reason)`` for one step's evidence (the rules in the module docstring)."""
-    cfg = settings.retrain
-    s, c = ev.stable, ev.canary
-    if c.n < cfg.step_min_logs:
-        return "wait", f"canary has {c.n} of {cfg.step_min_logs} logs"
-    labelled = min(s.n_labelled, c.n_labelled) >= cfg.min_arm_labels
-    if (
-        labelled
-        and s.accuracy is not None
-        and c.accuracy is not None
-        and c.accuracy < s.accuracy - cfg.max_online_accuracy_drop
-    ):
-        return "rollback", (
-            f"canary accuracy {c.accuracy:.2%} is below stable {s.accuracy:.2%} "
-            f"by more than {cfg.max_online_accuracy_drop:.2%} at {ev.weight}% "
-            f"(n={c.n_labelled}/{s.n_labelled} labelled)"
-        )
-    if (
-        s.latency_p50_ms
-        and c.latency_p50_ms
-        and c.latency_p50_ms > cfg.max_latency_ratio * s.latency_p50_ms
-    ):
-        return "rollback", (
-            f"canary median latency {c.latency_p50_ms:.1f} ms is over "
-            f"{cfg.max_latency_ratio:g}x stable {s.latency_p50_ms:.1f} ms"
-        )
-    conf = [d for d in ev.detectors if d.get("family") == "confidence" and d.get("drifted")]
-    if not labelled and conf and (c.mean_confidence or 0) < (s.mean_confidence or 0):
-        return "rollback", (
-            f"canary is less confident than stable ({c.mean_confidence:.3f} < "
-            f"{s.mean_confidence:.3f}; {conf[0].get('method')} drifted) and "
-            f"labels are too few to overrule"
-        )
-    acc = (
-        ""
-        if c.accuracy is None or s.accuracy is None
-        else f": accuracy canary {c.accuracy:.2%} vs stable {s.accuracy:.2%}"
+def judge(
+    ev: StepEvidence, settings: Settings, last_step: bool, waited_s: float = 0.0
+) -> tuple[str, str]:
+    """``(outcome, reason)`` of :func:`retrain.verdict.decide`; ``promote`` for an advance at
+    the last step."""
+    v = verdict.decide(
+        ev.stable, ev.canary, verdict.Thresholds.of(settings.retrain), ev.detectors, waited_s
     )
-    return ("promote" if last_step else "advance"), f"no regression at {ev.weight}%{acc}"
-
-
-def _arm_batch(
-    session: Session, model: str, version: str, arm: str, since: datetime, until: datetime
-) -> LogBatch | None:
-
-    try:
-        return load_range(session, model, version, since, until, arm=arm)
-    except DriftwatchError:
-        return None
+    if v.verdict == "advance":
+        return ("promote" if last_step else "advance"), f"{v.reason} at {ev.weight}%"
+    return v.verdict, f"{v.reason} at {ev.weight}%" if v.verdict == "rollback" else v.reason
 
 
 def gather(session: Session, settings: Settings, rollout: Rollout, now: datetime) -> StepEvidence:
     """Load both arms' logs of the current step and compare them."""
-    since = rollout.step_started_at
-    stable = _arm_batch(session, rollout.model, rollout.stable_version, "stable", since, now)
-    canary = _arm_batch(session, rollout.model, rollout.candidate_version, "canary", since, now)
-    found: list[dict[str, Any]] = []
-    if stable is not None and canary is not None and min(len(stable), len(canary)) >= 20:
-        try:
-            results = compare_arms(stable, canary, settings.detectors, rollout.model)
-        except (ImportError, DriftwatchError) as exc:
-            found.append({"family": "error", "error": str(exc)})
-        else:
-            found = [
-                {
-                    "family": r.family,
-                    "method": r.method,
-                    "statistic": r.statistic,
-                    "p_value": r.p_value,
-                    "effect_size": r.effect_size,
-                    "drifted": r.drifted,
-                }
-                for r in results
-                if r.family in ("confidence", "classes")
-            ]
-    return StepEvidence(
-        weight=rollout.plan[rollout.step_index],
-        stable=ArmFigures.of(stable),
-        canary=ArmFigures.of(canary),
-        detectors=found,
+    stable, canary, found = evidence.gather_arms(
+        session,
+        settings.detectors,
+        rollout.model,
+        evidence.Arm("stable", rollout.stable_version),
+        evidence.Arm("canary", rollout.candidate_version),
+        rollout.step_started_at,
+        now,
     )
+    return StepEvidence(rollout.plan[rollout.step_index], stable, canary, found)
+
+
+def _waited(rollout: Rollout, now: datetime) -> float:
+    started = rollout.step_started_at
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return (now - started).total_seconds()
 
 
 def tick(
@@ -262,20 +178,20 @@ def tick(
         return rollout.state
     now = now or datetime.now(UTC)
     last = rollout.step_index == len(rollout.plan) - 1
-    evidence = gather(session, settings, rollout, now)
-    outcome, reason = judge(evidence, settings, last)
+    found = gather(session, settings, rollout, now)
+    outcome, reason = judge(found, settings, last, _waited(rollout, now))
     if outcome == "wait":
         return outcome
     session.add(
         RolloutStep(
             rollout_id=rollout.id,
             step_index=rollout.step_index,
-            weight=evidence.weight,
+            weight=found.weight,
             outcome=outcome,
             reason=reason,
-            stable_accuracy=evidence.stable.accuracy,
-            canary_accuracy=evidence.canary.accuracy,
-            evidence=evidence.to_dict(),
+            stable_accuracy=found.stable.accuracy,
+            canary_accuracy=found.canary.accuracy,
+            evidence=found.to_dict(),
             ts=now,
         )
     )

@@ -93,3 +93,52 @@ def test_quantize_needs_calibration_images(data: tuple) -> None:
     net, x, _ = data
     with pytest.raises(QuantizationError, match="no calibration images"):
         quantize_int8(export_onnx(net, x[:2]), x[:0])
+
+
+def test_format_choice_serves_int8_only_when_it_pays() -> None:
+    from retrain.quantize import FormatChoice
+
+    slow = FormatChoice(fp32_ms=3.0, int8_ms=4.0, min_speedup=1.1, batch=32, threads=1)
+    assert slow.chosen == "fp32" and slow.speedup == pytest.approx(0.75)
+    assert slow.reason().startswith("serving FP32: INT8 is 0.75x FP32")
+    assert "batch of 32, 1 thread(s)" in slow.reason()
+    # Faster, but not by the margin: still FP32; past the margin: INT8.
+    assert FormatChoice(3.0, 2.9, 1.1, 32, 1).chosen == "fp32"
+    assert FormatChoice(3.0, 2.0, 1.1, 32, 1).chosen == "int8"
+
+
+def test_build_ships_fp32_when_int8_is_not_faster_and_the_gate_says_so(data: tuple) -> None:
+    from monitor.settings import RetrainSettings, Settings
+    from monitor.store.retrain_tables import ModelVersion
+    from retrain.gate import GateReport, ModelScores
+    from retrain.pipeline import build_artifacts
+    from retrain.quantize import choose_format
+    from retrain.rollout import served_artifact
+
+    net, x, y = data
+    fp32 = export_onnx(net, x[:2])
+    int8 = quantize_int8(fp32, x[:256])
+    measured = choose_format(fp32, int8, x, batch=32, threads=1, min_speedup=1.0)
+    assert measured.fp32_ms > 0 and measured.int8_ms > 0 and measured.batch == 32
+    # A margin INT8 cannot reach on any machine: the build must ship FP32.
+    cfg = RetrainSettings(int8_min_speedup=1000.0, serving_batch=32, serving_threads=1)
+    _, _, figures = build_artifacts(net, x, x, y, Settings(environment="test", retrain=cfg))
+    fmt = figures["format"]
+    assert fmt["chosen"] == "fp32" and fmt["min_speedup"] == 1000.0
+    assert fmt["reason"].startswith("serving FP32: INT8 is")
+    artifacts = {"onnx_fp32": {}, "onnx_int8": {}}
+    mv = ModelVersion(model="m", version="v", artifacts=artifacts, metrics=figures)
+    assert served_artifact(mv) == "onnx_fp32"
+    legacy = ModelVersion(model="m", version="v0", artifacts=artifacts, metrics={})
+    assert served_artifact(legacy) == "onnx_int8"
+    scores = ModelScores.of(y, np.eye(10)[y])
+    report = GateReport(
+        {"candidate": scores, "current": scores},
+        {"candidate": scores, "current": scores},
+        1.0,
+        1.0,
+        {"candidate": {"p50": 1.0, "p99": 2.0}},
+        {"candidate": 1},
+        formats=fmt,
+    )
+    assert f"format: {fmt['reason']}" in report.summary()

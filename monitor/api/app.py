@@ -22,7 +22,17 @@ from sqlalchemy import Engine
 from monitor.api.collector import STORE_METRICS, StoreCollector
 from monitor.api.errors import ERROR_RESPONSES, install_error_handlers
 from monitor.api.guard import BodyRule, Guard
-from monitor.api.routes import alerts, health, logs, models, outliers, profiles, retrain, rollouts
+from monitor.api.routes import (
+    alerts,
+    canary,
+    health,
+    logs,
+    models,
+    outliers,
+    profiles,
+    retrain,
+    rollouts,
+)
 from monitor.api.routes.health import broker_reachable, database_reachable
 from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory
@@ -55,6 +65,7 @@ ROUTERS = (
     retrain.router,
     rollouts.router,
     logs.router,
+    canary.router,
 )
 
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
-from sqlalchemy import Select, Text, cast, select
+from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
@@ -198,7 +198,7 @@ def load_window(session: Session, window: Window) -> LogBatch:
 def load_range(
     session: Session,
     model: str,
-    version: str,
+    version: str | None,
     start: datetime | None = None,
     end: datetime | None = None,
     *,
@@ -206,10 +206,12 @@ def load_range(
     limit: int | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> LogBatch:
-    """Logs of ``model``/``version`` with ``start <= ts < end`` (any arm unless ``arm`` is given;
-    ``"all"`` means logs without an arm) carrying every ``tags`` key with that value (a
-    segment such as one camera). ``limit`` keeps the newest ``limit`` logs."""
-    stmt = select(*_COLUMNS).where(Prediction.model == model, Prediction.model_version == version)
+    """Logs of ``model``/``version`` (any version when None) with ``start <= ts < end`` (any arm
+    unless ``arm`` is given; ``"all"`` means logs without an arm) carrying every ``tags`` key
+    with that value (a segment such as one camera). ``limit`` keeps the newest ``limit`` logs."""
+    stmt = select(*_COLUMNS).where(Prediction.model == model)
+    if version is not None:
+        stmt = stmt.where(Prediction.model_version == version)
     if start is not None:
         stmt = stmt.where(Prediction.ts >= start)
     if end is not None:
@@ -229,7 +231,15 @@ def load_range(
             + ("" if arm is None else f" on arm {arm}")
             + ("" if not tags else f" tagged {dict(tags)}")
         )
-    return rows_to_batch(rows, {"model": model, "model_version": version})
+    return rows_to_batch(rows, {"model": model, "model_version": version or ""})
+
+
+def first_log_time(session: Session, model: str, arm: str, since: datetime) -> datetime | None:
+    """When the first log of ``model`` on ``arm`` at or after ``since`` was made, or None."""
+    stmt = select(func.min(Prediction.ts)).where(
+        Prediction.model == model, Prediction.ts >= since, _arm_filter(arm)
+    )
+    return session.scalar(stmt)
 
 
 # ---------------------------------------------------------------- reference files
