@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from monitor.api.deps import require_read, session_dep
@@ -89,6 +89,32 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+class VerdictOut(BaseModel):
+    """The canary verdict as every door serves it (Argo's web provider reads these fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_: str = Field(alias="schema", description=f"always {SCHEMA!r}")
+    model: str
+    arms: dict[str, str] = Field(description="the two arms compared: stable and canary")
+    verdict: Literal["advance", "wait", "rollback"]
+    ready: bool = Field(description="false while the verdict is wait")
+    reason: str
+    stable: dict[str, Any] = Field(description="the stable arm's figures")
+    canary: dict[str, Any] = Field(description="the canary arm's figures")
+    thresholds: dict[str, Any]
+    waited_s: float
+    detectors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class FlaggerAnswer(VerdictOut):
+    """A Flagger webhook's answer: the verdict plus what Flagger asked about."""
+
+    hook: str
+    target: str
+    phase: str
+
+
 def _body(v: Verdict, model: str, stable: str, canary: str) -> dict[str, Any]:
     body: dict[str, Any] = _finite(v.to_dict())
     return {"schema": SCHEMA, "model": model, "arms": {"stable": stable, "canary": canary}, **body}
@@ -98,6 +124,8 @@ def _body(v: Verdict, model: str, stable: str, canary: str) -> dict[str, Any]:
     "/canary/{model}/verdict",
     summary="Canary verdict of two arms (Argo Rollouts web metric provider).",
     responses={503: {"description": "Driftwatch's database is unreachable"}},
+    response_model=VerdictOut,
+    response_model_by_alias=True,
 )
 def verdict_route(
     model: str,
@@ -134,8 +162,12 @@ def _status(hook: Hook, outcome: str) -> int:
     "/canary/flagger/{hook}",
     summary="Flagger webhook: 2xx lets the canary go on, anything else holds or fails it.",
     responses={
-        403: {"description": "confirm hook: not yet (wait) or rollback; Flagger holds"},
-        412: {"description": "rollout hook: rollback; Flagger counts a failed check"},
+        200: {"model": FlaggerAnswer},
+        403: {
+            "model": FlaggerAnswer,
+            "description": "confirm hook: wait or rollback; Flagger holds",
+        },
+        412: {"model": FlaggerAnswer, "description": "rollout hook: rollback; a failed check"},
     },
 )
 def flagger_route(
