@@ -26,6 +26,7 @@ from dashboards.grafana import (
     thresholds,
 )
 from dashboards.impact_panels import accuracy_panels
+from monitor.detectors.registry import effect_floor
 from monitor.settings import FAMILIES, Settings
 
 SEL = 'model=~"$model", version=~"$version"'
@@ -46,7 +47,7 @@ def variables() -> list[Json]:
 
 
 def _drift_panel(settings: Settings, family: str) -> Json:
-    floor = getattr(settings.detectors, family).effect_floor
+    floor = effect_floor(settings.detectors, "", family)
     alert = floor * settings.policy.alert_effect_multiple
     return prom_panel(
         f"{family} drift: effect size vs thresholds",
@@ -239,7 +240,7 @@ def canary(settings: Settings) -> Json:
             "Drift per arm",
             (f"driftwatch_drift_effect_size{{{SEL}, {arms}}}", "{{arm}} {{family}}"),
             steps=thresholds(
-                (None, "green"), (settings.detectors.confidence.effect_floor, "orange")
+                (None, "green"), (effect_floor(settings.detectors, "", "confidence"), "orange")
             ),
             custom={"thresholdsStyle": {"mode": "line"}},
         ),

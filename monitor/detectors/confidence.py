@@ -18,7 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import ProfileBase, decide, finite, reservoir
+from monitor.detectors.base import (
+    FamilySpec,
+    KindSpec,
+    ProfileBase,
+    alpha_of,
+    decide,
+    finite,
+    floor_of,
+    reservoir,
+)
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import (
@@ -33,7 +42,6 @@ from monitor.stats import (
 )
 
 FAMILY = "confidence"
-KINDS = ("confidence.psi", "confidence.js", "confidence.ks")
 LOW_CONFIDENCE = 0.5
 N_BINS = 10
 REF_ROWS = 10_000
@@ -53,6 +61,21 @@ class ConfidenceProfile(ProfileBase):
     counts_entropy: np.ndarray
     mean: np.ndarray  # (2,)
     low_count: int
+
+
+SPEC = FamilySpec(
+    name=FAMILY,
+    display="confidence",
+    runbook="The model is less sure of itself: check low-confidence inputs, then labels "
+    "as they arrive; accuracy may be dropping.",
+    page_rank=2,
+    kinds=(
+        KindSpec("confidence.ks", ConfidenceProfile, 0.1, "KS D", "KS + rate test"),
+        KindSpec("confidence.psi", ConfidenceProfile, 0.1, "PSI", "KS + rate test, PSI effect"),
+        KindSpec("confidence.js", ConfidenceProfile, 0.05, "JS distance", "KS + rate, JS effect"),
+    ),
+)
+KINDS = tuple(k.name for k in SPEC.kinds)
 
 
 def features_of(batch: LogBatch) -> np.ndarray:
@@ -76,9 +99,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> ConfidenceProfi
     >>> prof.kind, prof.sample.shape, len(prof.counts_conf) == len(prof.edges_conf) + 1
     ('confidence.psi', (2000, 2), True)
     """
-    kind = cfg.method or KINDS[0]
-    if kind not in KINDS:
-        raise ValueError(f"unknown confidence method {kind!r}; known: {KINDS}")
+    kind = SPEC.kind(cfg.method).name
     x = features_of(ref)
     edges_conf = quantile_edges(x[:, 0], N_BINS)
     edges_entropy = quantile_edges(x[:, 1], N_BINS)
@@ -114,6 +135,7 @@ def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> Dri
     >>> score(prof, synthetic_batch(1000, seed=2), cfg).drifted
     False
     """
+    cfg = SPEC.settle(cfg)
     x = features_of(cur)
     n, m = profile.n_ref, len(cur)
     tests = ks_columns(profile.sample, x, ref_sorted=True)
@@ -148,12 +170,12 @@ def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> Dri
             effect_size=finite(effect[j]),
             ref_value=refs[j],
             cur_value=curs[j],
-            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg),
+            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg, m),
             relative=j < 2,
         )
         for j in range(3)
     )
-    significant = adjusted < cfg.alpha
+    significant = adjusted < alpha_of(cfg)
     pool = np.flatnonzero(significant) if significant.any() else np.arange(3)
     top = int(pool[np.argmax(effect[pool])])
     p_value = float(adjusted.min())
@@ -164,9 +186,9 @@ def score(profile: ConfidenceProfile, cur: LogBatch, cfg: FamilySettings) -> Dri
         statistic=float(stats[top]),
         p_value=p_value,
         effect_size=finite(effect[top]),
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(p_value, finite(effect[top]), cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=decide(p_value, finite(effect[top]), cfg, m),
         n_ref=n,
         n_cur=m,
         features=features,

@@ -24,13 +24,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import MissingInputError, ProfileBase, decide, finite, reservoir
+from monitor.detectors.base import (
+    FamilySpec,
+    KindSpec,
+    MissingInputError,
+    ProfileBase,
+    alpha_of,
+    decide,
+    finite,
+    floor_of,
+    reservoir,
+)
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import adjust_pvalues, fit_pca, ks_columns, median_gamma, mmd_test
 
 FAMILY = "embedding"
-KINDS = ("embedding.mmd", "embedding.pca_ks")
 #: Reference embeddings kept in the profile.
 REF_ROWS = 2000
 #: Rows per side in one MMD test.
@@ -58,6 +67,20 @@ class EmbeddingProfile(ProfileBase):
     seed: int
 
 
+SPEC = FamilySpec(
+    name=FAMILY,
+    display="embedding",
+    runbook="Inputs look different to the model: compare recent thumbnails with the "
+    "reference, check for a new camera, source or preprocessing change.",
+    page_rank=3,
+    kinds=(
+        KindSpec("embedding.mmd", EmbeddingProfile, 0.002, "MMD^2", "kernel MMD"),
+        KindSpec("embedding.pca_ks", EmbeddingProfile, 0.1, "Wasserstein (sd)", "PCA + KS"),
+    ),
+)
+KINDS = tuple(k.name for k in SPEC.kinds)
+
+
 def _embeddings(batch: LogBatch, what: str) -> np.ndarray:
     if batch.embeddings is None:
         raise MissingInputError(f"the {what} logs carry no embeddings")
@@ -75,9 +98,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
     >>> prof.kind, prof.sample.shape, prof.components.shape
     ('embedding.mmd', (2000, 128), (16, 128))
     """
-    kind = cfg.method or KINDS[0]
-    if kind not in KINDS:
-        raise ValueError(f"unknown embedding method {kind!r}; known: {KINDS}")
+    kind = SPEC.kind(cfg.method).name
     emb = _embeddings(ref, "reference")
     sample = emb[reservoir(len(emb), REF_ROWS, seed)].astype(np.float32)
     sample = sample[np.sort(distinct_rows(sample, seed))]
@@ -158,6 +179,7 @@ def score(
     >>> score(prof, synthetic_batch(500, seed=2), cfg).drifted
     False
     """
+    cfg = SPEC.settle(cfg)
     emb = _embeddings(cur, "window")
     dim = profile.sample.shape[1]
     if emb.shape[1] != dim:
@@ -184,9 +206,9 @@ def score(
         statistic=test.statistic,
         p_value=test.p_value,
         effect_size=effect,
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(test.p_value, effect, cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=decide(test.p_value, effect, cfg, len(emb)),
         n_ref=profile.n_ref,
         n_cur=len(emb),
         features=_component_features(profile, picked, cfg),
@@ -212,7 +234,7 @@ def _component_features(
             effect_size=finite(effect[j]),
             ref_value=float(ref_mean[j]),
             cur_value=float(cur_mean[j]),
-            drifted=bool(adjusted[j] < cfg.alpha),
+            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg, len(proj)),
             relative=False,
             unit="sd",
         )
@@ -234,13 +256,13 @@ def _score_pca_ks(
             cur_value=f.cur_value,
             relative=False,
             unit="sd",
-            drifted=decide(f.p_value, f.effect_size, cfg),
+            drifted=decide(f.p_value, f.effect_size, cfg, n_cur),
         )
         for f in features
     )
     adjusted = np.array([f.p_value for f in features])
     effect = np.array([f.effect_size for f in features])
-    significant = adjusted < cfg.alpha
+    significant = adjusted < alpha_of(cfg)
     pool = np.flatnonzero(significant) if significant.any() else np.arange(len(features))
     top = int(pool[np.argmax(effect[pool])])
     p_value = float(adjusted.min())
@@ -251,9 +273,9 @@ def _score_pca_ks(
         statistic=features[top].statistic,
         p_value=p_value,
         effect_size=float(effect[top]),
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(p_value, float(effect[top]), cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=decide(p_value, float(effect[top]), cfg, n_cur),
         n_ref=profile.n_ref,
         n_cur=n_cur,
         features=features,

@@ -15,13 +15,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import MissingInputError, ProfileBase, decide, finite, reservoir
+from monitor.detectors.base import (
+    FamilySpec,
+    KindSpec,
+    MissingInputError,
+    ProfileBase,
+    alpha_of,
+    decide,
+    finite,
+    floor_of,
+    reservoir,
+)
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import adjust_pvalues, ks_columns
 
 FAMILY = "pixel"
-KINDS = ("pixel.ks",)
 #: Reference rows kept for the KS tests (the test stays exact against this sample).
 REF_ROWS = 10_000
 #: Smallest reference scale used to normalise the Wasserstein distance (as Evidently).
@@ -36,6 +45,17 @@ class PixelProfile(ProfileBase):
     sample: np.ndarray  # (<= REF_ROWS, K) float64, each column sorted (NaN last)
     mean: np.ndarray  # (K,) over the whole reference
     scale: np.ndarray  # (K,) max(std, MIN_SCALE) over the whole reference
+
+
+SPEC = FamilySpec(
+    name=FAMILY,
+    display="pixel statistics",
+    runbook="Image statistics moved: check camera exposure/focus, image pipeline and "
+    "resizing; the listed statistics say which.",
+    page_rank=0,
+    kinds=(KindSpec("pixel.ks", PixelProfile, 0.1, "Wasserstein (sd)", "KS per statistic"),),
+)
+KINDS = tuple(k.name for k in SPEC.kinds)
 
 
 def _nan_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,9 +77,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> PixelProfile:
     """
     if ref.pixel is None:
         raise MissingInputError("the reference logs carry no pixel statistics")
-    kind = cfg.method or KINDS[0]
-    if kind not in KINDS:
-        raise ValueError(f"unknown pixel method {kind!r}; known: {KINDS}")
+    kind = SPEC.kind(cfg.method).name
     pix = np.asarray(ref.pixel, dtype=np.float64)
     mean, std = _nan_moments(pix)
     return PixelProfile(
@@ -84,6 +102,7 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
     >>> score(prof, synthetic_batch(1000, seed=3), cfg).drifted
     False
     """
+    cfg = SPEC.settle(cfg)
     if cur.pixel is None:
         raise MissingInputError("the window's logs carry no pixel statistics")
     where = {name: i for i, name in enumerate(cur.pixel_names)}
@@ -95,7 +114,7 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
     adjusted = adjust_pvalues(tests.p_value, "holm")
     effect = tests.wasserstein / profile.scale[cols]
     cur_mean, _ = _nan_moments(cur_pix)
-    significant = adjusted < cfg.alpha
+    significant = adjusted < alpha_of(cfg)
     features = tuple(
         FeatureDrift(
             name=profile.names[c],
@@ -104,7 +123,7 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
             effect_size=finite(effect[j]),
             ref_value=float(profile.mean[c]),
             cur_value=float(cur_mean[j]),
-            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg),
+            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg, len(cur)),
         )
         for j, c in enumerate(cols)
     )
@@ -119,9 +138,9 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
         statistic=float(tests.statistic[top]),
         p_value=p_value,
         effect_size=top_effect,
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(p_value, top_effect, cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=decide(p_value, top_effect, cfg, len(cur)),
         n_ref=profile.n_ref,
         n_cur=len(cur),
         features=features,
