@@ -26,7 +26,7 @@ from dashboards.grafana import (
     thresholds,
 )
 from dashboards.impact_panels import accuracy_panels
-from monitor.detectors.registry import effect_floor
+from monitor.detectors.registry import effect_floor as floor
 from monitor.settings import FAMILIES, Settings
 
 SEL = 'model=~"$model", version=~"$version"'
@@ -47,13 +47,13 @@ def variables() -> list[Json]:
 
 
 def _drift_panel(settings: Settings, family: str) -> Json:
-    floor = effect_floor(settings.detectors, "", family)
-    alert = floor * settings.policy.alert_effect_multiple
+    warn = floor(settings.detectors, "", family)
+    alert = warn * settings.policy.alert_effect_multiple
     return prom_panel(
         f"{family} drift: effect size vs thresholds",
         (f'driftwatch_drift_effect_size{{{SEL}, family="{family}"}}', "{{version}} {{arm}}"),
         (f'driftwatch_drift_threshold{{{SEL}, family="{family}"}}', "{{level}} threshold"),
-        steps=thresholds((None, "green"), (floor, "orange"), (alert, "red")),
+        steps=thresholds((None, "green"), (warn, "orange"), (alert, "red")),
         custom={"thresholdsStyle": {"mode": "line+area"}, "lineWidth": 2},
         overrides=[
             {
@@ -207,7 +207,7 @@ def _arm_panels(title: str, metric: str, label: str, unit: str) -> list[Json]:
 
 
 def canary(settings: Settings) -> Json:
-    arms = 'arm=~"stable|canary"'
+    arms, orange = 'arm=~"stable|canary"', floor(settings.detectors, "", "confidence")
     panels: list[Json] = [
         row("Stable vs canary"),
         *_arm_panels(
@@ -239,9 +239,7 @@ def canary(settings: Settings) -> Json:
         prom_panel(
             "Drift per arm",
             (f"driftwatch_drift_effect_size{{{SEL}, {arms}}}", "{{arm}} {{family}}"),
-            steps=thresholds(
-                (None, "green"), (effect_floor(settings.detectors, "", "confidence"), "orange")
-            ),
+            steps=thresholds((None, "green"), (orange, "orange")),
             custom={"thresholdsStyle": {"mode": "line"}},
         ),
         sql_panel(
