@@ -18,7 +18,7 @@ from monitor import detect
 from monitor.detectors import registry
 from monitor.detectors.base import ProfileBase
 from monitor.detectors.simulate import synthetic_batch
-from monitor.settings import DetectorSettings
+from monitor.settings import DetectorSettings, FamilySettings
 
 N_WINDOWS = 120
 DIM = 32
@@ -75,3 +75,22 @@ def test_the_floor_is_what_keeps_big_windows_quiet() -> None:
     assert pixel.effect_size < pixel.threshold
     assert not pixel.drifted
     assert np.isfinite(pixel.effect_size)
+
+
+@pytest.mark.parametrize("kind", ["confidence.bbsd", "embedding.pca_ks"])
+def test_every_other_kind_keeps_its_share(kind: str) -> None:
+    family = registry.family_of(kind)
+    settings = DetectorSettings(**{family: FamilySettings(method=kind)})
+    ref = synthetic_batch(10_000, seed=7, dim=DIM)
+    profile = registry.fit_all(ref, settings, "m")[family]
+    cfg = registry.family_settings(settings, "m", family)
+    assert cfg.alpha is not None
+    for n in SIZES:
+        hits = sum(
+            verdict.families[family].p_value < cfg.alpha  # type: ignore[operator]
+            for verdict in (
+                detect({family: profile}, synthetic_batch(n, seed=n + w, dim=DIM), settings)
+                for w in range(N_WINDOWS)
+            )
+        )
+        assert hits <= _limit(cfg.alpha, N_WINDOWS), f"{kind} n={n}: {hits}/{N_WINDOWS}"
