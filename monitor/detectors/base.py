@@ -19,8 +19,15 @@ import numpy as np
 
 from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError
-from monitor.results import DriftResult
+from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
+from monitor.stats import cohens_h
+from monitor.stats.outliers import OutlierModel, fit_outliers, outlier_scores
+
+#: Reference quantile of the outlier threshold (1% of reference logs lie above it).
+OUTLIER_QUANTILE = 0.99
+#: Cohen's h an outlier share must move by to alarm in a window of ``floor_min_rows`` or more.
+OUTLIER_H_FLOOR = 0.2
 
 
 class ProfileError(DriftwatchError):
@@ -93,6 +100,10 @@ class ProfileBase:
             elif f.name in meta:
                 v = meta[f.name]
                 values[f.name] = tuple(v) if isinstance(v, list) else v
+            elif f.default is not dataclasses.MISSING:  # a field added later: its default
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
             else:
                 raise ProfileError(f"{cls.__name__} payload lacks field {f.name!r}")
         return cls(**values)
@@ -166,6 +177,77 @@ class Family(Protocol):
     def fit(self, ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> ProfileBase: ...
 
     def score(self, profile: Any, cur: LogBatch, cfg: FamilySettings) -> DriftResult: ...
+
+
+def outlier_fields(ref: np.ndarray, seed: int) -> dict[str, Any]:
+    """The stored form of an outlier model fitted on the rows of ``ref`` (empty if too few).
+
+    The model and its threshold come from :func:`monitor.stats.outliers.fit_outliers`: fitted
+    on one half of the reference, thresholded at the :data:`OUTLIER_QUANTILE` of the other.
+    """
+    model = fit_outliers(
+        LogBatch(
+            probs=np.zeros((len(ref), 1)), predicted=np.zeros(len(ref), np.int64), embeddings=ref
+        ),
+        OUTLIER_QUANTILE,
+        seed,
+    )
+    if model is None:
+        return {}
+    return {
+        "out_columns": model.columns,
+        "out_mean": model.mean,
+        "out_scale": model.scale,
+        "out_whiten": model.whiten,
+        "out_threshold": model.threshold,
+        "out_held": len(ref) // 2,
+    }
+
+
+def outlier_feature(profile: Any, x: np.ndarray, cfg: FamilySettings) -> FeatureDrift | None:
+    """The share of the window's logs above the profile's outlier threshold against the
+    reference's (``1 - OUTLIER_QUANTILE`` of the held-out half), by Fisher's exact test,
+    one-sided; the statistic is the share's z-score. None without an outlier model.
+    """
+    from scipy.stats import hypergeom
+
+    if len(profile.out_mean) == 0 or len(x) == 0:
+        return None
+    model = OutlierModel(
+        "embedding",
+        profile.out_columns,
+        profile.out_mean,
+        profile.out_scale,
+        profile.out_whiten,
+        profile.out_threshold,
+        OUTLIER_QUANTILE,
+        0.0,
+        int(x.shape[1]),
+    )
+    scores = outlier_scores(model, x)
+    above = int(np.sum(scores > profile.out_threshold))
+    held = int(profile.out_held)
+    ref_above = round((1.0 - OUTLIER_QUANTILE) * held)
+    share_ref, share_cur = ref_above / max(held, 1), above / len(x)
+    # One-sided exact test (hypergeometric: Fisher's): only more outliers is a partial shift.
+    p_one = float(hypergeom.sf(above - 1, held + len(x), ref_above + above, len(x)))
+    z = (share_cur - share_ref) / max(np.sqrt(share_ref * (1 - share_ref) / len(x)), 1e-12)
+    effect = abs(float(cohens_h(np.array([share_ref]), np.array([share_cur]))[0]))
+    return with_p(
+        FeatureDrift("outliers", float(z), p_one, effect, share_ref, share_cur, False, False),
+        p_one,
+        cfg,
+        len(x),
+    )
+
+
+def with_p(feature: FeatureDrift, p_value: float, cfg: FamilySettings, n_cur: int) -> FeatureDrift:
+    """The outlier ``feature`` with an adjusted p-value, its decision redone (floor: Cohen's h
+    :data:`OUTLIER_H_FLOOR`)."""
+    h_floor = cfg.model_copy(update={"effect_floor": OUTLIER_H_FLOOR})
+    return dataclasses.replace(
+        feature, p_value=p_value, drifted=decide(p_value, feature.effect_size, h_floor, n_cur)
+    )
 
 
 def reservoir(n: int, cap: int, seed: int) -> np.ndarray:

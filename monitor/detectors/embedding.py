@@ -21,7 +21,7 @@ window's result does not depend on the order of its rows; repeated rows count on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,7 +35,10 @@ from monitor.detectors.base import (
     decide,
     finite,
     floor_of,
+    outlier_feature,
+    outlier_fields,
     reservoir,
+    with_p,
 )
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
@@ -76,6 +79,13 @@ class EmbeddingProfile(ProfileBase):
     projected: np.ndarray  # (<= REF_ROWS, k): the sample in PCA coordinates, columns sorted
     scale: np.ndarray  # (k,) std of each component (>= 1e-6)
     seed: int
+    # The per-log outlier model (monitor.detectors.base.outlier_fields); empty in old profiles.
+    out_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    out_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_whiten: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    out_threshold: float = 0.0
+    out_held: int = 0
 
 
 SPEC = FamilySpec(
@@ -136,6 +146,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
         projected=np.sort(projected, axis=0),
         scale=np.maximum(projected.std(axis=0), 1e-6),
         seed=seed,
+        **outlier_fields(np.asarray(emb, dtype=np.float64), seed),
     )
 
 
@@ -215,19 +226,28 @@ def score(
         test = mmd_rff_gaussian(profile.sample, picked, profile.gamma, N_FEATURES, profile.seed)
         null = "gaussian"
     effect = max(test.statistic, 0.0)
+    features = _component_features(profile, picked[:PCA_ROWS], cfg)
+    p_value, drifted = test.p_value, decide(test.p_value, effect, cfg, len(emb))
+    outliers = outlier_feature(profile, np.asarray(picked, dtype=np.float64), cfg)
+    if outliers is not None:  # Holm over the two tests: the whole window and its outliers
+        p_mmd, p_out = adjust_pvalues(np.array([test.p_value, outliers.p_value]), "holm")
+        outliers = with_p(outliers, float(p_out), cfg, len(emb))
+        p_value = float(min(p_mmd, p_out))
+        drifted = decide(float(p_mmd), effect, cfg, len(emb)) or outliers.drifted
+        features = (outliers, *features)
     return DriftResult(
         family=FAMILY,
         kind=profile.kind,
-        method=f"mmd-rff(n={test.n_x}x{test.n_y},{null})",
+        method=f"mmd-rff(n={test.n_x}x{test.n_y},{null})" + ("+outliers" if outliers else ""),
         statistic=test.statistic,
-        p_value=test.p_value,
+        p_value=p_value,
         effect_size=effect,
         threshold=floor_of(cfg),
         alpha=alpha_of(cfg),
-        drifted=decide(test.p_value, effect, cfg, len(emb)),
+        drifted=drifted,
         n_ref=profile.n_ref,
         n_cur=len(emb),
-        features=_component_features(profile, picked[:PCA_ROWS], cfg),
+        features=features,
     )
 
 
