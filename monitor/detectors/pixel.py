@@ -10,7 +10,7 @@ result names it with its direction and relative change (brightness 18% lower).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +24,10 @@ from monitor.detectors.base import (
     decide,
     finite,
     floor_of,
+    outlier_feature,
+    outlier_fields,
     reservoir,
+    with_p,
 )
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
@@ -45,6 +48,13 @@ class PixelProfile(ProfileBase):
     sample: np.ndarray  # (<= REF_ROWS, K) float64, each column sorted (NaN last)
     mean: np.ndarray  # (K,) over the whole reference
     scale: np.ndarray  # (K,) max(std, MIN_SCALE) over the whole reference
+    # The per-log outlier model (monitor.detectors.base.outlier_fields); empty in old profiles.
+    out_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    out_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_whiten: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    out_threshold: float = 0.0
+    out_held: int = 0
 
 
 SPEC = FamilySpec(
@@ -87,6 +97,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> PixelProfile:
         sample=np.sort(pix[reservoir(len(pix), REF_ROWS, seed)], axis=0),
         mean=mean,
         scale=np.maximum(std, MIN_SCALE),
+        **outlier_fields(pix, seed),
     )
 
 
@@ -111,7 +122,11 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
         raise MissingInputError("the window shares no pixel statistic with the profile")
     cur_pix = np.asarray(cur.pixel, dtype=np.float64)[:, [where[profile.names[i]] for i in cols]]
     tests = ks_columns(profile.sample[:, cols], cur_pix, ref_sorted=True)
-    adjusted = adjust_pvalues(tests.p_value, "holm")
+    whole = len(cols) == len(profile.names)  # the outlier model needs every statistic
+    outliers = outlier_feature(profile, cur_pix, cfg) if whole else None
+    extra = [] if outliers is None else [outliers.p_value]
+    adjusted_all = adjust_pvalues(np.concatenate([tests.p_value, extra]), "holm")
+    adjusted = adjusted_all[: len(cols)]
     effect = tests.wasserstein / profile.scale[cols]
     cur_mean, _ = _nan_moments(cur_pix)
     significant = adjusted < alpha_of(cfg)
@@ -129,8 +144,13 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
     )
     pool = np.flatnonzero(significant) if significant.any() else np.arange(len(cols))
     top = int(pool[np.argmax(effect[pool])])
-    p_value = float(adjusted.min())
+    p_value = float(adjusted_all.min())
     top_effect = finite(effect[top])
+    drifted = decide(float(adjusted[top]), top_effect, cfg, len(cur))
+    if outliers is not None:
+        outliers = with_p(outliers, float(adjusted_all[-1]), cfg, len(cur))
+        drifted = drifted or outliers.drifted
+        features = (outliers, *features)
     return DriftResult(
         family=FAMILY,
         kind=profile.kind,
@@ -140,7 +160,7 @@ def score(profile: PixelProfile, cur: LogBatch, cfg: FamilySettings) -> DriftRes
         effect_size=top_effect,
         threshold=floor_of(cfg),
         alpha=alpha_of(cfg),
-        drifted=decide(p_value, top_effect, cfg, len(cur)),
+        drifted=drifted,
         n_ref=profile.n_ref,
         n_cur=len(cur),
         features=features,
