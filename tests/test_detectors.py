@@ -27,6 +27,7 @@ from monitor.detectors.base import (
     ProfileBase,
     ProfileError,
     decide,
+    outlier_feature,
 )
 from monitor.detectors.simulate import synthetic_batch
 from monitor.errors import DriftwatchError
@@ -472,3 +473,62 @@ def test_a_new_family_is_one_module_and_one_registry_line(monkeypatch: pytest.Mo
         runbook_url="http://rb",
     )
     assert message.runbook == "Latency moved: check the model server."
+
+
+def _with_outliers(n: int, share: float, seed: int) -> LogBatch:
+    cur = batch(n, seed=seed)
+    assert cur.embeddings is not None
+    emb = cur.embeddings.copy()
+    k = round(share * n)
+    emb[:k] += np.random.default_rng(seed).normal(0.0, 1.5, size=(k, emb.shape[1]))
+    return LogBatch(probs=cur.probs, predicted=cur.predicted, embeddings=emb, pixel=cur.pixel)
+
+
+def test_a_shift_of_one_image_in_ten_is_caught_as_outliers() -> None:
+    profile = profile_for("embedding.mmd")
+    result = score("embedding.mmd", profile, _with_outliers(1000, 0.1, seed=3))
+    outliers = next(f for f in result.features if f.name == "outliers")
+    assert result.drifted and outliers.drifted
+    assert outliers.ref_value == pytest.approx(0.01, abs=0.002) and outliers.cur_value > 0.08
+    assert outliers.describe().startswith("outliers: 1.0% → ")
+    clean = next(f for f in score("embedding.mmd", profile, batch(1000, seed=4)).features)
+    assert clean.name == "outliers" and not clean.drifted
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 400), share=st.floats(0.0, 0.5))
+def test_the_outlier_p_value_is_fishers_one_sided(seed: int, n: int, share: float) -> None:
+    from scipy.stats import fisher_exact
+
+    profile = profile_for("embedding.mmd")
+    cur = _with_outliers(n, share, seed)
+    assert cur.embeddings is not None
+    feature = outlier_feature(
+        profile, np.asarray(cur.embeddings, dtype=np.float64), cfg_for("embedding.mmd")
+    )
+    assert feature is not None
+    held, above = int(profile.out_held), round(feature.cur_value * n)
+    ref_above = round(feature.ref_value * held)
+    table = [[above, n - above], [ref_above, held - ref_above]]
+    expected = fisher_exact(table, alternative="greater").pvalue
+    assert feature.p_value == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_profiles_stored_before_the_outlier_model_still_load_and_score() -> None:
+    """An old payload lacks the outlier fields: it loads with them empty and skips that test."""
+    import io
+    import json
+
+    profile = profile_for("embedding.mmd")
+    with np.load(io.BytesIO(profile.to_bytes())) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.startswith("out_")}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta = {k: v for k, v in meta.items() if not k.startswith("out_")}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    payload = buf.getvalue()
+    loaded = registry.load_profile("embedding.mmd", profile.schema_version, payload)
+    assert len(loaded.out_mean) == 0  # type: ignore[attr-defined]
+    result = score("embedding.mmd", loaded, batch(300, seed=5))
+    assert all(f.name != "outliers" for f in result.features)
