@@ -24,17 +24,18 @@ from dashboards.grafana import (
 )
 from dashboards.impact_panels import accuracy_panels
 from dashboards.selectors import RATE, SEL, SQL_FILTER, variables
+from monitor.detectors.registry import effect_floor as floor
 from monitor.settings import FAMILIES, Settings
 
 
 def _drift_panel(settings: Settings, family: str) -> Json:
-    floor = getattr(settings.detectors, family).effect_floor
-    alert = floor * settings.policy.alert_effect_multiple
+    warn = floor(settings.detectors, "", family)
+    alert = warn * settings.policy.alert_effect_multiple
     return prom_panel(
         f"{family} drift: effect size vs thresholds",
         (f'driftwatch_drift_effect_size{{{SEL}, family="{family}"}}', "{{version}} {{arm}}"),
         (f'driftwatch_drift_threshold{{{SEL}, family="{family}"}}', "{{level}} threshold"),
-        steps=thresholds((None, "green"), (floor, "orange"), (alert, "red")),
+        steps=thresholds((None, "green"), (warn, "orange"), (alert, "red")),
         custom={"thresholdsStyle": {"mode": "line+area"}, "lineWidth": 2},
         overrides=[
             {

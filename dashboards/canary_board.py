@@ -14,6 +14,7 @@ from dashboards.grafana import (
     thresholds,
 )
 from dashboards.selectors import ARMS, SEL, SQL_FILTER, variables
+from monitor.detectors.registry import effect_floor
 from monitor.settings import Settings
 
 ARMS_SEL = 'arm=~"stable|canary"'
@@ -69,7 +70,7 @@ def _arm_comparison(settings: Settings) -> list[Json]:
             "Drift per arm",
             (f"driftwatch_drift_effect_size{{{SEL}, {ARMS_SEL}}}", "{{arm}} {{family}}"),
             steps=thresholds(
-                (None, "green"), (settings.detectors.confidence.effect_floor, "orange")
+                (None, "green"), (effect_floor(settings.detectors, "", "confidence"), "orange")
             ),
             custom={"thresholdsStyle": {"mode": "line"}},
         ),

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
-from monitor.detectors.registry import fit_all, score_all
+from monitor.detection import detect
 from monitor.errors import DriftwatchError
 from monitor.impact.stage import assess_window
 from monitor.profiles import activate_profile, active_profile, load_profiles
@@ -156,7 +156,7 @@ def evaluate_window(
         return WindowEvaluation(window)
     logs = load_window_logs(session, window)
     batch = logs.batch
-    results = score_all(fitted, batch, settings.detectors, window.model)
+    results = detect(fitted, batch, settings.detectors, model=window.model).results
     try:  # one savepoint for all families; one per family only if some were stored already
         with session.begin_nested():
             session.add_all([result_row(window, profile_id, result) for result in results])
@@ -241,4 +241,4 @@ def compare_arms(
     two batches of one period.
     """
 
-    return list(score_all(fit_all(stable, detectors, model, seed=seed), canary, detectors, model))
+    return list(detect(stable, canary, detectors, model=model, seed=seed).results)

@@ -21,7 +21,7 @@ from monitor.batch import LogBatch
 from monitor.detectors.registry import family_of, fit_all, load_profile
 from monitor.errors import NotFound
 from monitor.impact.stage import fit_reference_impact
-from monitor.settings import Family, Settings
+from monitor.settings import Settings
 from monitor.store.logs import load_range, read_reference_file
 from monitor.store.tables import ProfilePart, ReferenceProfile
 
@@ -180,10 +180,10 @@ def profile_parts(session: Session, profile_id: int) -> list[ProfilePart]:
     )
 
 
-def load_profiles(session: Session, profile_id: int) -> dict[Family, ProfileBase]:
+def load_profiles(session: Session, profile_id: int) -> dict[str, ProfileBase]:
     """The fitted per-family profiles of ``profile_id``, ready for ``registry.score_all``."""
 
-    profiles: dict[Family, ProfileBase] = {}
+    profiles: dict[str, ProfileBase] = {}
     for part in profile_parts(session, profile_id):
         profiles[family_of(part.kind)] = load_profile(part.kind, part.schema_version, part.payload)
     return profiles

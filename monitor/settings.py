@@ -143,28 +143,52 @@ class WindowSettings(_Section):
 
 
 class FamilySettings(_Section):
-    """Significance level and effect-size floor of one detector family."""
+    """Kind, significance level and effect-size floor of one detector family.
+
+    ``None`` means "the default": the family's default kind, the kind's own effect floor (in
+    the kind's unit, declared by its family module) and the family's share of
+    :attr:`DetectorSettings.alpha`. A per-model override sets only the fields it names.
+    """
 
     enabled: bool = True
     method: str | None = None
-    alpha: float = Field(0.01, gt=0, lt=1)
-    effect_floor: float = Field(0.1, ge=0)
+    alpha: float | None = Field(None, gt=0, lt=1)
+    effect_floor: float | None = Field(None, ge=0)
+    floor_min_rows: int = Field(
+        2000, ge=0, description="Windows this large must reach the floor to alarm."
+    )
 
 
 class DetectorSettings(_Section):
-    """Per-family settings, with per-model overrides (``overrides[model][family]``)."""
+    """One false-alarm budget and per-family settings, with per-model overrides
+    (``overrides[model][family]``, merged field by field over the family's settings).
 
-    # Effect floors are in each kind's own units: MMD^2 (embedding.mmd), normed Wasserstein
-    # (pixel.ks), KS D (confidence.ks), Cohen's w (classes.chi2); see docs/detection.md.
-    embedding: FamilySettings = FamilySettings(method="embedding.mmd", effect_floor=0.002)
-    pixel: FamilySettings = FamilySettings(method="pixel.ks", effect_floor=0.1)
-    confidence: FamilySettings = FamilySettings(method="confidence.ks", effect_floor=0.1)
-    classes: FamilySettings = FamilySettings(method="classes.chi2", effect_floor=0.1)
+    Kinds, their default floors and units are declared by the family modules
+    (``monitor.detectors``); ``monitor.detectors.registry.family_settings`` fills them in.
+    """
+
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="Family-wise false-alarm rate of a window's verdict."
+    )
+    embedding: FamilySettings = FamilySettings()
+    pixel: FamilySettings = FamilySettings()
+    confidence: FamilySettings = FamilySettings()
+    classes: FamilySettings = FamilySettings()
     overrides: dict[str, dict[Family, FamilySettings]] = Field(default_factory=dict)
 
-    def for_model(self, model: str, family: Family) -> FamilySettings:
-        """The settings of ``family`` for ``model``, with its override applied."""
-        return self.overrides.get(model, {}).get(family) or getattr(self, family)
+    def for_model(self, model: str, family: str) -> FamilySettings:
+        """The settings of ``family`` for ``model``: the override's fields over the family's.
+
+        >>> s = DetectorSettings(pixel=FamilySettings(effect_floor=0.3),
+        ...                      overrides={"m": {"pixel": FamilySettings(alpha=0.001)}})
+        >>> s.for_model("m", "pixel").effect_floor, s.for_model("m", "pixel").alpha
+        (0.3, 0.001)
+        """
+        base: FamilySettings = getattr(self, family, None) or FamilySettings()
+        override = self.overrides.get(model, {}).get(family)  # type: ignore[call-overload]
+        if override is None:
+            return base
+        return base.model_copy(update={f: getattr(override, f) for f in override.model_fields_set})
 
 
 class ImpactSettings(_Section):

@@ -25,6 +25,7 @@ from dashboards.grafana import (
 )
 from dashboards.rules import alerting_rules
 from monitor.cli import cli
+from monitor.detectors.registry import effect_floor
 from monitor.metrics_spec import BY_NAME
 from monitor.settings import FAMILIES, Settings
 
@@ -144,7 +145,7 @@ def test_drift_panels_draw_warn_and_alert_thresholds() -> None:
     assert {p["title"].split()[0] for p in drift} == set(FAMILIES)
     for panel in drift:
         family = panel["title"].split()[0]
-        floor = getattr(settings.detectors, family).effect_floor
+        floor = effect_floor(settings.detectors, "", family)
         steps = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
         assert steps == [None, floor, floor * settings.policy.alert_effect_multiple]
         assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"

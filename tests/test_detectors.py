@@ -8,6 +8,8 @@ shift it exists for and names what moved.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,13 +17,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.alerts.message import AlertMessage as Message
 from monitor.batch import LogBatch
 from monitor.detectors import registry
-from monitor.detectors.base import MissingInputError, ProfileError
+from monitor.detectors.base import (
+    FamilySpec,
+    KindSpec,
+    MissingInputError,
+    ProfileBase,
+    ProfileError,
+    decide,
+    outlier_feature,
+)
 from monitor.detectors.simulate import synthetic_batch
 from monitor.errors import DriftwatchError
 from monitor.results import DriftResult
 from monitor.settings import DetectorSettings, FamilySettings
+from monitor.stats import ks_columns
 
 KINDS = registry.KINDS
 DIM = 24
@@ -32,19 +44,13 @@ SHIFTS: dict[str, dict[str, Any]] = {
     "confidence": {"temperature": 2.5},
     "classes": {"class_weights": RARE7},
 }
-FLOORS = {"embedding.mmd": 0.002, "embedding.pca_ks": 0.1, "confidence.js": 0.05}
 
 
 def cfg_for(kind: str) -> FamilySettings:
-    family = registry.family_of(kind)
-    default = getattr(DetectorSettings(), family)
-    return default.model_copy(
-        update={
-            "method": kind,
-            "alpha": 0.01,
-            "effect_floor": FLOORS.get(kind, default.effect_floor),
-        }
-    )
+    """The kind at alpha 0.01 with its declared floor."""
+    spec = registry.FAMILIES[registry.family_of(kind)].SPEC
+    settled: FamilySettings = spec.settle(FamilySettings(method=kind, alpha=0.01))
+    return settled
 
 
 def batch(n: int, seed: int, **shift: Any) -> LogBatch:
@@ -79,17 +85,18 @@ def assert_same(a: DriftResult, b: DriftResult) -> None:
 
 def assert_valid(result: DriftResult, cfg: FamilySettings, n_cur: int) -> None:
     assert result.n_cur == n_cur and result.alpha == cfg.alpha
-    assert result.threshold >= cfg.effect_floor  # classes.chi2 may raise it (small reference)
+    assert result.threshold == cfg.effect_floor == registry.kind_specs()[result.kind].floor
     for value in (result.statistic, result.effect_size):
         assert math.isfinite(value)
     assert result.p_value is None or 0.0 <= result.p_value <= 1.0
-    if result.drifted:  # honest decision: significant AND large
+    if result.drifted:  # honest decision: significant, and large in a large window
         assert result.p_value is None or result.p_value < cfg.alpha
-        assert result.effect_size >= result.threshold
+        if n_cur >= cfg.floor_min_rows:
+            assert result.effect_size >= result.threshold
     for f in result.features:
         assert math.isfinite(f.statistic) and math.isfinite(f.effect_size)
         assert f.p_value is None or 0.0 <= f.p_value <= 1.0
-        assert isinstance(f.describe(), str)
+        assert f.describe().startswith(f.name)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -97,7 +104,8 @@ def test_kind_is_registered_with_its_profile_type(kind: str) -> None:
     profile = profile_for(kind)
     assert profile.kind == kind
     assert isinstance(profile, registry.PROFILE_TYPES[kind])
-    assert profile.schema_version >= 1
+    assert profile.schema_version == registry.PROFILE_TYPES[kind].SCHEMA_VERSION
+    assert registry.kind_specs()[kind].profile is type(profile)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -129,7 +137,7 @@ def test_row_order_invariance(kind: str, data_seed: int, perm_seed: int, n: int)
 def test_profile_round_trip_gives_equal_scores(kind: str, data_seed: int) -> None:
     profile = profile_for(kind)
     payload = profile.to_bytes()
-    assert isinstance(payload, bytes)
+    assert payload[:2] == b"PK"  # an .npz (zip) archive, never a pickle
     loaded = registry.load_profile(kind, profile.schema_version, payload)
     assert type(loaded) is type(profile) and loaded.to_bytes() == payload
     cur = batch(400, seed=data_seed)
@@ -231,7 +239,7 @@ def test_registry_skips_families_whose_inputs_are_missing() -> None:
     results = registry.score_all(full, no_emb, settings_, "m")
     assert [r.family for r in results] == ["confidence", "classes"]
     with pytest.raises(MissingInputError):
-        registry.FAMILIES["embedding"].score(full["embedding"], no_emb, settings_.embedding)
+        registry.FAMILIES["embedding"].score(full["embedding"], no_emb, FamilySettings())
 
 
 def test_registry_respects_disabled_families_and_model_overrides() -> None:
@@ -363,3 +371,164 @@ def test_repeated_rows_count_once_in_the_embedding_test() -> None:
     a, b = score("embedding.mmd", profile, repeated), score("embedding.mmd", profile, distinct)
     assert (a.p_value, a.statistic) == (b.p_value, pytest.approx(b.statistic))
     assert not a.drifted
+
+
+def test_an_override_that_only_tightens_alpha_keeps_the_kinds_floor() -> None:
+    """The trap: an override naming alpha alone used to replace the whole family's settings,
+    so the embedding floor became the generic 0.1 (50x the MMD^2 default)."""
+    detectors = DetectorSettings(overrides={"digits": {"embedding": FamilySettings(alpha=0.001)}})
+    merged = detectors.for_model("digits", "embedding")
+    assert merged.alpha == 0.001 and merged.effect_floor is None
+    cfg = registry.family_settings(detectors, "digits", "embedding")
+    assert (cfg.method, cfg.alpha, cfg.effect_floor) == ("embedding.mmd", 0.001, 0.002)
+    # A method override alone takes that kind's floor; a family-level floor survives an override.
+    js = DetectorSettings(overrides={"m": {"confidence": FamilySettings(method="confidence.js")}})
+    assert registry.family_settings(js, "m", "confidence").effect_floor == 0.05
+    tuned = DetectorSettings(
+        pixel=FamilySettings(effect_floor=0.3),
+        overrides={"m": {"pixel": FamilySettings(alpha=0.002)}},
+    )
+    assert registry.family_settings(tuned, "m", "pixel").effect_floor == 0.3
+    assert registry.family_settings(tuned, "m", "pixel").alpha == 0.002
+
+
+def test_unset_alphas_share_the_family_wise_budget() -> None:
+    detectors = DetectorSettings(alpha=0.08)
+    assert [registry.family_settings(detectors, "m", f).alpha for f in registry.FAMILIES] == [
+        0.02
+    ] * 4
+    one_off = DetectorSettings(
+        alpha=0.08, overrides={"m": {"pixel": FamilySettings(enabled=False)}}
+    )
+    assert registry.family_settings(one_off, "m", "classes").alpha == pytest.approx(0.08 / 3)
+
+
+@dataclass(frozen=True, eq=False)
+class LatencyProfile(ProfileBase):
+    sample: np.ndarray
+
+
+def _fit_latency(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> LatencyProfile:
+    assert ref.latency_ms is not None
+    return LatencyProfile(kind="latency.ks", n_ref=len(ref), sample=np.sort(ref.latency_ms))
+
+
+def _score_latency(profile: LatencyProfile, cur: LogBatch, cfg: FamilySettings) -> DriftResult:
+    cfg = LATENCY.SPEC.settle(cfg)
+    assert cur.latency_ms is not None
+    test = ks_columns(profile.sample[:, None], np.asarray(cur.latency_ms)[:, None])
+    p, d = float(test.p_value[0]), float(test.statistic[0])
+    return DriftResult(
+        family="latency",
+        kind="latency.ks",
+        method="ks",
+        statistic=d,
+        p_value=p,
+        effect_size=d,
+        threshold=cfg.effect_floor or 0.0,
+        alpha=cfg.alpha or 0.0,
+        drifted=decide(p, d, cfg, len(cur)),
+        n_ref=profile.n_ref,
+        n_cur=len(cur),
+    )
+
+
+#: A whole family in one "module": its spec, fit and score.
+LATENCY = SimpleNamespace(
+    SPEC=FamilySpec(
+        "latency",
+        "serving latency",
+        "Latency moved: check the model server.",
+        page_rank=-1,
+        kinds=(KindSpec("latency.ks", LatencyProfile, 0.1, "KS D", "KS on latency"),),
+    ),
+    fit=_fit_latency,
+    score=_score_latency,
+)
+
+
+def test_a_new_family_is_one_module_and_one_registry_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.FAMILIES, "latency", LATENCY)  # the one registry line
+    detectors = DetectorSettings()
+    ref = batch(2000, seed=1)
+    profiles = registry.fit_all(ref, detectors, "m")
+    assert "latency" in profiles and registry.family_of("latency.ks") == "latency"
+    stored = profiles["latency"]
+    loaded = registry.load_profile("latency.ks", stored.schema_version, stored.to_bytes())
+    slow = batch(1000, seed=2)
+    slow = LogBatch(probs=slow.probs, predicted=slow.predicted, latency_ms=slow.latency_ms * 1.5)
+    results = {r.family: r for r in registry.score_all({"latency": loaded}, slow, detectors, "m")}
+    # Its alpha is a fifth of the budget now that five families share it.
+    assert results["latency"].drifted and results["latency"].alpha == pytest.approx(0.01)
+    assert registry.page_order(["pixel", "latency"]) == ["latency", "pixel"]
+    message = Message.build(  # the alert text reads the family's runbook from its spec
+        alert_id=1,
+        event="trigger",
+        model="m",
+        version="1",
+        family="latency",
+        severity="warn",
+        evidence={},
+        dashboard_url="http://g",
+        runbook_url="http://rb",
+    )
+    assert message.runbook == "Latency moved: check the model server."
+
+
+def _with_outliers(n: int, share: float, seed: int) -> LogBatch:
+    cur = batch(n, seed=seed)
+    assert cur.embeddings is not None
+    emb = cur.embeddings.copy()
+    k = round(share * n)
+    emb[:k] += np.random.default_rng(seed).normal(0.0, 1.5, size=(k, emb.shape[1]))
+    return LogBatch(probs=cur.probs, predicted=cur.predicted, embeddings=emb, pixel=cur.pixel)
+
+
+def test_a_shift_of_one_image_in_ten_is_caught_as_outliers() -> None:
+    profile = profile_for("embedding.mmd")
+    result = score("embedding.mmd", profile, _with_outliers(1000, 0.1, seed=3))
+    outliers = next(f for f in result.features if f.name == "outliers")
+    assert result.drifted and outliers.drifted
+    assert outliers.ref_value == pytest.approx(0.01, abs=0.002) and outliers.cur_value > 0.08
+    assert outliers.describe().startswith("outliers: 1.0% → ")
+    clean = next(f for f in score("embedding.mmd", profile, batch(1000, seed=4)).features)
+    assert clean.name == "outliers" and not clean.drifted
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 400), share=st.floats(0.0, 0.5))
+def test_the_outlier_p_value_is_fishers_one_sided(seed: int, n: int, share: float) -> None:
+    from scipy.stats import fisher_exact
+
+    profile = profile_for("embedding.mmd")
+    cur = _with_outliers(n, share, seed)
+    assert cur.embeddings is not None
+    feature = outlier_feature(
+        profile, np.asarray(cur.embeddings, dtype=np.float64), cfg_for("embedding.mmd")
+    )
+    assert feature is not None
+    held, above = int(profile.out_held), round(feature.cur_value * n)
+    ref_above = round(feature.ref_value * held)
+    table = [[above, n - above], [ref_above, held - ref_above]]
+    expected = fisher_exact(table, alternative="greater").pvalue
+    assert feature.p_value == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_profiles_stored_before_the_outlier_model_still_load_and_score() -> None:
+    """An old payload lacks the outlier fields: it loads with them empty and skips that test."""
+    import io
+    import json
+
+    profile = profile_for("embedding.mmd")
+    with np.load(io.BytesIO(profile.to_bytes())) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.startswith("out_")}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta = {k: v for k, v in meta.items() if not k.startswith("out_")}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    payload = buf.getvalue()
+    loaded = registry.load_profile("embedding.mmd", profile.schema_version, payload)
+    assert len(loaded.out_mean) == 0  # type: ignore[attr-defined]
+    result = score("embedding.mmd", loaded, batch(300, seed=5))
+    assert all(f.name != "outliers" for f in result.features)

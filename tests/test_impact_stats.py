@@ -12,9 +12,9 @@ from scipy.stats import binomtest
 
 from monitor.detectors.simulate import synthetic_batch
 from monitor.impact.estimate import accuracy_drop, disagrees, estimate_accuracy, realized_accuracy
-from monitor.impact.outliers import fit_outliers, ledoit_wolf, outlier_scores, score_outliers
 from monitor.impact.profile import ImpactProfile, fit_impact
 from monitor.impact.temperature import apply_temperature, ece, fit_temperature, nll, softmax
+from monitor.stats.outliers import fit_outliers, ledoit_wolf, outlier_scores, score_outliers
 
 
 def _calibrated(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.cli import cli
 from monitor.demo.scenario import MODEL, run_monitor, scenario_logs
+from monitor.detectors.registry import effect_floor
 from monitor.errors import NotFound
 from monitor.reports.status_page import FamilyHistory, StatusData, gather, render, status_html
 from monitor.settings import Settings, WindowSettings
@@ -53,7 +54,7 @@ def test_gather_reads_the_story_from_the_store(
     assert set(data.families) == {"embedding", "pixel", "confidence", "classes"}
     pixel = data.families["pixel"]
     assert pixel.drifted[-1] and not pixel.drifted[0]
-    assert pixel.warn == settings.detectors.pixel.effect_floor
+    assert pixel.warn == effect_floor(settings.detectors, MODEL, "pixel") == 0.1
     assert pixel.alert == pixel.warn * settings.policy.alert_effect_multiple
     assert any(
         name == "pixel: brightness" and change.startswith("\u2212")

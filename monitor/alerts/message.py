@@ -27,21 +27,11 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from monitor.detectors.registry import specs
 from monitor.impact.view import describe
 from monitor.results import DriftResult
 
 Event = Literal["trigger", "acknowledge", "resolve", "test"]
-
-RUNBOOKS: dict[str, str] = {
-    "embedding": "Inputs look different to the model: compare recent thumbnails with the "
-    "reference, check for a new camera, source or preprocessing change.",
-    "pixel": "Image statistics moved: check camera exposure/focus, image pipeline and resizing; "
-    "the listed statistics say which.",
-    "confidence": "The model is less sure of itself: check low-confidence inputs, then labels "
-    "as they arrive; accuracy may be dropping.",
-    "classes": "Predicted classes shifted: check whether the real mix changed (season, source) "
-    "or the model started confusing classes.",
-}
 
 
 def dedup_key(model: str, version: str, family: str, alert_id: int) -> str:
@@ -123,7 +113,8 @@ class AlertMessage:
         query = urlencode({"var-model": model, "var-version": version, "var-family": family})
         impact = evidence.get("impact")
         worst = str(evidence.get("worst_images_url", ""))
-        runbook = RUNBOOKS.get(family, "Check the dashboard for what moved.")
+        spec = specs().get(family)
+        runbook = spec.runbook if spec else "Check the dashboard for what moved."
         return cls(
             alert_id=alert_id,
             event=event,

@@ -33,6 +33,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.detectors.confidence import LOW_CONFIDENCE
+from monitor.detectors.registry import effect_floor
 from monitor.metrics_spec import BY_NAME
 from monitor.policy.rules import STATE_CODES
 from monitor.settings import Settings
@@ -214,7 +215,7 @@ class StoreCollector(Collector):
             if (r.model, r.model_version, r.family) in seen:
                 continue
             seen.add((r.model, r.model_version, r.family))
-            floor = self.settings.detectors.for_model(r.model, r.family).effect_floor  # type: ignore[arg-type]
+            floor = effect_floor(self.settings.detectors, r.model, r.family)
             threshold.add_metric([*mv, r.family, "warn"], floor)
             threshold.add_metric([*mv, r.family, "alert"], floor * multiple)
             moved = sorted(

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import ProfileBase, decide, finite
+from monitor.detectors.base import (
+    FamilySpec,
+    KindSpec,
+    ProfileBase,
+    alpha_of,
+    decide,
+    finite,
+    floor_of,
+)
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import (
@@ -36,7 +44,6 @@ from monitor.stats import (
 )
 
 FAMILY = "classes"
-KINDS = ("classes.chi2", "classes.psi", "classes.js")
 PSEUDO_COUNT = 0.5
 
 
@@ -45,6 +52,21 @@ class ClassesProfile(ProfileBase):
     """Predicted-class counts of the reference (index = class id)."""
 
     counts: np.ndarray
+
+
+SPEC = FamilySpec(
+    name=FAMILY,
+    display="predicted classes",
+    runbook="Predicted classes shifted: check whether the real mix changed (season, "
+    "source) or the model started confusing classes.",
+    page_rank=1,
+    kinds=(
+        KindSpec("classes.chi2", ClassesProfile, 0.1, "Cohen's w", "chi-square"),
+        KindSpec("classes.psi", ClassesProfile, 0.1, "PSI", "chi-square, PSI effect"),
+        KindSpec("classes.js", ClassesProfile, 0.1, "JS distance", "chi-square, JS effect"),
+    ),
+)
+KINDS = tuple(k.name for k in SPEC.kinds)
 
 
 def counts_of(batch: LogBatch, min_classes: int = 0) -> np.ndarray:
@@ -66,9 +88,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> ClassesProfile:
     >>> fit(synthetic_batch(100, seed=0), FamilySettings(method="classes.chi2")).counts.sum()
     np.int64(100)
     """
-    kind = cfg.method or KINDS[0]
-    if kind not in KINDS:
-        raise ValueError(f"unknown classes method {kind!r}; known: {KINDS}")
+    kind = SPEC.kind(cfg.method).name
     return ClassesProfile(kind=kind, n_ref=len(ref), counts=counts_of(ref))
 
 
@@ -85,6 +105,7 @@ def score(profile: ClassesProfile, cur: LogBatch, cfg: FamilySettings) -> DriftR
     >>> score(prof, synthetic_batch(1000, seed=2), cfg).drifted
     False
     """
+    cfg = SPEC.settle(cfg)
     ref_counts, cur_counts = align_counts(profile.counts, counts_of(cur, len(profile.counts)))
     n, m = float(ref_counts.sum()), float(cur_counts.sum())
     stat, p_value, _ = chi2_homogeneity(ref_counts, cur_counts)
@@ -109,7 +130,7 @@ def score(profile: ClassesProfile, cur: LogBatch, cfg: FamilySettings) -> DriftR
             effect_size=float(h[j]),
             ref_value=float(ref_share[j]),
             cur_value=float(cur_share[j]),
-            drifted=decide(float(adj[j]), float(h[j]), cfg),
+            drifted=decide(float(adj[j]), float(h[j]), cfg, len(cur)),
             relative=False,
         )
         for j, k in enumerate(present)
@@ -121,9 +142,9 @@ def score(profile: ClassesProfile, cur: LogBatch, cfg: FamilySettings) -> DriftR
         statistic=finite(stat),
         p_value=p_value,
         effect_size=finite(effect),
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(p_value, finite(effect), cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=decide(p_value, finite(effect), cfg, len(cur)),
         n_ref=profile.n_ref,
         n_cur=len(cur),
         features=features,

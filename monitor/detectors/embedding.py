@@ -3,10 +3,12 @@
 Two kinds share one profile (a bounded, seeded sample of reference embeddings, the Gaussian
 kernel bandwidth from the median heuristic, and a PCA fitted on the sample):
 
-- ``embedding.mmd`` (default): MMD permutation test (Gretton et al. 2012) with a Gaussian
-  kernel approximated by :data:`N_FEATURES` random Fourier features, on at most
-  :data:`MAX_ROWS` rows per side, so the cost is bounded whatever the window size and the test
-  stays exact; effect size = unbiased MMD^2 of the subsamples.
+- ``embedding.mmd`` (default): MMD test (Gretton et al. 2012) with a Gaussian kernel
+  approximated by :data:`N_FEATURES` random Fourier features, on every distinct row of the
+  window against the reference sample: an exact permutation test while both together have at
+  most :data:`PERMUTATION_ROWS` rows, above that the linear-time test with its analytic null
+  (:func:`monitor.stats.mmd_rff_gaussian`), so large windows keep a full-sample test's power at
+  a cost linear in their size; effect size = unbiased MMD^2.
 - ``embedding.pca_ks``: KS test on each of the first :data:`N_COMPONENTS` principal components,
   Holm-adjusted (Rabanser et al. 2019, "Failing loudly"); effect size = Wasserstein-1 distance
   in reference standard deviations of the component.
@@ -19,22 +21,43 @@ window's result does not depend on the order of its rows; repeated rows count on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from monitor.batch import LogBatch
-from monitor.detectors.base import MissingInputError, ProfileBase, decide, finite, reservoir
+from monitor.detectors.base import (
+    FamilySpec,
+    KindSpec,
+    MissingInputError,
+    ProfileBase,
+    alpha_of,
+    decide,
+    finite,
+    floor_of,
+    outlier_feature,
+    outlier_fields,
+    reservoir,
+    with_p,
+)
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
-from monitor.stats import adjust_pvalues, fit_pca, ks_columns, median_gamma, mmd_test
+from monitor.stats import (
+    adjust_pvalues,
+    fit_pca,
+    ks_columns,
+    median_gamma,
+    mmd_rff_gaussian,
+    mmd_test,
+)
 
 FAMILY = "embedding"
-KINDS = ("embedding.mmd", "embedding.pca_ks")
 #: Reference embeddings kept in the profile.
 REF_ROWS = 2000
-#: Rows per side in one MMD test.
-MAX_ROWS = 500
+#: Reference + window rows up to which the MMD null comes from permutations.
+PERMUTATION_ROWS = 3000
+#: Window rows used by the MMD (a content-hashed sample beyond that).
+MAX_ROWS = 100_000
 #: Random Fourier features approximating the Gaussian kernel.
 N_FEATURES = 128
 N_PERMUTATIONS = 200
@@ -56,6 +79,27 @@ class EmbeddingProfile(ProfileBase):
     projected: np.ndarray  # (<= REF_ROWS, k): the sample in PCA coordinates, columns sorted
     scale: np.ndarray  # (k,) std of each component (>= 1e-6)
     seed: int
+    # The per-log outlier model (monitor.detectors.base.outlier_fields); empty in old profiles.
+    out_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    out_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_whiten: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    out_threshold: float = 0.0
+    out_held: int = 0
+
+
+SPEC = FamilySpec(
+    name=FAMILY,
+    display="embedding",
+    runbook="Inputs look different to the model: compare recent thumbnails with the "
+    "reference, check for a new camera, source or preprocessing change.",
+    page_rank=3,
+    kinds=(
+        KindSpec("embedding.mmd", EmbeddingProfile, 0.002, "MMD^2", "kernel MMD"),
+        KindSpec("embedding.pca_ks", EmbeddingProfile, 0.1, "Wasserstein (sd)", "PCA + KS"),
+    ),
+)
+KINDS = tuple(k.name for k in SPEC.kinds)
 
 
 def _embeddings(batch: LogBatch, what: str) -> np.ndarray:
@@ -75,9 +119,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
     >>> prof.kind, prof.sample.shape, prof.components.shape
     ('embedding.mmd', (2000, 128), (16, 128))
     """
-    kind = cfg.method or KINDS[0]
-    if kind not in KINDS:
-        raise ValueError(f"unknown embedding method {kind!r}; known: {KINDS}")
+    kind = SPEC.kind(cfg.method).name
     emb = _embeddings(ref, "reference")
     sample = emb[reservoir(len(emb), REF_ROWS, seed)].astype(np.float32)
     sample = sample[np.sort(distinct_rows(sample, seed))]
@@ -104,6 +146,7 @@ def fit(ref: LogBatch, cfg: FamilySettings, *, seed: int = 0) -> EmbeddingProfil
         projected=np.sort(projected, axis=0),
         scale=np.maximum(projected.std(axis=0), 1e-6),
         seed=seed,
+        **outlier_fields(np.asarray(emb, dtype=np.float64), seed),
     )
 
 
@@ -158,6 +201,7 @@ def score(
     >>> score(prof, synthetic_batch(500, seed=2), cfg).drifted
     False
     """
+    cfg = SPEC.settle(cfg)
     emb = _embeddings(cur, "window")
     dim = profile.sample.shape[1]
     if emb.shape[1] != dim:
@@ -166,30 +210,44 @@ def score(
     if profile.kind == "embedding.pca_ks":
         return _score_pca_ks(profile, emb[order[:PCA_ROWS]], len(emb), cfg)
     picked = emb[order[:MAX_ROWS]]
-    test = mmd_test(
-        profile.sample,
-        picked,
-        profile.gamma,
-        n_permutations=N_PERMUTATIONS,
-        max_rows=MAX_ROWS,
-        n_features=N_FEATURES,
-        seed=profile.seed,
-        device=device,
-    )
+    if len(profile.sample) + len(picked) <= PERMUTATION_ROWS:
+        test = mmd_test(
+            profile.sample,
+            picked,
+            profile.gamma,
+            n_permutations=N_PERMUTATIONS,
+            max_rows=PERMUTATION_ROWS,
+            n_features=N_FEATURES,
+            seed=profile.seed,
+            device=device,
+        )
+        null = f"perm={N_PERMUTATIONS}"
+    else:
+        test = mmd_rff_gaussian(profile.sample, picked, profile.gamma, N_FEATURES, profile.seed)
+        null = "gaussian"
     effect = max(test.statistic, 0.0)
+    features = _component_features(profile, picked[:PCA_ROWS], cfg)
+    p_value, drifted = test.p_value, decide(test.p_value, effect, cfg, len(emb))
+    outliers = outlier_feature(profile, np.asarray(picked, dtype=np.float64), cfg)
+    if outliers is not None:  # Holm over the two tests: the whole window and its outliers
+        p_mmd, p_out = adjust_pvalues(np.array([test.p_value, outliers.p_value]), "holm")
+        outliers = with_p(outliers, float(p_out), cfg, len(emb))
+        p_value = float(min(p_mmd, p_out))
+        drifted = decide(float(p_mmd), effect, cfg, len(emb)) or outliers.drifted
+        features = (outliers, *features)
     return DriftResult(
         family=FAMILY,
         kind=profile.kind,
-        method=f"mmd-permutation(n={test.n_x}x{test.n_y},perm={N_PERMUTATIONS})",
+        method=f"mmd-rff(n={test.n_x}x{test.n_y},{null})" + ("+outliers" if outliers else ""),
         statistic=test.statistic,
-        p_value=test.p_value,
+        p_value=p_value,
         effect_size=effect,
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(test.p_value, effect, cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=drifted,
         n_ref=profile.n_ref,
         n_cur=len(emb),
-        features=_component_features(profile, picked, cfg),
+        features=features,
     )
 
 
@@ -212,7 +270,7 @@ def _component_features(
             effect_size=finite(effect[j]),
             ref_value=float(ref_mean[j]),
             cur_value=float(cur_mean[j]),
-            drifted=bool(adjusted[j] < cfg.alpha),
+            drifted=decide(float(adjusted[j]), finite(effect[j]), cfg, len(proj)),
             relative=False,
             unit="sd",
         )
@@ -234,13 +292,13 @@ def _score_pca_ks(
             cur_value=f.cur_value,
             relative=False,
             unit="sd",
-            drifted=decide(f.p_value, f.effect_size, cfg),
+            drifted=decide(f.p_value, f.effect_size, cfg, n_cur),
         )
         for f in features
     )
     adjusted = np.array([f.p_value for f in features])
     effect = np.array([f.effect_size for f in features])
-    significant = adjusted < cfg.alpha
+    significant = adjusted < alpha_of(cfg)
     pool = np.flatnonzero(significant) if significant.any() else np.arange(len(features))
     top = int(pool[np.argmax(effect[pool])])
     p_value = float(adjusted.min())
@@ -251,9 +309,9 @@ def _score_pca_ks(
         statistic=features[top].statistic,
         p_value=p_value,
         effect_size=float(effect[top]),
-        threshold=cfg.effect_floor,
-        alpha=cfg.alpha,
-        drifted=decide(p_value, float(effect[top]), cfg),
+        threshold=floor_of(cfg),
+        alpha=alpha_of(cfg),
+        drifted=decide(p_value, float(effect[top]), cfg, n_cur),
         n_ref=profile.n_ref,
         n_cur=n_cur,
         features=features,

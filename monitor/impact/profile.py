@@ -24,8 +24,8 @@ import numpy as np
 
 from monitor.batch import LogBatch
 from monitor.impact.estimate import Interval, estimate_accuracy, realized_accuracy
-from monitor.impact.outliers import OutlierModel, fit_outliers
 from monitor.impact.temperature import apply_temperature, ece, fit_temperature
+from monitor.stats.outliers import OutlierModel, fit_outliers
 
 SCHEMA_VERSION = 1
 _ARRAYS = ("columns", "mean", "scale", "whiten")

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.impact.estimate import estimate_accuracy, realized_accuracy
-from monitor.impact.outliers import score_outliers
 from monitor.impact.profile import ImpactProfile, fit_impact
 from monitor.impact.view import Impact, impact_of
 from monitor.settings import ImpactSettings
+from monitor.stats.outliers import score_outliers
 from monitor.store.impact_repo import (
     estimates_to_refresh,
     impact_profile_row,

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from monitor.alerts.message import dedup_key, evidence_from_result
 from monitor.alerts.outbox import enqueue
+from monitor.detectors.registry import page_order
 from monitor.impact.stage import window_impact
 from monitor.metrics import metric
 from monitor.policy.rules import Observation, PolicyState, Transition, retrain_decision, step
@@ -46,7 +47,6 @@ from monitor.store.tables import Window
 log = logging.getLogger(__name__)
 
 WATCHED_ARMS = frozenset({"all", "stable"})
-PAGE_ORDER = {"pixel": 0, "classes": 1, "confidence": 2, "embedding": 3}
 
 
 @dataclass(frozen=True)
@@ -273,9 +273,10 @@ def apply_window(
     impact = window_impact(session, window.id, settings.policy.impact)
     # The family an on-call engineer reads most easily goes first, so it heads the page when
     # several families alert in the same window.
-    for result in sorted(results, key=lambda r: PAGE_ORDER.get(r.family, len(PAGE_ORDER))):
-        family = result.family
-        floor = settings.detectors.for_model(window.model, family).effect_floor  # type: ignore[arg-type]
+    by_family = {r.family: r for r in results}
+    for family in page_order(list(by_family)):
+        result = by_family[family]
+        floor = float(result.threshold)  # the floor the family applied (its kind's unit)
         obs = Observation(
             window.id,
             window.start_ts,

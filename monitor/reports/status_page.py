@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
+from monitor.detectors.registry import effect_floor
 from monitor.errors import DriftwatchError, NotFound
 from monitor.profiles import active_profile, reference_batch
 from monitor.reports.worst_images import (
@@ -122,7 +123,7 @@ def gather(session: Session, settings: Settings, model: str, limit: int = 200) -
         mine = [r for r in rows if r.family == family and r.arm in ("all", "stable")]
         if not mine:
             continue
-        floor = settings.detectors.for_model(model, family).effect_floor
+        floor = effect_floor(settings.detectors, model, family)
         families[family] = FamilyHistory(
             [r.window_end for r in mine],
             [r.effect_size for r in mine],

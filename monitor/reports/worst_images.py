@@ -23,9 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
-from monitor.impact.outliers import score_outliers
 from monitor.impact.stage import load_impact
 from monitor.settings import Settings
+from monitor.stats.outliers import score_outliers
 from monitor.store.alerting_tables import AlertRow
 from monitor.store.impact_repo import estimates, logs_with_thumbnails, window_estimate, worst_logs
 from monitor.store.impact_tables import WindowEstimateRow

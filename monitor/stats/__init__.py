@@ -29,6 +29,7 @@ from monitor.stats.mmd import (
     fourier_features,
     median_gamma,
     mmd2_unbiased,
+    mmd_rff_gaussian,
     mmd_test,
     rbf_kernel,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "ks_pvalue",
     "median_gamma",
     "mmd2_unbiased",
+    "mmd_rff_gaussian",
     "mmd_test",
     "proportion_test",
     "psi",
