@@ -64,7 +64,6 @@ def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> W
     """The next window over pending logs with timestamps ``ts`` (in id order), or None to wait.
 
         >>> from datetime import UTC, datetime, timedelta
-    from typing import Any
         >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
         >>> cfg = WindowSettings(max_count=10, max_seconds=60, min_count=2)
         >>> plan_window([t0 + timedelta(seconds=i) for i in range(12)], cfg, t0)
