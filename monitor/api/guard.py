@@ -119,6 +119,7 @@ class Guard:
         if problem is None and method not in SAFE_METHODS:
             problem = _body_problem(rule, headers)
         if problem is not None:
+            await _drain_small(receive, headers, rule.limit)
             await _answer(send, *problem)
             return
         await self.app(scope, _counted(receive, rule.limit), send)
@@ -136,6 +137,17 @@ def _counted(receive: Receive, limit: int) -> Receive:
         return message
 
     return counted
+
+
+async def _drain_small(receive: Receive, headers: dict[bytes, bytes], limit: int) -> None:
+    """Read and drop a declared body within ``limit`` before refusing the request: a server
+    that closes with unread bytes resets the connection, and the client may lose the answer.
+    Bodies over the limit, or of unknown length, are never read."""
+    declared = headers.get(b"content-length", b"")
+    if not declared.isdigit() or int(declared) > limit:
+        return
+    while (await receive()).get("more_body", False):
+        pass
 
 
 async def _answer(send: Send, status: int, detail: str) -> None:

@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from monitor.api.deps import require_read, session_dep
+from monitor.api.deps import NamePath, require_read, session_dep
+from monitor.schemas import NAME_PATTERN
 from monitor.settings import Settings
 from monitor.store.logs import first_log_time
 from monitor.store.versions import promoted_version
@@ -128,13 +129,13 @@ def _body(v: Verdict, model: str, stable: str, canary: str) -> dict[str, Any]:
     response_model_by_alias=True,
 )
 def verdict_route(
-    model: str,
+    model: NamePath,
     request: Request,
     session: Annotated[Session, Depends(session_dep)],
-    stable: Annotated[str, Query(min_length=1, max_length=128)],
-    canary: Annotated[str, Query(min_length=1, max_length=128)],
-    max_wait_s: Annotated[float | None, Query(gt=0)] = None,
-    lookback_s: Annotated[float, Query(gt=0)] = 86400.0,
+    stable: Annotated[str, Query(pattern=NAME_PATTERN, description="the stable arm")],
+    canary: Annotated[str, Query(pattern=NAME_PATTERN, description="the canary arm")],
+    max_wait_s: Annotated[float | None, Query(gt=0, le=30 * 86400)] = None,
+    lookback_s: Annotated[float, Query(gt=0, le=366 * 86400)] = 86400.0,
 ) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
     v = canary_verdict(session, settings, model, stable, canary, max_wait_s, lookback_s)
