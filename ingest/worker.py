@@ -18,17 +18,20 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ingest.kafka_config import FETCH_MAX_WAIT_MS as FETCH_MAX_WAIT_MS
+from ingest.kafka_config import client_config, consumer_config, producer_config
+from ingest.liveness import Heartbeat
+from ingest.offsets import ResetGuard
 from ingest.validate import Validated, Validator
 from monitor.errors import BrokerUnavailable, StoreUnavailable
 from monitor.metrics import metric
-from monitor.settings import KafkaSettings, Settings
+from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory, unit_of_work
 from monitor.store.ingest_repo import WriteCounts, write_batch
 
 log = logging.getLogger(__name__)
 
-#: How long the broker may hold a fetch open waiting for data (kafka-python's default is 500).
-FETCH_MAX_WAIT_MS = 20
+kafka_client_config = client_config  # moved to ingest/kafka_config.py; ingest/sdk.py imports it
 
 
 @dataclass
@@ -45,22 +48,6 @@ class IngestStats:
     abandoned_batches: int = 0
     failed_commits: int = 0
     assigned_at: float | None = None  # time.monotonic() of the first partition assignment
-
-
-def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection settings shared by Driftwatch's consumers and producers."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": list(kafka.bootstrap_servers),
-        "client_id": kafka.client_id,
-        "security_protocol": kafka.security_protocol,
-        "request_timeout_ms": kafka.request_timeout_ms,
-    }
-    if kafka.sasl_mechanism:
-        config["sasl_mechanism"] = kafka.sasl_mechanism
-        config["sasl_plain_username"] = kafka.sasl_username
-        if kafka.sasl_password is not None:
-            config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    return config
 
 
 @dataclass
@@ -133,6 +120,9 @@ class IngestWorker:
         self._consumer: Any = None
         self._producer: Any = None
         self._writer: ThreadPoolExecutor = ThreadPoolExecutor(max_workers=1)
+        # HOOK (ingest/liveness.py, ingest/offsets.py): poll heartbeat, reset-log detection
+        self.heartbeat = Heartbeat()
+        self.reset_guard = ResetGuard(self.kafka.offset_reset_policy)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,6 +166,8 @@ class IngestWorker:
                     polled = {}
                     if inflight is not None:
                         wait_futures([inflight.future], timeout=0.05)
+                self.heartbeat.beat()  # HOOK: liveness heartbeat + reset-log positions
+                self.reset_guard.observe(polled)
                 for records in polled.values():
                     self._buffer.extend(records)
                 now = time.monotonic()
@@ -231,31 +223,16 @@ class IngestWorker:
                 worker.assignment = frozenset((tp.topic, tp.partition) for tp in assigned)
                 if worker.stats.assigned_at is None:
                     worker.stats.assigned_at = time.monotonic()
+                worker.reset_guard.on_assigned(worker._consumer, assigned)  # HOOK: reset log
                 log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwatch-writer")
-        common = kafka_client_config(self.kafka)
         try:
-            self._consumer = KafkaConsumer(
-                **common,
-                group_id=self.kafka.group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.kafka.max_poll_records,
-                fetch_max_bytes=self.kafka.fetch_max_bytes,
-                max_partition_fetch_bytes=self.kafka.max_partition_fetch_bytes,
-                # a fetch response is one network frame: let it be as large as we asked for
-                receive_message_max_bytes=self.kafka.fetch_max_bytes + 1_048_576,
-                # kafka-python keeps one fetch in flight per broker: a long poll of an idle
-                # partition (labels) would hold back the next fetch of a busy one
-                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-                session_timeout_ms=self.kafka.session_timeout_ms,
-                heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
-            )
+            self._consumer = KafkaConsumer(**consumer_config(self.kafka))
             self._consumer.subscribe(
                 [self.kafka.predictions_topic, self.kafka.labels_topic], listener=Listener()
             )
-            self._producer = KafkaProducer(**common, acks="all", linger_ms=5)
+            self._producer = KafkaProducer(**producer_config(self.kafka))
         except KafkaError as exc:
             self._close()
             raise BrokerUnavailable(
@@ -376,7 +353,10 @@ class IngestWorker:
                         raise _AbandonedError("shutting down")
                     # Keeps the group membership alive; the paused partitions return nothing, but
                     # partitions newly assigned by a rebalance may: keep those for the next batch.
-                    for records in self._consumer.poll(timeout_ms=100).values():
+                    polled = self._consumer.poll(timeout_ms=100)
+                    self.heartbeat.beat()  # HOOK: liveness heartbeat + reset-log positions
+                    self.reset_guard.observe(polled)
+                    for records in polled.values():
                         self._buffer.extend(records)
                     if self._generation != generation:
                         raise _AbandonedError("partitions were revoked")
