@@ -140,10 +140,53 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "driftwatch-drift", "rules": drift},
-            {"name": "driftwatch-pipeline", "rules": pipeline},
+            {"name": "driftwatch-pipeline", "rules": [*pipeline, *ingest_liveness_rules(s)]},
             {"name": "driftwatch-canary", "rules": canary},
         ]
     }
+
+
+def ingest_liveness_rules(settings: Settings, silent_minutes: int = 30) -> list[dict[str, Any]]:
+    """Pages for an ingest that stopped: no poll for ``kafka.stale_poll_seconds``, lag growing
+    while nothing is stored, a model that logged in the last day but not for
+    ``silent_minutes``."""
+    stale = f"{settings.kafka.stale_poll_seconds:g}"
+    lag, stored = "driftwatch_ingest_consumer_lag", "driftwatch_ingest_messages_total"
+    preds = "driftwatch_predictions_total"
+    return [
+        _rule(
+            "DriftwatchIngestStalled",
+            f"time() - driftwatch_ingest_last_poll_timestamp_seconds > {stale}",
+            "2m",
+            "critical",
+            "Ingest worker {{ $labels.instance }} has not polled Kafka",
+            f"No poll of the broker for more than {stale}s: the worker is stuck or dead "
+            "(the process exits and restarts when it dies; check its logs).",
+            settings,
+        ),
+        _rule(
+            "DriftwatchIngestNoProgress",
+            f"(sum by (topic) ({lag}) > 0 and sum by (topic) (delta({lag}[10m])) > 0) "
+            f"unless on (topic) sum by (topic) (increase({stored}[10m])) > 0",
+            "5m",
+            "critical",
+            "Ingest lag on {{ $labels.topic }} grows and nothing is stored",
+            "The consumer lag grew for 10 minutes with no message consumed: the worker is "
+            "paused on a failing store, stuck in a rebalance, or down.",
+            settings,
+        ),
+        _rule(
+            "DriftwatchModelSilent",
+            f"sum by (model) (increase({preds}[1d])) > 0 unless on (model) "
+            f"sum by (model) (increase({preds}[{silent_minutes}m])) > 0",
+            "0m",
+            "warning",
+            "{{ $labels.model }} sent no prediction logs for " + f"{silent_minutes} minutes",
+            "The model logged in the last day but not recently: its server or its Kafka "
+            "producer stopped.",
+            settings,
+        ),
+    ]
 
 
 def write_rules(settings: Settings, path: Path) -> Path:

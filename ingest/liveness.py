@@ -70,7 +70,9 @@ class LagMonitor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._close()
 
     def refresh(self) -> dict[tuple[str, int], int]:
         """Read the lag once and export it; returns it per (topic, partition)."""

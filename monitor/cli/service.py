@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -182,4 +183,4 @@ def serve(ctx: click.Context, with_ingest: bool, exit_delay: float) -> None:
         scheduler.shutdown()  # type: ignore[attr-defined]
     if failure is not None:
         click.echo(f"error: {failure}; exit status {EXIT_INGEST_DIED}", err=True)
-        ctx.exit(EXIT_INGEST_DIED)
+        sys.exit(EXIT_INGEST_DIED)  # not ctx.exit: main() runs click with standalone_mode off
