@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ingest.kafka_config import consumer_config
+from ingest.offsets import log_ends
 from monitor.metrics import metric
 from monitor.settings import KafkaSettings
 
@@ -33,7 +34,8 @@ class Heartbeat:
 
 def partition_lag(consumer: Any, topics: list[str]) -> dict[tuple[str, int], int]:
     """High watermark minus the group's committed offset (or the earliest offset when none is
-    committed yet) for every partition of ``topics``, read through ``consumer``."""
+    committed yet) for every partition of ``topics``, read through ``consumer`` (one with the
+    group's id that never subscribes: it is assigned the partitions to read their ends)."""
     from kafka import TopicPartition
 
     tps = [
@@ -43,12 +45,10 @@ def partition_lag(consumer: Any, topics: list[str]) -> dict[tuple[str, int], int
     ]
     if not tps:
         return {}
-    highs, lows = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
     lag = {}
-    for tp in tps:
+    for tp, (low, high) in log_ends(consumer, tps).items():
         committed = consumer.committed(tp)
-        start = lows[tp] if committed is None else committed
-        lag[(tp.topic, tp.partition)] = max(int(highs[tp]) - int(start), 0)
+        lag[(tp.topic, tp.partition)] = max(high - (low if committed is None else committed), 0)
     return lag
 
 

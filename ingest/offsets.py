@@ -22,7 +22,7 @@ rebalance listener) so the supervised worker stops and says why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,12 +64,33 @@ def detect(committed: int | None, read_up_to: int | None, low: int, high: int) -
     return None
 
 
+def log_ends(probe: Any, tps: list[Any]) -> dict[Any, tuple[int, int]]:
+    """(earliest, high watermark) of each partition, read through ``probe``, a consumer of
+    its own that is not subscribed (it is re-assigned to ``tps`` here).
+
+    The high watermark is the larger of ListOffsets' answer and the one a fetch response
+    carries: Tansu answers ListOffsets(latest) with the last *batch's* base offset + 1, which
+    would undercount the lag and make a committed offset look beyond the end of the log.
+    """
+    lows, listed = probe.beginning_offsets(tps), probe.end_offsets(tps)
+    probe.assign(tps)
+    for tp in tps:
+        probe.seek(tp, max(int(listed[tp]) - 1, int(lows[tp])))
+    for _ in range(10):
+        if all(probe.highwater(tp) is not None for tp in tps):
+            break
+        probe.poll(timeout_ms=100, max_records=1)
+    return {tp: (int(lows[tp]), max(int(listed[tp]), probe.highwater(tp) or 0)) for tp in tps}
+
+
 @dataclass
 class ResetGuard:
     """Per-consumer memory of read positions; call :meth:`observe` per poll and
     :meth:`on_assigned` from the rebalance listener."""
 
     policy: Policy = "earliest"
+    #: makes a fresh, unsubscribed consumer for :func:`log_ends` (closed after each use)
+    probe: Callable[[], Any] | None = None
     read_up_to: dict[tuple[str, int], int] = field(default_factory=dict)
     resets: list[Reset] = field(default_factory=list)
     failure: LogReset | None = None
@@ -90,13 +111,19 @@ class ResetGuard:
         tps = list(assigned)
         if not tps:
             return []
-        highs = consumer.end_offsets(tps)
-        lows = consumer.beginning_offsets(tps)
+        probe = self.probe() if self.probe is not None else None
+        try:
+            ends = log_ends(probe, tps) if probe is not None else {}
+        finally:
+            if probe is not None:
+                probe.close(autocommit=False)
         found = []
         for tp in tps:
             key = (tp.topic, tp.partition)
             committed = consumer.committed(tp)
-            high, low = int(highs[tp]), int(lows[tp])
+            if tp not in ends:
+                ends[tp] = (consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp])
+            low, high = ends[tp]
             reason = detect(committed, self.read_up_to.get(key), low, high)
             if reason is None:
                 continue

@@ -122,7 +122,7 @@ class IngestWorker:
         self._writer: ThreadPoolExecutor = ThreadPoolExecutor(max_workers=1)
         # HOOK (ingest/liveness.py, ingest/offsets.py): poll heartbeat, reset-log detection
         self.heartbeat = Heartbeat()
-        self.reset_guard = ResetGuard(self.kafka.offset_reset_policy)
+        self.reset_guard = ResetGuard(self.kafka.offset_reset_policy, self._offset_probe)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,6 +238,11 @@ class IngestWorker:
             raise BrokerUnavailable(
                 f"cannot reach Kafka at {self.kafka.bootstrap_servers}: {exc}"
             ) from exc
+
+    def _offset_probe(self) -> Any:  # HOOK: a consumer outside the group for ingest/offsets.py
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(**consumer_config(self.kafka, group=False))
 
     def _close(self) -> None:
         if self._consumer is not None:
