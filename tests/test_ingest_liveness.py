@@ -30,6 +30,7 @@ from monitor.schemas import PredictionLog
 from monitor.settings import IngestSettings, KafkaSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+CLI = (sys.executable, "-c", "from monitor.cli import main; main()")
 
 
 @pytest.fixture
@@ -80,8 +81,7 @@ def test_serve_ingest_fails_readiness_and_exits_70_when_the_worker_dies(
     stderr = tmp_path / "serve.log"
     with stderr.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from monitor.cli import main; main()"]
-            + ["serve", "--ingest", "--exit-delay", "5"],
+            [*CLI, "serve", "--ingest", "--exit-delay", "5"],
             env=env,
             stdout=err,
             stderr=subprocess.STDOUT,
