@@ -9,6 +9,7 @@ neither turns TLS on (docs/operations.md, "Kafka TLS"); TLS is tested through a 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -48,6 +49,10 @@ class LocalBroker:
     #: ``host:port`` advertised to clients, when they reach the broker through something in
     #: front of it (a TLS-terminating proxy); by default the listener itself.
     advertised: str | None = None
+    #: ``memory://tansu/``, or ``s3://<bucket>/`` (S3 settings from ``env``: ``AWS_ENDPOINT``,
+    #: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ALLOW_HTTP``)
+    storage: str = "memory://tansu/"
+    env: dict[str, str] | None = None
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,8 +71,9 @@ class LocalBroker:
                 "--advertised-listener-url",
                 f"tcp://{self.advertised}" if self.advertised else url,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
+            env=None if self.env is None else {**os.environ, **self.env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
