@@ -46,9 +46,11 @@ def partition_lag(consumer: Any, topics: list[str]) -> dict[tuple[str, int], int
     if not tps:
         return {}
     lag = {}
-    for tp, (low, high) in log_ends(consumer, tps).items():
-        committed = consumer.committed(tp)
-        lag[(tp.topic, tp.partition)] = max(high - (low if committed is None else committed), 0)
+    committed = {tp: consumer.committed(tp) for tp in tps}
+    for tp, (low, fetched, listed) in log_ends(consumer, tps).items():
+        high = listed if fetched is None else fetched
+        start = low if committed[tp] is None else committed[tp]
+        lag[(tp.topic, tp.partition)] = max(high - start, 0)
     return lag
 
 

@@ -22,6 +22,7 @@ rebalance listener) so the supervised worker stops and says why.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,16 +47,17 @@ class Reset:
     partition: int
     committed: int | None
     read_up_to: int | None
-    high: int
+    high: int | None
     reason: str
 
 
-def detect(committed: int | None, read_up_to: int | None, low: int, high: int) -> str | None:
+def detect(committed: int | None, read_up_to: int | None, low: int, high: int | None) -> str | None:
     """Why the partition's log looks reset, or None. ``read_up_to`` is one past the last offset
-    this consumer saw (None if it never read the partition); ``low``/``high`` the log's ends."""
-    if committed is not None and committed > high:
+    this consumer saw (None if it never read the partition); ``low``/``high`` the log's ends
+    (``high`` None when no fetch confirmed it: then only the other signs count)."""
+    if committed is not None and high is not None and committed > high:
         return f"committed offset {committed} is beyond the high watermark {high}"
-    if read_up_to is not None and read_up_to > high:
+    if read_up_to is not None and high is not None and read_up_to > high:
         return f"this consumer read up to {read_up_to} but the log now ends at {high}"
     if read_up_to is not None and committed is None:
         return f"the committed offset vanished after this consumer read up to {read_up_to}"
@@ -64,23 +66,31 @@ def detect(committed: int | None, read_up_to: int | None, low: int, high: int) -
     return None
 
 
-def log_ends(probe: Any, tps: list[Any]) -> dict[Any, tuple[int, int]]:
-    """(earliest, high watermark) of each partition, read through ``probe``, a consumer of
-    its own that is not subscribed (it is re-assigned to ``tps`` here).
+def log_ends(
+    probe: Any, tps: list[Any], timeout: float = 5.0
+) -> dict[Any, tuple[int, int | None, int]]:
+    """(earliest, fetched high watermark or None, listed end) of each partition, read through
+    ``probe``, a consumer of its own that is not subscribed (it is assigned ``tps`` here).
 
-    The high watermark is the larger of ListOffsets' answer and the one a fetch response
-    carries: Tansu answers ListOffsets(latest) with the last *batch's* base offset + 1, which
-    would undercount the lag and make a committed offset look beyond the end of the log.
+    Tansu answers ListOffsets(latest) with the last *batch's* base offset + 1, which undercounts
+    the lag and would make a committed offset look beyond the end of the log; the high watermark
+    a fetch response carries is right, so one fetch per partition confirms it.
     """
     lows, listed = probe.beginning_offsets(tps), probe.end_offsets(tps)
     probe.assign(tps)
     for tp in tps:
         probe.seek(tp, max(int(listed[tp]) - 1, int(lows[tp])))
-    for _ in range(10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if all(probe.highwater(tp) is not None for tp in tps):
             break
         probe.poll(timeout_ms=100, max_records=1)
-    return {tp: (int(lows[tp]), max(int(listed[tp]), probe.highwater(tp) or 0)) for tp in tps}
+    ends = {}
+    for tp in tps:
+        fetched = probe.highwater(tp)
+        high = None if fetched is None else max(int(fetched), int(listed[tp]))
+        ends[tp] = (int(lows[tp]), high, int(listed[tp]))
+    return ends
 
 
 @dataclass
@@ -111,6 +121,8 @@ class ResetGuard:
         tps = list(assigned)
         if not tps:
             return []
+        # committed first: it only grows afterwards, so it is never compared with older ends
+        committed = {tp: consumer.committed(tp) for tp in tps}
         probe = self.probe() if self.probe is not None else None
         try:
             ends = log_ends(probe, tps) if probe is not None else {}
@@ -120,14 +132,12 @@ class ResetGuard:
         found = []
         for tp in tps:
             key = (tp.topic, tp.partition)
-            committed = consumer.committed(tp)
-            if tp not in ends:
-                ends[tp] = (consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp])
-            low, high = ends[tp]
-            reason = detect(committed, self.read_up_to.get(key), low, high)
+            low, high, _ = ends.get(tp, (consumer.beginning_offsets([tp])[tp], None, 0))
+            reason = detect(committed[tp], self.read_up_to.get(key), low, high)
             if reason is None:
                 continue
-            reset = Reset(tp.topic, tp.partition, committed, self.read_up_to.get(key), high, reason)
+            read = self.read_up_to.get(key)
+            reset = Reset(tp.topic, tp.partition, committed[tp], read, high, reason)
             found.append(reset)
             self._recover(consumer, tp, reset, low)
         self.resets.extend(found)
