@@ -70,6 +70,42 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     request_timeout_ms: int = Field(30_000, ge=1000)
+    ssl_cafile: Path | None = Field(None, description="PEM CA bundle (a private CA, Strimzi's).")
+    ssl_certfile: Path | None = Field(None, description="PEM client certificate for mTLS.")
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of ``ssl_certfile``.")
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a group with no committed offset starts: 'earliest' stores every "
+        "retained log once (idempotent); 'latest' skips what was produced before it joined.",
+    )
+    offset_reset_policy: Literal["earliest", "fail"] = Field(
+        "earliest",
+        description="When a partition's log was reset under the group (broker restart): "
+        "re-read from the earliest offset, or stop the worker.",
+    )
+    consumer_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra kafka-python KafkaConsumer keyword arguments."
+    )
+    producer_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra kafka-python KafkaProducer keyword arguments."
+    )
+    lag_refresh_seconds: float = Field(
+        15.0, gt=0, description="How often the lag monitor reads end and committed offsets."
+    )
+    stale_poll_seconds: float = Field(
+        120.0, gt=0, description="Ingest is stalled when its last poll is older than this."
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> KafkaSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together (mTLS)")
+        tls_files = self.ssl_cafile or self.ssl_certfile
+        if tls_files and not self.security_protocol.endswith("SSL"):
+            raise ValueError("kafka.ssl_* files need security_protocol SSL or SASL_SSL")
+        return self
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
