@@ -63,16 +63,15 @@ class WindowPlan:
 def plan_window(ts: Sequence[datetime], cfg: WindowSettings, now: datetime) -> WindowPlan | None:
     """The next window over pending logs with timestamps ``ts`` (in id order), or None to wait.
 
-        >>> from datetime import UTC, datetime, timedelta
-    from typing import Any
-        >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
-        >>> cfg = WindowSettings(max_count=10, max_seconds=60, min_count=2)
-        >>> plan_window([t0 + timedelta(seconds=i) for i in range(12)], cfg, t0)
-        WindowPlan(n=10, closed_by='count')
-        >>> plan_window([t0, t0, t0 + timedelta(seconds=90)], cfg, t0 + timedelta(seconds=90))
-        WindowPlan(n=2, closed_by='time')
-        >>> plan_window([t0], cfg, t0 + timedelta(seconds=30)) is None
-        True
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> cfg = WindowSettings(max_count=10, max_seconds=60, min_count=2)
+    >>> plan_window([t0 + timedelta(seconds=i) for i in range(12)], cfg, t0)
+    WindowPlan(n=10, closed_by='count')
+    >>> plan_window([t0, t0, t0 + timedelta(seconds=90)], cfg, t0 + timedelta(seconds=90))
+    WindowPlan(n=2, closed_by='time')
+    >>> plan_window([t0], cfg, t0 + timedelta(seconds=30)) is None
+    True
     """
     if len(ts) >= cfg.max_count:
         return WindowPlan(cfg.max_count, "count")

@@ -293,12 +293,15 @@ def test_pdb_covers_only_the_ingest_pods() -> None:
     assert of_kind(render({"ingest": {"pdb": {"enabled": False}}}), "PodDisruptionBudget") == []
 
 
-def test_evaluator_is_a_single_recreated_replica() -> None:
-    with pytest.raises(helm.HelmError, match="additional properties 'replicas'"):
-        render({"evaluator": {"replicas": 3}})  # the schema has no such knob
-    spec = workload(render(), "evaluator")["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+def test_evaluator_replicas_scale_and_roll_without_a_gap() -> None:
+    assert workload(render(), "evaluator")["spec"]["replicas"] == 1
+    spec = workload(render({"evaluator": {"replicas": 3}}), "evaluator")["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    keys = [c["topologyKey"] for c in spec["template"]["spec"]["topologySpreadConstraints"]]
+    assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    with pytest.raises(helm.HelmError, match="replicas"):
+        render({"evaluator": {"replicas": "three"}})
 
 
 def test_api_service_and_probes() -> None:

@@ -31,6 +31,29 @@ def _promoted(session: Session, model: str) -> str | None:
     return None if mv is None else mv.version
 
 
+def _superseding(row: PolicyStateRow, window: Window, need: int) -> Transition:
+    """The transition that resolves ``row`` (an older version's state) because ``window``'s
+    version, now promoted, has ``need`` clean windows in a row."""
+    return Transition(
+        from_state=cast(State, row.state),
+        to_state="resolved",
+        at=window.end_ts,
+        window_id=window.id,
+        reason=(
+            f"superseded by {window.model_version} (promoted): its last {need} windows "
+            f"are clean against its own reference"
+        ),
+        notify=row.state == "alert",
+        severity=None,
+        evidence={
+            "superseded_by": window.model_version,
+            "window_id": window.id,
+            "version": row.model_version,
+            "family": row.family,
+        },
+    )
+
+
 def resolve_superseded(
     session: Session,
     settings: Settings,
@@ -71,24 +94,7 @@ def resolve_superseded(
         ).first()
         if old is None:
             continue
-        t = Transition(
-            from_state=cast(State, row.state),
-            to_state="resolved",
-            at=window.end_ts,
-            window_id=window.id,
-            reason=(
-                f"superseded by {window.model_version} (promoted): its last {need} windows "
-                f"are clean against its own reference"
-            ),
-            notify=row.state == "alert",
-            severity=None,
-            evidence={
-                "superseded_by": window.model_version,
-                "window_id": window.id,
-                "version": row.model_version,
-                "family": row.family,
-            },
-        )
+        t = _superseding(row, window, need)
         row.state, row.drift_streak, row.clean_streak, row.updated_at = "resolved", 0, 0, now
         if t.notify:
             _resolve_alert(session, settings, old, row.family, t, now)
