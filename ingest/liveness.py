@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ingest.kafka_config import consumer_config
@@ -22,14 +23,29 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """When the worker last polled the broker (``driftwatch_ingest_last_poll_timestamp_seconds``)."""
+    """When the worker last polled the broker (``driftwatch_ingest_last_poll_timestamp_seconds``,
+    and the modification time of ``path`` when given, at most once a second: what the chart's
+    liveness probe reads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self.last: float | None = None  # time.monotonic() of the last poll
+        self.path = path
+        self._touched = 0.0
 
     def beat(self) -> None:
         self.last = time.monotonic()
         metric("driftwatch_ingest_last_poll_timestamp_seconds").set(time.time())
+        if self.path is not None and self.last - self._touched >= 1.0:
+            self.path.touch()
+            self._touched = self.last
+
+
+def heartbeat_age(path: Path) -> float:
+    """Seconds since the heartbeat file was touched (infinite when it does not exist)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def partition_lag(consumer: Any, topics: list[str]) -> dict[tuple[str, int], int]:

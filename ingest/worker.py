@@ -78,7 +78,7 @@ class IngestWorker:
         self.producer: Any = None
         self._writer = ThreadPoolExecutor(max_workers=1)
         self.checkpoint = Checkpoint(settings, self.engine, self.sessions, self._writer, self.stats)
-        self.heartbeat = Heartbeat()  # the last poll, for liveness (ingest/liveness.py)
+        self.heartbeat = Heartbeat(self.ingest.heartbeat_file)  # the last poll (liveness)
         self.reset_guard = ResetGuard(self.kafka.offset_reset_policy, self._offset_probe)
 
     # ------------------------------------------------------------------ lifecycle

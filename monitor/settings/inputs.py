@@ -103,6 +103,9 @@ class DatabaseSettings(_Section):
 class IngestSettings(_Section):
     """Batching, limits and retries of the ingest worker."""
 
+    heartbeat_file: Path | None = Field(
+        None, description="Touched at every poll: a liveness probe checks its age (the chart)."
+    )
     batch_max_messages: int = Field(5000, ge=1)
     batch_max_seconds: float = Field(1.0, gt=0)
     retry_initial_seconds: float = Field(0.5, gt=0)
