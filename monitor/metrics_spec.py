@@ -122,7 +122,19 @@ METRICS: tuple[MetricSpec, ...] = (
         "driftwatch_ingest_consumer_lag",
         "gauge",
         ("topic", "partition"),
-        "Messages behind the end of each partition.",
+        "Messages behind the end of each partition (high watermark minus committed offset).",
+    ),
+    MetricSpec(
+        "driftwatch_ingest_last_poll_timestamp_seconds",
+        "gauge",
+        (),
+        "Unix time of the ingest worker's last poll of the broker (its heartbeat).",
+    ),
+    MetricSpec(
+        "driftwatch_ingest_offset_resets_total",
+        "counter",
+        ("topic", "partition", "policy"),
+        "Partitions whose log was found reset under the group (broker restart), by policy.",
     ),
     MetricSpec(
         "driftwatch_ingest_batch_seconds",

@@ -279,6 +279,6 @@ def roll_back(session: Session, settings: Settings, rollout_id: int, reason: str
         raise NotFound(f"rollout {rollout_id} does not exist")
     if rollout.state != "running":
         raise Conflict(f"rollout {rollout_id} is already {rollout.state}")
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    store = registry.ArtifactStore.from_settings(settings.retrain)
     finish(session, store, target_from_settings(settings.retrain), rollout, False, reason)
     return rollout

@@ -169,7 +169,7 @@ def test_rules_pass_promtool_and_fire_on_drift(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert "SUCCESS: 11 rules found" in check.stdout
     for group in alerting_rules(Settings())["groups"]:
         for rule in group["rules"]:
             for name in _METRIC.findall(rule["expr"]):

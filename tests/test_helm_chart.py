@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import pytest
 import yaml
 
 from dashboards.values_schema import render as render_schema
+from ingest.liveness import Heartbeat
 from monitor.cli import COMMANDS, cli
 from monitor.metrics_spec import BY_NAME
 from monitor.settings import Settings, load_settings
@@ -582,11 +585,14 @@ def test_every_workload_has_startup_liveness_and_readiness_probes() -> None:
         ports = {p["name"] for p in container["ports"]}
         for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
             probe = container[kind]
-            assert probe["httpGet"]["port"] in ports, (component, kind)
             assert probe["periodSeconds"] > 0 and probe["failureThreshold"] > 0
-        assert container["livenessProbe"]["httpGet"]["port"] == port
-        if component != "api":
-            assert container["livenessProbe"]["httpGet"]["path"] == path
+            if component == "ingest" and kind == "livenessProbe":
+                assert "exec" in probe  # the poll heartbeat: see the test above
+                continue
+            assert probe["httpGet"]["port"] in ports, (component, kind)
+            if kind == "livenessProbe":
+                assert probe["httpGet"]["port"] == port
+                assert component == "api" or probe["httpGet"]["path"] == path
     # restarted within a minute when the worker stops answering
     live = workload(docs, "ingest")["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
     assert live["periodSeconds"] * live["failureThreshold"] <= 60
@@ -674,3 +680,22 @@ def test_grafana_sidecar_datasources_point_at_prometheus_and_the_read_only_role(
     pg = sources["grafana-postgresql-datasource"]
     assert pg["url"] == "pg.db:5432" and pg["user"] == "driftwatch_grafana"
     assert pg["secureJsonData"]["password"] == "${DRIFTWATCH_GRAFANA_PG_PASSWORD}"
+
+
+def test_ingest_liveness_is_a_fresh_poll_heartbeat(tmp_path: Path) -> None:
+    container = workload(render({"ingest": {"heartbeatMaxAgeSeconds": 90}}), "ingest")["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    probe = container["livenessProbe"]["exec"]["command"]
+    assert env["DRIFTWATCH_INGEST__HEARTBEAT_FILE"] == "/tmp/driftwatch-ingest.heartbeat"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
+    # the probe command itself, run here: missing -> fail, fresh -> pass, stale -> fail
+    beat = tmp_path / "hb"
+    run_env = {**os.environ, "DRIFTWATCH_INGEST__HEARTBEAT_FILE": str(beat)}
+    cmd = [sys.executable, *probe[1:]]
+    assert subprocess.run(cmd, env=run_env, check=False).returncode == 1
+    Heartbeat(beat).beat()
+    assert subprocess.run(cmd, env=run_env, check=False).returncode == 0
+    os.utime(beat, (time.time() - 91, time.time() - 91))
+    assert subprocess.run(cmd, env=run_env, check=False).returncode == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ingest.liveness import LagMonitor
 from ingest.processes import IngestPool
 from ingest.worker import IngestWorker
 from monitor.cli import settings_of, stop_on_signals
@@ -53,7 +54,14 @@ def ingest(
 
         start_http_server(metrics_port)
     stop = stop_on_signals("finishing the current batch")
-    stats = IngestWorker(settings).run(stop, max_messages=max_messages, idle_timeout=idle_timeout)
+    # the true lag (high watermark - committed), refreshed apart from the worker's own loop
+    lag = LagMonitor(settings.kafka).start() if metrics_port is not None else None
+    try:
+        worker = IngestWorker(settings)
+        stats = worker.run(stop, max_messages=max_messages, idle_timeout=idle_timeout)
+    finally:
+        if lag is not None:
+            lag.stop()
     click.echo(
         f"consumed={stats.consumed} stored={stats.stored} duplicates={stats.duplicates} "
         f"labels={stats.labels} dead_lettered={stats.dead_lettered} "

@@ -136,7 +136,7 @@ def tick(ctx: click.Context) -> None:
     """Judge every running rollout once (the scheduler does this every interval)."""
 
     settings = settings_of(ctx)
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    store = registry.ArtifactStore.from_settings(settings.retrain)
     target = target_from_settings(settings.retrain)
     with unit_of_work(_sessions(ctx)) as s:
         for ro in active(s):

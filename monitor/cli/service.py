@@ -7,11 +7,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
+import time
+from typing import Any
 
 import click
 
+from ingest.liveness import LagMonitor, Supervisor
 from ingest.worker import IngestWorker
 from monitor.cli import settings_of, stop_on_signals
 from monitor.scheduler import Evaluator, build_scheduler
@@ -82,25 +87,100 @@ def api(ctx: click.Context) -> None:
     _run_api(settings_of(ctx))
 
 
+#: Exit status of ``serve --ingest`` when its ingest worker died (EX_SOFTWARE).
+EXIT_INGEST_DIED = 70
+
+
+def _readiness_guard(app: Any, supervisor: Supervisor) -> Any:
+    """The ASGI ``app`` with ``/readyz`` answering 503 while the ingest worker is unhealthy."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        problem = supervisor.problem() if scope.get("path") == "/readyz" else None
+        if problem is None:
+            await app(scope, receive, send)
+            return
+        body = json.dumps({"status": "not ready", "checks": {"ingest": problem}}).encode()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
+
+
+def _serve_with_ingest(settings: Settings, exit_delay: float) -> str | None:
+    """Serve the API with a supervised ingest worker and a lag monitor; returns why the worker
+    died (after readiness reported it for ``exit_delay`` seconds), or None on a clean stop."""
+    import uvicorn
+
+    from monitor.api.app import create_app
+
+    worker = IngestWorker(settings)
+    lag = LagMonitor(settings.kafka).start()
+    server: uvicorn.Server | None = None
+
+    def died(why: str) -> None:
+        log.error("%s; readiness fails now, exiting in %gs", why, exit_delay)
+        time.sleep(exit_delay)
+        if server is not None:
+            server.should_exit = True
+
+    supervisor = Supervisor(
+        worker.run,
+        worker.heartbeat,
+        stale_seconds=settings.kafka.stale_poll_seconds,
+        on_death=died,
+    )
+    app = _readiness_guard(create_app(settings), supervisor)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.api.host,
+            port=settings.api.port,
+            log_level=settings.log_level.lower(),
+        )
+    )
+    supervisor.start()
+    try:
+        server.run()  # blocks until SIGINT/SIGTERM or the worker's death
+    finally:
+        supervisor.stopping = supervisor.failure is None
+        worker.stop()
+        supervisor.join(timeout=30)
+        lag.stop()
+    return supervisor.failure
+
+
 @click.command()
 @click.option(
     "--ingest/--no-ingest",
     "with_ingest",
     default=False,
-    help="Also run an ingest worker in this process.",
+    help="Also run a supervised ingest worker in this process.",
+)
+@click.option(
+    "--exit-delay",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="With --ingest: seconds /readyz reports a dead worker before the process exits.",
 )
 @click.pass_context
-def serve(ctx: click.Context, with_ingest: bool) -> None:
-    """API + scheduler (+ ingest worker) in one process."""
+def serve(ctx: click.Context, with_ingest: bool, exit_delay: float) -> None:
+    """API + scheduler (+ ingest worker) in one process.
+
+    With --ingest, the process exits with status 70 when the ingest worker dies, after
+    /readyz has answered 503 naming the cause for --exit-delay seconds.
+    """
     settings = settings_of(ctx)
     scheduler = _start_scheduler(settings)
-    worker = None
-    if with_ingest:
-        worker = IngestWorker(settings)
-        threading.Thread(target=worker.run, name="ingest", daemon=True).start()
+    failure = None
     try:
-        _run_api(settings)  # blocks until SIGINT/SIGTERM (uvicorn handles them)
+        if with_ingest:
+            failure = _serve_with_ingest(settings, exit_delay)
+        else:
+            _run_api(settings)  # blocks until SIGINT/SIGTERM (uvicorn handles them)
     finally:
-        if worker is not None:
-            worker.stop()
         scheduler.shutdown()  # type: ignore[attr-defined]
+    if failure is not None:
+        click.echo(f"error: {failure}; exit status {EXIT_INGEST_DIED}", err=True)
+        sys.exit(EXIT_INGEST_DIED)  # not ctx.exit: main() runs click with standalone_mode off

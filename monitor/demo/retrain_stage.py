@@ -128,7 +128,7 @@ def serve_labelled(
     Publishes the promoted version as the only arm first when no spec exists yet.
     """
 
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    store = registry.ArtifactStore.from_settings(settings.retrain)
     target = target_from_settings(settings.retrain)
     if not settings.retrain.deployment_spec_path.exists():
         with unit_of_work(sessions) as session:
@@ -166,7 +166,7 @@ def close_the_loop(
 
     t_start = time.perf_counter()
     emit = emit or store_emitter(sessions)
-    store = registry.ArtifactStore(settings.retrain.registry_dir)
+    store = registry.ArtifactStore.from_settings(settings.retrain)
     target = target_from_settings(settings.retrain)
     current = _stable_version(settings, sessions, model, baseline, log)
     rollout.publish_stable(store, target, current)

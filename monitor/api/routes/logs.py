@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from ingest.kafka_config import client_config as kafka_client_config
 from ingest.validate import RawRecord, Validator, rejection
-from ingest.worker import kafka_client_config
 from monitor.api.deps import ApiError, require_read, require_write, session_dep
 from monitor.errors import DriftwatchError, InvalidMessage
 from monitor.schemas import Rejected
