@@ -195,7 +195,7 @@ def make_log() -> Callable[..., PredictionLog]:
 # ---------------------------------------------------------------- waiting
 
 
-def _wait_until(
+def poll_until(
     condition: Callable[[], Any], timeout: float = 60.0, what: str = "", every: float = 0.05
 ) -> Any:
     """Poll ``condition`` until it returns something truthy (returned); fail after ``timeout``."""
@@ -212,4 +212,4 @@ def _wait_until(
 @pytest.fixture
 def wait_until() -> Callable[..., Any]:
     """The one polling helper: ``wait_until(lambda: ..., timeout=30, what="rows stored")``."""
-    return _wait_until
+    return poll_until

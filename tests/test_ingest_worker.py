@@ -25,6 +25,7 @@ from monitor.schemas import Rejected
 from monitor.settings import DatabaseSettings, IngestSettings, KafkaSettings, Settings
 from monitor.store.db import make_engine, session_factory
 from monitor.store.tables import Label, Prediction
+from tests.conftest import poll_until
 
 FAST = IngestSettings(batch_max_seconds=0.2, retry_initial_seconds=0.1, retry_max_seconds=0.4)
 
@@ -87,11 +88,7 @@ def running(worker: IngestWorker) -> Iterator[tuple[threading.Event, list[Ingest
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 40, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    poll_until(condition, timeout, what, every=0.1)
 
 
 def count_rows(url: str) -> int:

@@ -46,7 +46,7 @@ from sqlalchemy import Engine, create_engine, text
 from dashboards.boards import build_dashboards
 from dashboards.expand import expand_prom, expand_sql, panel_queries
 from dashboards.grafana import POSTGRES, PROMETHEUS
-from dashboards.rules import write_rules
+from dashboards.rules import alerting_rules, write_rules
 from ingest.broker import LocalBroker
 from monitor.demo.scenario import MODEL, run_monitor, scenario_logs
 from monitor.metrics import metric
@@ -61,6 +61,7 @@ from monitor.settings import (
 )
 from monitor.store.db import make_engine, session_factory, unit_of_work
 from monitor.store.versions import promoted_version
+from tests.conftest import poll_until
 
 PER_WINDOW = 200
 SCRAPE_S = 1
@@ -123,10 +124,7 @@ def _serve_api(settings: Settings, engine: Engine) -> tuple[Any, int]:
         )
     )
     threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
+    poll_until(lambda: server.started, 20, "the API to start")
     return server, port
 
 
@@ -170,15 +168,16 @@ def _start_prometheus(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
         assert proc.poll() is None, (workdir / "prometheus.log").read_text()
         try:
             with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                break
+                return True
         except OSError:
-            assert time.monotonic() < deadline, "prometheus did not become ready"
-            time.sleep(0.2)
+            return False
+
+    poll_until(ready, 30, "prometheus to become ready", every=0.2)
     return proc, url
 
 
@@ -191,10 +190,23 @@ def prom_query(prom: str, expr: str) -> dict[str, Any]:
 
 
 def _wait_for(prom: str, expr: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not prom_query(prom, expr).get("data", {}).get("result"):
-        assert time.monotonic() < deadline, f"Prometheus never saw {expr}"
-        time.sleep(0.25)
+    poll_until(
+        lambda: prom_query(prom, expr).get("data", {}).get("result"),
+        timeout,
+        f"Prometheus to see {expr}",
+        every=0.25,
+    )
+
+
+def _next_scrape(prom: str) -> None:
+    """Wait until Prometheus has scraped the API once more (a query, not a sleep)."""
+    since = time.time()
+
+    def scraped() -> bool:
+        result = prom_query(prom, 'timestamp(up{job="driftwatch"})').get("data", {}).get("result")
+        return bool(result) and float(result[0]["value"][1]) > since
+
+    poll_until(scraped, 10 * SCRAPE_S, "a new scrape", every=0.1)
 
 
 # ---------------------------------------------------------------- the run
@@ -334,7 +346,7 @@ def _roll_out(engine: Engine, settings: Settings, prom: str) -> None:
         ).id
     outcomes: list[str] = []
     while not outcomes or outcomes[-1] == "advance":
-        time.sleep(SCRAPE_S * 1.2)  # Prometheus sees every step
+        _next_scrape(prom)  # Prometheus sees every step
         n = settings.retrain.step_min_logs
         with unit_of_work(sessions) as s:
             insert_predictions(
@@ -404,7 +416,8 @@ def run(
         assert report.deliveries.get("delivered", 0) >= 1 and bodies
         _roll_out(engine, settings, prom)
         _wait_for(prom, "driftwatch_canary_step == 3")
-        time.sleep(SCRAPE_S * 2)
+        _next_scrape(prom)
+        _next_scrape(prom)
         yield Run(prom, f"http://127.0.0.1:{api_port}", engine, settings, bodies)
     finally:
         proc.terminate()
@@ -486,15 +499,14 @@ def test_annotation_queries_run_and_show_the_promotion(run: Run) -> None:
 
 
 def test_alerting_rules_load_and_fire_in_prometheus(run: Run) -> None:
-    deadline = time.monotonic() + 15
-    while True:
+    def loaded() -> dict[str, Any] | None:
         groups = _get(f"{run.prom}/api/v1/rules")["data"]["groups"]
         rules = {r["name"]: r for g in groups for r in g["rules"]}
-        if rules.get("DriftwatchDriftAlert", {}).get("state") == "firing":
-            break
-        assert time.monotonic() < deadline, rules.get("DriftwatchDriftAlert")
-        time.sleep(0.5)
-    assert len(rules) == 9 and all(r["health"] == "ok" for r in rules.values()), rules
+        return rules if rules.get("DriftwatchDriftAlert", {}).get("state") == "firing" else None
+
+    rules = poll_until(loaded, 15, "DriftwatchDriftAlert to fire", every=0.5)
+    expected = sum(len(g["rules"]) for g in alerting_rules(run.settings)["groups"])
+    assert len(rules) == expected == 11 and all(r["health"] == "ok" for r in rules.values()), rules
     firing = rules["DriftwatchDriftAlert"]["alerts"][0]["labels"]
     assert firing["model"] == MODEL and firing["family"] == "pixel"
     assert rules["DriftwatchDeadLetters"]["state"] in ("pending", "firing")
