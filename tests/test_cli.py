@@ -148,3 +148,31 @@ def test_rolling_back_an_ended_rollout_is_refused_by_both_doors(
     with Session(engine) as session:
         assert session.get(Rollout, 1).reason == "canary accuracy dropped"  # type: ignore[union-attr]
     engine.dispose()
+
+
+NO_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+sys.meta_path.insert(0, NoTorch())
+from monitor.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_command_whose_extra_is_missing_is_listed_and_says_what_to_install() -> None:
+    """Without the ``ml`` extra (no torch), ``--help`` lists every command and the ones that
+    need torch say so when run (a process of its own, where torch cannot be imported)."""
+    from monitor.cli import COMMANDS
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", NO_TORCH, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+
+    listed = run("--help")
+    assert listed.returncode == 0, listed.stderr
+    assert all(name in listed.stdout for name in COMMANDS)
+    ran = run("demo")
+    assert ran.returncode != 0 and "needs torch" in ran.stderr, ran.stderr

@@ -60,10 +60,23 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 return None  # not built yet
-            raise
+            return _unavailable(cmd_name, exc.name or str(exc))  # an optional extra is missing
         command = getattr(module, attr)
         assert isinstance(command, click.Command)
         return command
+
+
+def _unavailable(name: str, missing: str) -> click.Command:
+    """A stand-in for a command whose optional dependency is not installed (``--help`` still
+    lists every command; running this one says what to install)."""
+
+    def refuse() -> None:
+        raise click.ClickException(
+            f"`driftwatch {name}` needs {missing}, which is not installed: "
+            "pip install 'driftwatch[ml]' (torch first: pip install torch==2.13.0)"
+        )
+
+    return click.Command(name, callback=refuse, help=f"(unavailable here: needs {missing})")
 
 
 #: Exit codes, documented in ``driftwatch --help``: the first class an error is an instance of.
