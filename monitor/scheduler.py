@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.outbox import deliver_pending
@@ -53,9 +53,8 @@ from monitor.policy.apply import Decision, apply_window
 from monitor.policy.rules import Transition
 from monitor.policy.supersede import resolve_superseded
 from monitor.settings import Settings
-from monitor.store.alerting_tables import AlertRow, PolicyTransitionRow
 from monitor.store.db import session_factory, unit_of_work
-from monitor.store.ingest_repo import delete_older_than
+from monitor.store.retention import delete_expired
 from monitor.store.tables import Window
 from monitor.windows import close_windows, models_with_work
 from retrain.jobs import enqueue_job
@@ -217,19 +216,7 @@ class Evaluator:
             if not got:
                 return {}
             with unit_of_work(self.factory) as session:
-                predictions, labels = delete_older_than(session, logs_cut)
-                windows = session.execute(delete(Window).where(Window.end_ts < results_cut))
-                transitions = session.execute(
-                    delete(PolicyTransitionRow).where(PolicyTransitionRow.at < results_cut)
-                )
-                alerts = session.execute(
-                    delete(AlertRow).where(
-                        AlertRow.status == "resolved", AlertRow.resolved_at < results_cut
-                    )
-                )
-        counts = {"predictions": predictions, "labels": labels}
-        for name, res in (("windows", windows), ("transitions", transitions), ("alerts", alerts)):
-            counts[name] = int(getattr(res, "rowcount", 0) or 0)
+                counts = delete_expired(session, logs_cut, results_cut)
         log.info("retention: deleted %s", counts)
         return counts
 

@@ -10,7 +10,6 @@ The examples are bounded (``EXAMPLES`` per mode) so one backend takes well under
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from monitor.settings import ApiSettings, Settings
 from monitor.store.alerting_tables import AlertRow
 from monitor.store.db import unit_of_work
 from monitor.store.tables import DriftResultRow, Window
+from tests.conftest import poll_until
 
 TOKEN = "fuzz-token-for-tests-only"
 READ_TOKEN = "fuzz-read-token-for-tests"
@@ -113,10 +113,7 @@ def serve(app: Any) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
+    poll_until(lambda: server.started, 20, "the API to start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"

@@ -12,12 +12,13 @@ import select
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import poll_until
 
 TOKEN = "memory-token-for-tests-only"
 BODY = 300 * 1024 * 1024
@@ -53,16 +54,15 @@ def api(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
     cli = "from monitor.cli import main; main()"
     proc = subprocess.Popen([sys.executable, "-c", cli, "api"], env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def up() -> bool:
             assert proc.poll() is None, "driftwatch api exited"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "driftwatch api did not start"
-            time.sleep(0.1)
+                return False
+
+        poll_until(up, 30, "driftwatch api to start", every=0.1)
         yield proc.pid, port
     finally:
         proc.terminate()

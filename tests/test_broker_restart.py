@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from monitor.schemas import PredictionLog
 from monitor.settings import DatabaseSettings, IngestSettings, KafkaSettings, Settings
 from monitor.store.db import make_engine
 from monitor.store.tables import Prediction
+from tests.conftest import poll_until
 
 
 @pytest.mark.parametrize(
@@ -118,15 +118,16 @@ def s3_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def listening() -> bool:
+            assert proc.poll() is None, "moto_server exited"
             try:
                 socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
+                return True
             except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
+                return False
+
+        poll_until(listening, 60, "moto_server to listen", every=0.1)
         creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
             Bucket="tansu"

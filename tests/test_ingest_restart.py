@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ingest.sdk import encode_prediction
 from monitor.settings import DatabaseSettings, IngestSettings, KafkaSettings, Settings
 from monitor.store.db import make_engine
 from monitor.store.tables import Prediction
+from tests.conftest import poll_until
 from tests.test_ingest_worker import committed, produce
 
 
@@ -79,10 +79,12 @@ def test_sigkill_and_sigterm_mid_stream_then_restart(
 
     def run_until(rows: int, sig: signal.Signals) -> tuple[int, str]:
         proc = _start(config)
-        deadline = time.monotonic() + 60
-        while _counts(db_url)[0] < rows:  # well into the stream, far from its end
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
-            time.sleep(0.05)
+
+        def into_the_stream() -> bool:  # well into the stream, far from its end
+            assert proc.poll() is None, proc.stdout
+            return _counts(db_url)[0] >= rows
+
+        poll_until(into_the_stream, 60, f"{rows} rows")
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=30)
         landed = _counts(db_url)[0]
