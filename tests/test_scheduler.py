@@ -205,3 +205,31 @@ def test_policy_evidence_names_what_moved(db_url: str, sessions: sessionmaker[Se
         pixel = session.scalars(select(AlertRow).where(AlertRow.family == "pixel")).one()
     assert any(f.startswith("brightness") for f in pixel.evidence["top_features"])
     assert np.isfinite(body["statistic"]) and body["effect_size"] > 0
+
+
+def test_retention_deletes_what_expired_and_keeps_open_alerts(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    with Receiver() as rx:
+        settings = make_settings(db_url, rx.url)
+        start = datetime.now(UTC) - timedelta(hours=1)
+        seed_store(sessions, settings, clean=1, shifted=3, start=start)
+        evaluator = Evaluator(sessions.kw["bind"], settings, settle_seconds=0)
+        evaluator.tick()
+    with sessions() as session:
+        windows = session.scalar(select(func.count()).select_from(Window))
+        open_alerts = session.scalar(
+            select(func.count()).select_from(AlertRow).where(AlertRow.status != "resolved")
+        )
+    assert windows == 4 and open_alerts
+    keep = settings.retention
+    assert evaluator.retention(datetime.now(UTC)) == {  # nothing has expired yet
+        "predictions": 0, "labels": 0, "windows": 0, "transitions": 0, "alerts": 0,
+    }  # fmt: skip
+    later = datetime.now(UTC) + timedelta(days=max(keep.predictions_days, keep.results_days) + 1)
+    deleted = evaluator.retention(later)
+    assert deleted["predictions"] == 4 * WINDOW and deleted["windows"] == 4
+    assert deleted["transitions"] > 0 and deleted["alerts"] == 0  # open alerts stay
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Window)) == 0
+        assert session.scalar(select(func.count()).select_from(AlertRow)) == open_alerts
