@@ -128,8 +128,14 @@ class Targets:
 
 
 def target_from_settings(settings: RetrainSettings) -> Targets:
-    """The file target, plus the webhook when ``deployment_webhook_url`` is set."""
+    """The file target, plus the webhook when ``deployment_webhook_url`` is set, plus the
+    KServe and Seldon targets configured (retrain/targets_k8s.py)."""
     targets: list[DeploymentTarget] = [FileTarget(settings.deployment_spec_path)]
     if settings.deployment_webhook_url:
         targets.append(WebhookTarget(settings.deployment_webhook_url))
+    if settings.kserve or settings.seldon:
+        # The [k8s] extra, imported only when configured (it also imports this module).
+        from retrain.targets_k8s import kubernetes_targets
+
+        targets.extend(kubernetes_targets(settings))
     return Targets(targets)

@@ -16,6 +16,11 @@ from pydantic import (
 from monitor.alerts.channels.base import ChannelBase
 from monitor.alerts.channels.registry import CHANNELS, parse_channel
 from monitor.settings.base import _Section
+from monitor.settings.targets import (
+    KServeTargetSettings,
+    KubernetesApiSettings,
+    SeldonTargetSettings,
+)
 
 
 class AlertRuleSettings(_Section):
@@ -95,6 +100,13 @@ class RetrainSettings(_Section):
     max_class_recall_drop: float = Field(0.10, ge=0)
     deployment_spec_path: Path = Path("var/deployment.json")
     deployment_webhook_url: str | None = None
+    kubernetes: KubernetesApiSettings = KubernetesApiSettings()
+    kserve: list[KServeTargetSettings] = Field(
+        default_factory=list, description="InferenceServices the canary patches (needs [k8s])."
+    )
+    seldon: list[SeldonTargetSettings] = Field(
+        default_factory=list, description="Seldon Core 2 Experiments the canary patches."
+    )
     artifact_url: str | None = Field(
         None, description="s3://bucket/prefix the registry mirrors artifacts to; specs cite it."
     )
