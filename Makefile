@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := ml,reports,grafana,broker,dev
+EXTRAS := ml,reports,grafana,broker,k8s,dev
 
 .PHONY: install services lint typecheck pytest test demo bench clean
 

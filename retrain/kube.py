@@ -161,7 +161,9 @@ def patch_resource(objects: CustomObjects, resource: Resource, change: Change) -
             cause = exc.__cause__
             if not (isinstance(cause, ApiException) and cause.status == 409):
                 raise
-            log.info("%s changed since read (try %d of %d); re-reading", resource, attempt, attempts)
+            log.info(
+                "%s changed since read (try %d of %d); re-reading", resource, attempt, attempts
+            )
             continue
         log.info("patched %s: %s", resource, json.dumps(patch, sort_keys=True))
         return True

@@ -34,7 +34,7 @@ def arm_text(template: str, model: str, arm: ArmSpec) -> str:
     return template.format(model=model, version=arm.version, url=arm.url, sha256=arm.sha256)
 
 
-def annotations(spec: DeploymentSpec) -> dict[str, Any]:
+def served_annotations(spec: DeploymentSpec) -> dict[str, Any]:
     """Which versions the object serves, for ``kubectl describe`` (``None`` removes a key)."""
     return {
         f"{ANNOTATION}/stable-version": spec.stable.version,
@@ -63,7 +63,7 @@ def kserve_patch(
         change = {"canaryTrafficPercent": 0}  # roll back: the previous rolled-out revision
     else:
         change = {field: {"storageUri": stable_uri}}
-    return {"metadata": {"annotations": annotations(spec)}, "spec": {"predictor": change}}
+    return {"metadata": {"annotations": served_annotations(spec)}, "spec": {"predictor": change}}
 
 
 def seldon_patch(
@@ -86,7 +86,10 @@ def seldon_patch(
     if body.get("default"):
         weights.setdefault(str(body["default"]), 0)
     candidates = [{"name": name, "weight": weight} for name, weight in weights.items()]
-    return {"metadata": {"annotations": annotations(spec)}, "spec": {"candidates": candidates}}
+    return {
+        "metadata": {"annotations": served_annotations(spec)},
+        "spec": {"candidates": candidates},
+    }
 
 
 class KServeTarget:

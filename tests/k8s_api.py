@@ -108,11 +108,15 @@ class KubeApi:
                 new["metadata"]["generation"] = old["metadata"]["generation"] + 1
             self.objects[key] = new
 
-    def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any]:
         match = PATH.match(path.split("?")[0])
         if not match:
-            return _status(404, "NotFound", f"the server could not find the requested resource {path}")
-        group, version, ns, plural, name = key = match.groups()  # type: ignore[assignment]
+            return _status(
+                404, "NotFound", f"the server could not find the requested resource {path}"
+            )
+        group, _version, ns, plural, name = key = match.groups()  # type: ignore[assignment]
         resource = f'{plural}.{group} "{name}"'
         if headers.get("authorization") != f"Bearer {self.token}":
             return _status(401, "Unauthorized", "Unauthorized")
@@ -158,7 +162,9 @@ class KubeApiServer:
     """:class:`KubeApi` served over HTTP on 127.0.0.1 in a thread; a context manager."""
 
     def __init__(self, api: KubeApi | None = None) -> None:
-        self.api = api or KubeApi(validators={"inferenceservices": kserve_valid, "experiments": seldon_valid})
+        self.api = api or KubeApi(
+            validators={"inferenceservices": kserve_valid, "experiments": seldon_valid}
+        )
         owner = self.api
 
         class Handler(BaseHTTPRequestHandler):
@@ -177,7 +183,14 @@ class KubeApiServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_PATCH = do_PUT = do_POST = _serve
+            def do_GET(self) -> None:
+                self._serve()
+
+            def do_PATCH(self) -> None:
+                self._serve()
+
+            def do_PUT(self) -> None:
+                self._serve()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -33,7 +33,9 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.fixture
 def api() -> Iterator[KubeApiServer]:
     with KubeApiServer() as srv:
-        srv.api.create(*ISVC[:2], ISVC[3], inference_service("ml", "digits", "s3://models/digits/v1"))
+        srv.api.create(
+            *ISVC[:2], ISVC[3], inference_service("ml", "digits", "s3://models/digits/v1")
+        )
         yield srv
 
 
@@ -125,7 +127,9 @@ def _then_a_rollback_by_hand_pins_the_previous_revision(
         v3 = publish_version(
             s, store, "digits", "v3", net, x, x, hold.labels[:300], settings, parent_version="v2"
         )
-        rollout_id = rollout.start(s, settings, store, target_from_settings(settings.retrain), v3).id
+        rollout_id = rollout.start(
+            s, settings, store, target_from_settings(settings.retrain), v3
+        ).id
     assert _percent(api) == 5
     assert api.api.get(ISVC)["spec"]["predictor"]["model"]["storageUri"] == "s3://models/digits/v3"
 

@@ -41,8 +41,12 @@ def stable(arm: ArmSpec) -> DeploymentSpec:
 @pytest.fixture
 def server() -> Iterator[KubeApiServer]:
     with KubeApiServer() as srv:
-        srv.api.create(*ISVC[:2], ISVC[3], inference_service("ml", "digits", "s3://models/digits/v1"))
-        srv.api.create(*EXPERIMENT[:2], EXPERIMENT[3], experiment("ml", "digits-canary", "digits-v1"))
+        srv.api.create(
+            *ISVC[:2], ISVC[3], inference_service("ml", "digits", "s3://models/digits/v1")
+        )
+        srv.api.create(
+            *EXPERIMENT[:2], EXPERIMENT[3], experiment("ml", "digits-canary", "digits-v1")
+        )
         yield srv
 
 
@@ -52,14 +56,19 @@ def api_settings(server: KubeApiServer, **extra: Any) -> KubernetesApiSettings:
 
 def kserve(server: KubeApiServer, **extra: Any) -> KServeTarget:
     objects = CustomObjects(api_settings(server, **extra))
-    return KServeTarget(objects, KServeTargetSettings(model="digits", namespace="ml", name="digits", storage_uri=URI))
+    return KServeTarget(
+        objects,
+        KServeTargetSettings(model="digits", namespace="ml", name="digits", storage_uri=URI),
+    )
 
 
 def predictor(server: KubeApiServer) -> dict[str, Any]:
     return server.api.get(ISVC)["spec"]["predictor"]  # type: ignore[no-any-return]
 
 
-def test_kserve_canary_raises_the_percent_then_promotes_by_removing_it(server: KubeApiServer) -> None:
+def test_kserve_canary_raises_the_percent_then_promotes_by_removing_it(
+    server: KubeApiServer,
+) -> None:
     target = kserve(server)
     seen = []
     for weight in (5, 25, 50, 100):
@@ -70,7 +79,10 @@ def test_kserve_canary_raises_the_percent_then_promotes_by_removing_it(server: K
     target.publish(stable(V2))  # promote: KServe rolls the candidate out at 100%
     isvc = server.api.get(ISVC)
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
-    assert isvc["spec"]["predictor"]["model"] == {"modelFormat": {"name": "onnx"}, "storageUri": "s3://models/digits/v2"}
+    assert isvc["spec"]["predictor"]["model"] == {
+        "modelFormat": {"name": "onnx"},
+        "storageUri": "s3://models/digits/v2",
+    }
     notes = isvc["metadata"]["annotations"]
     assert notes == {"driftwatch.io/stable-version": "v2", "driftwatch.io/rollout-id": "7"}
     assert isvc["metadata"]["generation"] == 6  # each patch changed the spec once
@@ -83,7 +95,9 @@ def test_kserve_canary_raises_the_percent_then_promotes_by_removing_it(server: K
     assert len(server.patches()) == 5
 
 
-def test_kserve_rollback_sets_the_percent_to_zero_and_keeps_the_previous_revision(server: KubeApiServer) -> None:
+def test_kserve_rollback_sets_the_percent_to_zero_and_keeps_the_previous_revision(
+    server: KubeApiServer,
+) -> None:
     target = kserve(server)
     target.publish(canary(25))
     target.publish(stable(V1))
@@ -112,8 +126,12 @@ def test_a_concurrent_change_gets_409_and_the_patch_is_recomputed(server: KubeAp
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 5
 
 
-def test_an_object_that_keeps_changing_fails_after_the_bounded_retries(server: KubeApiServer) -> None:
-    server.api.before_patch.append(lambda: server.api.write(ISVC, {"metadata": {"labels": {"n": "x"}}}))
+def test_an_object_that_keeps_changing_fails_after_the_bounded_retries(
+    server: KubeApiServer,
+) -> None:
+    server.api.before_patch.append(
+        lambda: server.api.write(ISVC, {"metadata": {"labels": {"n": "x"}}})
+    )
     with pytest.raises(Conflicted, match=r"InferenceService ml/digits .* kept changing: 3 patches"):
         kserve(server, conflict_retries=2).publish(canary(5))
     assert [p.status for p in server.patches()] == [409, 409, 409]
@@ -136,23 +154,37 @@ def test_rbac_denial_is_a_deploy_error_naming_the_resource_and_no_token(
 
 def test_unknown_object_and_bad_token_are_named_errors(server: KubeApiServer) -> None:
     objects = CustomObjects(api_settings(server))
-    missing = KServeTarget(objects, KServeTargetSettings(model="digits", namespace="ml", name="nope"))
+    missing = KServeTarget(
+        objects, KServeTargetSettings(model="digits", namespace="ml", name="nope")
+    )
     with pytest.raises(DeployError, match=r"cannot get InferenceService ml/nope .*404 Not Found"):
         missing.publish(canary(5))
     wrong = CustomObjects(KubernetesApiSettings(host=server.url, token="not-the-token"))
-    target = KServeTarget(wrong, KServeTargetSettings(model="digits", namespace="ml", name="digits"))
+    target = KServeTarget(
+        wrong, KServeTargetSettings(model="digits", namespace="ml", name="digits")
+    )
     with pytest.raises(DeployError, match="401 Unauthorized") as err:
         target.publish(canary(5))
     assert "not-the-token" not in str(err.value)
-    down = CustomObjects(KubernetesApiSettings(host="http://127.0.0.1:9", token="t", timeout_seconds=2))
+    down = CustomObjects(
+        KubernetesApiSettings(host="http://127.0.0.1:9", token="t", timeout_seconds=2)
+    )
     with pytest.raises(DeployError, match="unreachable"):
-        KServeTarget(down, KServeTargetSettings(model="digits", namespace="ml", name="digits")).publish(canary(5))
+        KServeTarget(
+            down, KServeTargetSettings(model="digits", namespace="ml", name="digits")
+        ).publish(canary(5))
 
 
-def test_the_server_refuses_other_patch_types_the_client_sends_merge_patch(server: KubeApiServer) -> None:
+def test_the_server_refuses_other_patch_types_the_client_sends_merge_patch(
+    server: KubeApiServer,
+) -> None:
     url = f"{server.url}/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/digits"
     auth = {"Authorization": f"Bearer {server.api.token}"}
-    for ctype in ("application/json", "application/json-patch+json", "application/strategic-merge-patch+json"):
+    for ctype in (
+        "application/json",
+        "application/json-patch+json",
+        "application/strategic-merge-patch+json",
+    ):
         resp = httpx.patch(url, content=b"{}", headers={**auth, "Content-Type": ctype})
         assert resp.status_code == 415 and resp.json()["reason"] == "UnsupportedMediaType"
     kserve(server).publish(canary(5))
@@ -177,7 +209,9 @@ def weights(server: KubeApiServer) -> dict[str, int]:
     return {c["name"]: c["weight"] for c in server.api.get(EXPERIMENT)["spec"]["candidates"]}
 
 
-def test_seldon_experiment_weights_move_through_the_steps_and_promote(server: KubeApiServer) -> None:
+def test_seldon_experiment_weights_move_through_the_steps_and_promote(
+    server: KubeApiServer,
+) -> None:
     target = seldon(server)
     seen = []
     for weight in (5, 25, 50, 100):
@@ -196,11 +230,16 @@ def test_seldon_rollback_gives_the_stable_model_everything(server: KubeApiServer
     target.publish(stable(V1))
     assert weights(server) == {"digits-v1": 100, "digits-v2": 0}
     server.api.granted.discard((server.api.user, "patch", "experiments"))
-    with pytest.raises(DeployError, match=r"cannot patch Experiment ml/digits-canary \(mlops.seldon.io/v1alpha1\).*403"):
+    with pytest.raises(
+        DeployError,
+        match=r"cannot patch Experiment ml/digits-canary \(mlops.seldon.io/v1alpha1\).*403",
+    ):
         target.publish(canary(5))
 
 
-def test_a_kubeconfig_reaches_the_api_and_settings_build_the_targets(server: KubeApiServer, tmp_path: Path) -> None:
+def test_a_kubeconfig_reaches_the_api_and_settings_build_the_targets(
+    server: KubeApiServer, tmp_path: Path
+) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "ml",
@@ -211,7 +250,9 @@ def test_a_kubeconfig_reaches_the_api_and_settings_build_the_targets(server: Kub
     settings = RetrainSettings(
         deployment_spec_path=tmp_path / "deploy.json",
         kubernetes=KubernetesApiSettings(kubeconfig=kubeconfig, context="ml"),
-        kserve=[KServeTargetSettings(model="digits", namespace="ml", name="digits", storage_uri=URI)],
+        kserve=[
+            KServeTargetSettings(model="digits", namespace="ml", name="digits", storage_uri=URI)
+        ],
         seldon=[SeldonTargetSettings(model="digits", namespace="ml", name="digits-canary")],
     )
     target_from_settings(settings).publish(canary(5))
@@ -222,7 +263,9 @@ def test_a_kubeconfig_reaches_the_api_and_settings_build_the_targets(server: Kub
 
 def test_settings_refuse_bad_templates_and_mixed_sources() -> None:
     with pytest.raises(ValueError, match=r"may use only \{model\}"):
-        KServeTargetSettings(model="d", namespace="ml", name="d", storage_uri="s3://{bucket}/{version}")
+        KServeTargetSettings(
+            model="d", namespace="ml", name="d", storage_uri="s3://{bucket}/{version}"
+        )
     with pytest.raises(ValueError, match="host or in_cluster"):
         KubernetesApiSettings(host="https://k8s", in_cluster=True)
     with pytest.raises(ValueError, match="token needs host"):
