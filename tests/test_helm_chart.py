@@ -701,3 +701,54 @@ def test_ingest_liveness_is_a_fresh_poll_heartbeat(tmp_path: Path) -> None:
     assert subprocess.run(cmd, env=run_env, check=False).returncode == 0
     os.utime(beat, (time.time() - 91, time.time() - 91))
     assert subprocess.run(cmd, env=run_env, check=False).returncode == 1
+
+
+# --- Driftwatch's own canary targets --------------------------------------------------------
+
+
+def test_deployment_target_rbac_grants_get_and_patch_on_the_named_objects_only() -> None:
+    assert of_kind(render(), "Role") == [] and of_kind(render(), "RoleBinding") == []
+    for component in COMPONENTS:
+        assert workload(render(), component)["spec"]["template"]["spec"][
+            "automountServiceAccountToken"
+        ] is False  # fmt: skip
+    retrain = {
+        "kubernetes": {"in_cluster": True},
+        "kserve": [{"model": "digits", "namespace": "serving", "name": "digits"}],
+        "seldon": [{"model": "digits", "namespace": "seldon-mesh", "name": "digits-canary"}],
+    }
+    docs = render({"deploymentTargets": {"rbac": {"create": True}}, "config": {"retrain": retrain}})
+    kserve = named(docs, "Role", "dw-driftwatch-kserve-digits")
+    assert kserve["metadata"]["namespace"] == "serving"
+    assert kserve["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "resourceNames": ["digits"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    seldon = named(docs, "Role", "dw-driftwatch-seldon-digits-canary")
+    assert seldon["metadata"]["namespace"] == "seldon-mesh"
+    assert seldon["rules"][0]["apiGroups"] == ["mlops.seldon.io"]
+    assert seldon["rules"][0]["resources"] == ["experiments"]
+    binding = named(docs, "RoleBinding", "dw-driftwatch-kserve-digits")
+    assert binding["roleRef"]["name"] == "dw-driftwatch-kserve-digits"
+    (account,) = of_kind(docs, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "mon"}
+    ]
+    mounted = {
+        c: workload(docs, c)["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        for c in COMPONENTS
+    }
+    assert mounted == {"ingest": False, "evaluator": True, "api": True}  # the publishers only
+
+
+def test_deployment_target_rbac_without_targets_is_refused_and_typos_are_caught() -> None:
+    with pytest.raises(
+        helm.HelmError, match=r"needs config\.retrain\.kserve or config\.retrain\.seldon"
+    ):
+        render({"deploymentTargets": {"rbac": {"create": True}}})
+    with pytest.raises(helm.HelmError, match="kserve"):
+        render({"config": {"retrain": {"kserve": [{"model": "d", "namespace": "n"}]}}})
