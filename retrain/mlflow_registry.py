@@ -13,6 +13,7 @@ may repeat a call that failed half-way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -199,14 +200,12 @@ class MlflowRegistry:
     # ------------------------------------------------------------------ internals
 
     def _ensure_model(self, model: str) -> None:
-        try:
+        with contextlib.suppress(_Exists):
             self._api(
                 "POST",
                 "registered-models/create",
                 json={"name": model, "description": f"Driftwatch model {model}"},
             )
-        except _Exists:
-            pass
 
     def _set_alias(self, mv: MlflowVersion, alias: str) -> None:
         self._api(
@@ -249,7 +248,11 @@ class MlflowRegistry:
         self._api(
             "POST",
             "runs/update",
-            json={"run_id": run["run_id"], "status": "FINISHED", "end_time": int(time.time() * 1000)},
+            json={
+                "run_id": run["run_id"],
+                "status": "FINISHED",
+                "end_time": int(time.time() * 1000),
+            },
         )
         body = self._api(
             "POST",

@@ -66,7 +66,9 @@ def count_undelivered(session: Session, model: str, after: int, events: tuple[st
 
 def registry_models(session: Session) -> list[str]:
     """Every model with an audit trail."""
-    return list(session.scalars(select(RegistryEvent.model).distinct().order_by(RegistryEvent.model)))
+    return list(
+        session.scalars(select(RegistryEvent.model).distinct().order_by(RegistryEvent.model))
+    )
 
 
 def record_delivery(
