@@ -216,6 +216,18 @@ METRICS: tuple[MetricSpec, ...] = (
         ("model", "event"),
         "Rollout events (started, step, promoted, rolled_back).",
     ),
+    MetricSpec(
+        "driftwatch_registry_mirror_failures_total",
+        "counter",
+        ("model", "outcome"),
+        "Registry events the MLflow mirror failed to deliver (outcome retried/dead_lettered).",
+    ),
+    MetricSpec(
+        "driftwatch_registry_mirror_pending",
+        "gauge",
+        ("model",),
+        "Registry events not yet mirrored to MLflow (a backlog that grows: MLflow unreachable).",
+    ),
     # retraining and models
     MetricSpec(
         "driftwatch_retrain_jobs_total",

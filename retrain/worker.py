@@ -1,4 +1,5 @@
-"""One scheduler tick of the retrain side: reap dead jobs, run a queued job, judge rollouts.
+"""One scheduler tick of the retrain side: reap dead jobs, run a queued job, judge rollouts,
+then relay the registry's changes to MLflow when that is the registry backend.
 
 The evaluator's scheduler calls :func:`run_once` every interval (one evaluator runs at a time).
 """
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.settings import Settings
 from monitor.store.db import unit_of_work
-from retrain import jobs, registry
+from retrain import jobs, registry, registry_mirror
 from retrain.deploy import target_from_settings
 from retrain.pipeline import run_job
 from retrain.rollout import active, tick
@@ -26,7 +27,8 @@ def run_once(
     stale_after: timedelta = timedelta(hours=6),
     target: Any = None,
 ) -> dict[str, Any]:
-    """Returns ``{"stale": [job ids], "job": JobOutcome | None, "rollouts": {id: outcome}}``."""
+    """Returns ``{"stale": [job ids], "job": JobOutcome | None, "rollouts": {id: outcome},
+    "mirror": {model: ModelSync}}``."""
 
     target = target or target_from_settings(settings.retrain)
     with unit_of_work(sessions) as session:
@@ -37,4 +39,5 @@ def run_once(
     with unit_of_work(sessions) as session:
         for ro in active(session):
             outcomes[ro.id] = tick(session, settings, store, target, ro)
-    return {"stale": stale, "job": outcome, "rollouts": outcomes}
+    mirrored = registry_mirror.sync(settings, sessions)
+    return {"stale": stale, "job": outcome, "rollouts": outcomes, "mirror": mirrored}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start (and if needed install) what the tests talk to: PostgreSQL, Prometheus, Chromium.
+# Start (and if needed install) what the tests talk to: PostgreSQL, Prometheus, Chromium, and
+# the MLflow tracking server (in its own virtualenv: full mlflow pins packages Driftwatch also pins).
 # Idempotent; safe to run on a machine where everything is already up.
 set -euo pipefail
 
@@ -23,4 +24,16 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi
-echo "services ready: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2), prometheus, chromium"
+# mlflow-tracing, which mlflow pins to its own version, lags the mlflow releases on PyPI mirrors.
+MLFLOW_VERSION=3.17.2
+MLFLOW_VENV="${MLFLOW_VENV:-/tmp/mlflow-venv}"
+mlflow_installed() {
+  "$MLFLOW_VENV/bin/python" -c "import importlib.metadata as m; print(m.version('mlflow'))" 2>/dev/null
+}
+if [[ "$(mlflow_installed)" != "$MLFLOW_VERSION" ]]; then
+  echo "installing mlflow $MLFLOW_VERSION into $MLFLOW_VENV"
+  "$(command -v python3.11 || command -v python3)" -m venv "$MLFLOW_VENV"
+  "$MLFLOW_VENV/bin/pip" install -q "mlflow==$MLFLOW_VERSION"
+fi
+
+echo "services ready: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2), prometheus, chromium, mlflow $(mlflow_installed)"

@@ -46,6 +46,7 @@ from monitor.settings.outputs import (
     AlertSettings,
     ApiSettings,
     GrafanaSettings,
+    MlflowSettings,
     RetrainSettings,
     SchedulerSettings,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "ImpactSettings",
     "IngestSettings",
     "KafkaSettings",
+    "MlflowSettings",
     "PagerDutyChannel",
     "PolicySettings",
     "RetentionSettings",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -11,6 +11,7 @@ from pydantic import (
     SerializeAsAny,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from monitor.alerts.channels.base import ChannelBase
@@ -88,8 +89,21 @@ class ApiSettings(_Section):
     )
 
 
+class MlflowSettings(_Section):
+    """The MLflow tracking server the registry mirrors to (``registry_backend: mlflow``)."""
+
+    tracking_uri: str | None = Field(None, description="http(s)://host:port of `mlflow server`.")
+    token: SecretStr | None = Field(None, description="Sent as `Authorization: Bearer`.")
+    experiment: str = Field("driftwatch", description="Experiment of the runs holding artifacts.")
+    timeout_s: float = Field(10.0, gt=0, description="Per request; a slower server is retried.")
+
+
 class RetrainSettings(_Section):
     registry_dir: Path = Path("var/registry")
+    registry_backend: Literal["local", "mlflow"] = Field(
+        "local", description="mlflow: mirror versions and aliases to retrain.mlflow's server."
+    )
+    mlflow: MlflowSettings = MlflowSettings()
     recipe: str = "retrain.recipes:digits_finetune"
     parity_tolerance: float = Field(1e-3, gt=0)
     max_int8_accuracy_drop: float = Field(0.01, ge=0)
@@ -131,6 +145,12 @@ class RetrainSettings(_Section):
     )
     serving_batch: int = Field(32, ge=1, description="Batch size the gate times formats at.")
     serving_threads: int = Field(1, ge=1, description="Intra-op threads of the target server.")
+
+    @model_validator(mode="after")
+    def _mlflow_needs_a_server(self) -> RetrainSettings:
+        if self.registry_backend == "mlflow" and self.mlflow.tracking_uri is None:
+            raise ValueError("retrain.registry_backend=mlflow needs retrain.mlflow.tracking_uri")
+        return self
 
 
 class GrafanaSettings(_Section):
