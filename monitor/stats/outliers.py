@@ -119,6 +119,36 @@ def fit_outliers(batch: LogBatch, quantile: float = 0.99, seed: int = 0) -> Outl
     return replace(model, threshold=threshold)
 
 
+def held_above(held: int, quantile: float) -> int:
+    """How many of ``held`` held-out scores lie strictly above their ``quantile`` (numpy's
+    linear interpolation puts it between the sorted scores ``floor(q (held - 1))`` and the next).
+
+    >>> held_above(5000, 0.99)
+    50
+    """
+    return int(held - np.floor(quantile * (held - 1)) - 1)
+
+
+def exceedance_p_value(above: int, n: int, held: int, quantile: float) -> float:
+    """One-sided exact p-value of ``above`` of ``n`` window scores over a threshold that is the
+    ``quantile`` of ``held`` held-out reference scores (larger counts are the alternative).
+
+    Exact for exchangeable scores: the threshold lies at or above the ``k + 1``-th largest
+    held-out score (``k`` = :func:`held_above`), and "at least ``x`` window scores above it"
+    implies "at least ``x`` window scores among the ``x + k`` largest of all ``n + held``", a
+    hypergeometric tail. By the hypergeometric's symmetry this is Fisher's one-sided test on
+    the counts (``x`` of ``n`` against ``k`` of ``held``) when ``k`` is the held-out count as
+    numpy's interpolated quantile leaves it (a rounded ``(1 - quantile) held`` can be one too
+    few, which makes Fisher's slightly liberal for some held-out sizes).
+    """
+    from scipy.stats import hypergeom
+
+    if above <= 0:
+        return 1.0
+    k = held_above(held, quantile)
+    return float(min(1.0, hypergeom.sf(above - 1, n + held, n, above + k)))
+
+
 def score_outliers(model: OutlierModel | None, batch: LogBatch) -> np.ndarray | None:
     """Scores of ``batch``'s logs under ``model`` (None when there is no model or the batch
     lacks the features it was fitted on)."""
