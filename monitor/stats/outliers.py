@@ -79,16 +79,22 @@ def features_of(batch: LogBatch) -> tuple[Source, np.ndarray] | None:
 
 
 def _whitened(model: OutlierModel, x: np.ndarray) -> np.ndarray:
-    z = (x[:, model.columns] - model.mean) / model.scale
-    out: np.ndarray = z @ model.whiten.T
+    # ((x - mean) / scale) @ whiten.T, the scaling folded into the matrix; the product in
+    # float32 on centred rows (scores are compared with a threshold, 1e-6 relative is plenty).
+    w = (model.whiten / model.scale).astype(np.float32)
+    whole = len(model.columns) == x.shape[1] and bool(
+        (model.columns == np.arange(x.shape[1])).all()
+    )
+    centred = (x if whole else x[:, model.columns]) - model.mean.astype(np.float32)
+    out: np.ndarray = centred.astype(np.float32, copy=False) @ w.T
     return out
 
 
 def outlier_scores(model: OutlierModel, x: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of each row of ``x`` (all features, as :func:`features_of` gives);
     NaN where a used feature is missing."""
-    x = np.asarray(x, dtype=np.float64)
-    scores: np.ndarray = np.sqrt(np.sum(_whitened(model, x) ** 2, axis=1))
+    z = _whitened(model, np.asarray(x))
+    scores: np.ndarray = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))
     return scores
 
 
