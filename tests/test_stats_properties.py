@@ -172,7 +172,9 @@ def test_proportion_test_symmetric_and_valid(a: int, n: int, b: int, m: int) -> 
     n=st.sampled_from([20, 500, 5000]),
     seed=st.integers(0, 2**16),
 )
-def test_exceedance_p_value_is_valid_under_exchangeable_scores(held: int, n: int, seed: int) -> None:
+def test_exceedance_p_value_is_valid_under_exchangeable_scores(
+    held: int, n: int, seed: int
+) -> None:
     """Held-out and window scores from one distribution: the threshold is the held-out 99th
     percentile, and P(p <= a) stays at most a (+3 binomial SE over 400 draws) at a = 0.05 and
     0.2, however large the window is next to the held-out part."""
