@@ -38,21 +38,34 @@ from monitor import detect
 from monitor.batch import LogBatch
 from monitor.detectors.registry import fit_all
 from monitor.imagestats import batch_stats
-from monitor.settings import FAMILIES, DetectorSettings
+from monitor.settings import FAMILIES, DetectorSettings, FamilySettings
 
 if TYPE_CHECKING:
     from retrain.model import DigitsNet
 
-SIZES = (10, 20, 50, 100, 200, 500)
+SIZES = (10, 20, 50, 100, 200, 500, 1000)
 FRACTIONS = (0.1, 0.5, 1.0)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "detection.md"
 BEGIN, END = "<!-- power:begin -->", "<!-- power:end -->"
 RARE_CLASS = 3
-#: Share of the digits images held out from training (the reference and windows come from them).
-HOLDOUT = 0.6
-#: Reference size per trial; the rest of the held-out images (578) are the window pool.
-N_REF = 500
-KEYS = (*FAMILIES, "driftwatch", *BASELINES)
+#: Share of the digits images held out from training (the reference and windows come from them):
+#: 1,527 images, so a window of 1,000 is drawn without replacement beside a reference of 400.
+HOLDOUT = 0.85
+#: Reference size per trial; the rest of the held-out images (1,127) are the window pool.
+N_REF = 400
+#: Strength of the adversarial (FGSM) shift, as a share of the pixel range.
+FGSM_EPS = 0.1
+#: Candidate settings measured beside the defaults: BBSDs as the confidence family's kind, and
+#: that plus a budget weighted toward the pixel family (the most powerful on small windows).
+BBSD = DetectorSettings(confidence=FamilySettings(method="confidence.bbsd"))
+WEIGHTED = DetectorSettings(
+    confidence=FamilySettings(method="confidence.bbsd", alpha=0.01),
+    pixel=FamilySettings(alpha=0.02),
+    embedding=FamilySettings(alpha=0.01),
+    classes=FamilySettings(alpha=0.01),
+)
+CANDIDATES = {"driftwatch": DetectorSettings(), "dw-bbsd": BBSD, "dw-bbsd-weighted": WEIGHTED}
+KEYS = (*FAMILIES, "confidence-bbsd", *CANDIDATES, *BASELINES)
 
 
 @dataclass(frozen=True)
@@ -95,16 +108,19 @@ def _shifts() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 def build_conditions(seed: int) -> list[Condition]:
     """The clean held-out images and each shift of them, through the trained model."""
     import torch
+    from impact import fgsm
 
     from retrain.digits import train_holdout
     from retrain.model import train_classifier
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     train, holdout = train_holdout(seed=seed, holdout=HOLDOUT)
     net = train_classifier(train.images, train.labels, seed=seed)
     images, labels = holdout.images, holdout.labels
     out = [Condition("clean", _logs(net, images, labels))]
     out += [Condition(name, _logs(net, fn(images), labels)) for name, fn in _shifts().items()]
+    adv = fgsm(net, images, labels, FGSM_EPS)
+    out.append(Condition(f"adversarial FGSM {FGSM_EPS:g}", _logs(net, adv, labels)))
     out.append(Condition(f"class {RARE_CLASS} knock-out", out[0].batch, rare=True))
     return out
 
@@ -143,40 +159,85 @@ def _cells(conditions: list[Condition], sizes: tuple[int, ...]) -> list[tuple[Co
     return out
 
 
+def _rare_rows(
+    labels: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A window of ``pool`` rows whose rare class keeps 5% of its usual share."""
+    rare = labels[pool] == RARE_CLASS
+    share = rare.mean() * 0.05 / (1 - rare.mean() + rare.mean() * 0.05)
+    n_rare = int(rng.binomial(size, share))
+    return np.concatenate(
+        [
+            rng.choice(pool[rare], size=n_rare, replace=False),
+            rng.choice(pool[~rare], size=size - n_rare, replace=False),
+        ]
+    )
+
+
+def _flags(
+    profiles: dict[str, dict[str, object]], ref: LogBatch, window: LogBatch, t: int
+) -> dict[str, bool]:
+    flags: dict[str, bool] = {}
+    for name, settings in CANDIDATES.items():
+        verdict = detect(profiles[name], window, settings, model="digits")  # type: ignore[arg-type]
+        flags[name] = verdict.drifted
+        if name == "driftwatch":
+            flags.update({r.family: r.drifted for r in verdict.results})
+        if name == "dw-bbsd":
+            flags["confidence-bbsd"] = any(
+                r.drifted for r in verdict.results if r.family == "confidence"
+            )
+    flags.update(baselines(ref, window, seed=t))
+    return flags
+
+
 def run_trials(
-    conditions: list[Condition], sizes: tuple[int, ...], windows: int, clean_windows: int, seed: int
+    conditions: list[Condition],
+    sizes: tuple[int, ...],
+    windows: int,
+    clean_windows: int,
+    seed: int,
+    progress: Callable[[dict[Cell, dict[str, int]], dict[Cell, int], list[float], int], None]
+    | None = None,
 ) -> tuple[dict[Cell, dict[str, int]], dict[Cell, int], list[float]]:
-    """Score every window with Driftwatch and the baselines; hit and trial counts per cell."""
+    """Score every window with Driftwatch and the baselines; hit and trial counts per cell.
+
+    Each trial draws a fresh reference, one window per shifted cell and
+    ``ceil(clean_windows / windows)`` clean ones, so a run stopped early has every cell."""
     clean = conditions[0].batch
     assert clean.labels is not None
     rng = np.random.default_rng(seed)
-    detectors = DetectorSettings()
     hits: dict[Cell, dict[str, int]] = {}
     trials: dict[Cell, int] = {}
     rare_acc: list[float] = []
-    for t in range(max(windows, clean_windows)):
+    per_trial = -(-clean_windows // max(windows, 1))
+    n_trials = max(windows, -(-clean_windows // per_trial))
+    for t in range(n_trials):
         order = rng.permutation(len(clean))
         ref_idx, pool = np.sort(order[:N_REF]), order[N_REF:]
         ref = clean.take(ref_idx)
-        profiles = fit_all(ref, detectors, "digits", seed=seed + t)
-        is_rare = clean.labels[pool] == RARE_CLASS
-        rare_pool = pool[~is_rare | (rng.random(len(pool)) < 0.05)]
-        rare_acc.append(accuracy(clean, rare_pool))
-        todo = [(conditions[0], 1.0)] if t < clean_windows else []
+        profiles = {
+            name: fit_all(ref, s, "digits", seed=seed + t) for name, s in CANDIDATES.items()
+        }
+        rare_acc.append(accuracy(clean, _rare_rows(clean.labels, pool, len(pool) // 2, rng)))
+        n_clean = min(per_trial, clean_windows - t * per_trial)
+        todo = [(conditions[0], 1.0)] * max(n_clean, 0)
         todo += _cells(conditions, sizes) if t < windows else []
         for cond, frac in todo:
             for size in sizes:
-                rows = rng.choice(rare_pool if cond.rare else pool, size=size, replace=False)
+                if cond.rare:
+                    rows = _rare_rows(clean.labels, pool, size, rng)
+                else:
+                    rows = rng.choice(pool, size=size, replace=False)
                 n_shift = size if cond.rare else round(frac * size)
                 window = mix(clean, cond.batch, rows, n_shift)
-                verdict = detect(profiles, window, detectors, model="digits")
-                flags = {r.family: r.drifted for r in verdict.results}
-                flags["driftwatch"] = verdict.drifted
-                flags.update(baselines(ref, window, seed=t))
+                flags = _flags(profiles, ref, window, t)  # type: ignore[arg-type]
                 cell = hits.setdefault((cond.name, frac, size), dict.fromkeys(KEYS, 0))
                 for k in KEYS:
                     cell[k] += int(flags.get(k, False))
                 trials[(cond.name, frac, size)] = trials.get((cond.name, frac, size), 0) + 1
+        if progress is not None:
+            progress(hits, trials, rare_acc, t + 1)
     return hits, trials, rare_acc
 
 
@@ -193,10 +254,20 @@ def tables(
     rule = "| --- |" + " ---: |" * len(sizes)
     shifted = [(c.name, f) for c, f in _cells(conditions, sizes)]
     lines = ["Mean detection over every shifted cell (condition x fraction):", "", head, rule]
+    mean = {
+        k: [float(np.mean([rate[(n, f, s)][k] for n, f in shifted])) for s in sizes] for k in KEYS
+    }
     for k in KEYS:
-        means = [np.mean([rate[(n, f, s)][k] for n, f in shifted]) for s in sizes]
-        lines.append(f"| {k} | " + " | ".join(f"{m * 100:.0f}%" for m in means) + " |")
-    lines += ["", "False alarms (clean windows):", "", head, rule]
+        lines.append(f"| {k} | " + " | ".join(f"{m * 100:.0f}%" for m in mean[k]) + " |")
+    best = [max(mean[b][i] for b in BASELINES) for i in range(len(sizes))]
+    for k in CANDIDATES:
+        lines.append(
+            f"| {k} − best baseline | "
+            + " | ".join(f"{(m - b) * 100:+.0f}" for m, b in zip(mean[k], best, strict=True))
+            + " |"
+        )
+    n_clean = [trials[("clean", 1.0, s)] for s in sizes]
+    lines += ["", f"False alarms (clean windows; {min(n_clean)} per size):", "", head, rule]
     for k in KEYS:
         lines.append(
             f"| {k} | "
@@ -206,7 +277,8 @@ def tables(
     clean_acc = accuracy(conditions[0].batch)
     lines += [
         "",
-        "Harmful shifts (>= 5 accuracy points lost), Driftwatch / best baseline per window size:",
+        "Harmful shifts (>= 5 accuracy points lost), driftwatch / dw-bbsd / best baseline per "
+        "window size:",
         "",
         "| shift | fraction | accuracy lost | " + " | ".join(str(s) for s in sizes) + " |",
         "| --- | ---: | ---: |" + " ---: |" * len(sizes),
@@ -221,8 +293,10 @@ def tables(
         cells = []
         for s in sizes:
             r = rate[(name, frac, s)]
-            best = max(r[b] for b in BASELINES)
-            cells.append(f"{r['driftwatch'] * 100:.0f} / {best * 100:.0f}")
+            top = max(r[b] for b in BASELINES)
+            cells.append(
+                f"{r['driftwatch'] * 100:.0f} / {r['dw-bbsd'] * 100:.0f} / {top * 100:.0f}"
+            )
         lines.append(f"| {name} | {frac:.0%} | {drop * 100:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -233,22 +307,43 @@ def run(
     sizes: tuple[int, ...],
     seed: int,
     log: Callable[[str], None] = print,
+    partial: Path | None = None,
 ) -> str:
-    """Run the study; returns the Markdown tables with a header line."""
+    """Run the study; returns the Markdown tables with a header line (and writes them to
+    ``partial`` after every trial, so a run stopped early leaves its tables)."""
     t0 = time.perf_counter()
     conditions = build_conditions(seed)
-    log(f"model trained, logs computed in {time.perf_counter() - t0:.1f}s")
-    hits, trials, rare_acc = run_trials(conditions, sizes, windows, clean_windows, seed)
     n_all = len(conditions[0].batch)
-    header = (
-        f"Model trained on {100 - HOLDOUT * 100:.0f}% of digits; {n_all} held-out images (clean "
-        f"accuracy {accuracy(conditions[0].batch) * 100:.1f}%); per trial a fresh reference of "
-        f"{N_REF} clean images and windows from the other {n_all - N_REF} without replacement; "
-        f"{windows} windows per shifted cell, {clean_windows} clean; {len(conditions) - 2} "
-        f"shifts x {len(FRACTIONS)} fractions + a knock-out; seed {seed}; "
-        f"{time.perf_counter() - t0:.0f}s in all.\n\n"
+    log(f"model trained, logs computed in {time.perf_counter() - t0:.1f}s")
+
+    def report(
+        hits: dict[Cell, dict[str, int]], trials: dict[Cell, int], rare: list[float], done: int
+    ) -> str:
+        header = (
+            f"Model trained on {100 - HOLDOUT * 100:.0f}% of digits; {n_all} held-out images "
+            f"(clean accuracy {accuracy(conditions[0].batch) * 100:.1f}%); per trial a fresh "
+            f"reference of {N_REF} clean images and windows from the other {n_all - N_REF} "
+            f"without replacement; {done} trials: {min(done, windows)} windows per shifted cell "
+            f"(of {windows} asked), {min(v for k, v in trials.items() if k[0] == 'clean')} clean "
+            f"(of {clean_windows}); {len(conditions) - 2} shifts x {len(FRACTIONS)} fractions + "
+            f"a knock-out; seed {seed}; {time.perf_counter() - t0:.0f}s in all.\n\n"
+        )
+        return header + tables(conditions, sizes, hits, trials, rare)
+
+    def progress(
+        hits: dict[Cell, dict[str, int]], trials: dict[Cell, int], rare: list[float], done: int
+    ) -> None:
+        log(f"trial {done} done at {time.perf_counter() - t0:.0f}s")
+        if partial is not None:
+            partial.write_text(report(hits, trials, rare, done))
+
+    hits, trials, rare_acc = run_trials(conditions, sizes, windows, clean_windows, seed, progress)
+    return report(
+        hits,
+        trials,
+        rare_acc,
+        max(windows, -(-clean_windows // max(1, -(-clean_windows // max(windows, 1))))),
     )
-    return header + tables(conditions, sizes, hits, trials, rare_acc)
 
 
 def write_doc(table: str, command: str) -> None:
@@ -270,9 +365,10 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="do not update docs/detection.md")
+    parser.add_argument("--partial", type=Path, help="write the tables here after every trial")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    table = run(args.windows, args.clean_windows, sizes, args.seed)
+    table = run(args.windows, args.clean_windows, sizes, args.seed, partial=args.partial)
     print(table)
     if not args.no_write:
         cmd = (

@@ -22,6 +22,7 @@ from monitor.stats import (
     ks_pvalue,
     median_gamma,
     mmd2_unbiased,
+    mmd_rff_gaussian,
     mmd_test,
     proportion_test,
     psi,
@@ -30,6 +31,7 @@ from monitor.stats import (
     two_proportion_test,
     wasserstein_norm,
 )
+from monitor.stats.mmd import feature_moments
 
 
 def _samples(seed: int, n: int = 700, m: int = 450, k: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -284,3 +286,21 @@ def test_proportion_test_is_calibrated_where_the_z_test_is_not() -> None:
     limit = alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
     assert np.mean(p_x < alpha) <= limit
     assert np.mean(p_z < alpha) > limit
+
+
+def test_rff_mmd_from_cached_reference_moments_is_the_pooled_computation() -> None:
+    """The reference's feature sum and Gram matrix are computed once per sample and reused;
+    the statistic and the Satterthwaite p-value are those of the pooled features."""
+    rng = np.random.default_rng(3)
+    ref, cur = rng.normal(size=(2000, 16)), rng.normal(0.03, 1.0, size=(5000, 16))
+    gamma, n_feat = 0.03, 64
+    test = mmd_rff_gaussian(ref, cur, gamma, n_feat, seed=1)
+    assert feature_moments(ref, gamma, n_feat, 1) is feature_moments(ref, gamma, n_feat, 1)
+    phi = fourier_features(np.concatenate([ref, cur]), gamma, n_feat, 1).astype(np.float64)
+    diff = phi[:2000].mean(axis=0) - phi[2000:].mean(axis=0)
+    lam = np.clip(np.linalg.eigvalsh(np.cov(phi.T)), 0, None) * (1 / 2000 + 1 / 5000)
+    s1, s2 = lam.sum(), (lam**2).sum()
+    expected = sps.chi2.sf(diff @ diff * s1 / s2, s1 * s1 / s2)
+    assert test.p_value == pytest.approx(expected, rel=1e-4, abs=1e-12)
+    again = mmd_rff_gaussian(ref, cur, gamma, n_feat, seed=1)
+    assert again == test

@@ -21,6 +21,7 @@ from monitor.stats import (
     psi,
     shares,
 )
+from monitor.stats.outliers import exceedance_p_value
 
 FAST = settings(max_examples=60, deadline=None)
 values = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
@@ -163,3 +164,27 @@ def test_proportion_test_symmetric_and_valid(a: int, n: int, b: int, m: int) -> 
     assert np.isfinite(z).all() and 0.0 <= p[0] <= 1.0 + 1e-12
     assert p[0] == np.float64(p2[0]) or abs(p[0] - p2[0]) < 1e-9
     assert z[0] == -z2[0]
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    held=st.sampled_from([200, 1000, 5000]),
+    n=st.sampled_from([20, 500, 5000]),
+    seed=st.integers(0, 2**16),
+)
+def test_exceedance_p_value_is_valid_under_exchangeable_scores(
+    held: int, n: int, seed: int
+) -> None:
+    """Held-out and window scores from one distribution: the threshold is the held-out 99th
+    percentile, and P(p <= a) stays at most a (+3 binomial SE over 400 draws) at a = 0.05 and
+    0.2, however large the window is next to the held-out part."""
+    rng = np.random.default_rng(seed)
+    reps = 400
+    ps = np.empty(reps)
+    for r in range(reps):
+        threshold = np.quantile(rng.standard_normal(held), 0.99)
+        above = int(np.sum(rng.standard_normal(n) > threshold))
+        ps[r] = exceedance_p_value(above, n, held, 0.99)
+    assert ((ps >= 0) & (ps <= 1)).all()
+    for a in (0.05, 0.2):
+        assert (ps <= a).mean() <= a + 3 * np.sqrt(a * (1 - a) / reps)

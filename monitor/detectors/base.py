@@ -22,7 +22,13 @@ from monitor.errors import DriftwatchError
 from monitor.results import DriftResult, FeatureDrift
 from monitor.settings import FamilySettings
 from monitor.stats import cohens_h
-from monitor.stats.outliers import OutlierModel, fit_outliers, outlier_scores
+from monitor.stats.outliers import (
+    OutlierModel,
+    exceedance_p_value,
+    fit_outliers,
+    held_above,
+    outlier_scores,
+)
 
 #: Reference quantile of the outlier threshold (1% of reference logs lie above it).
 OUTLIER_QUANTILE = 0.99
@@ -206,11 +212,11 @@ def outlier_fields(ref: np.ndarray, seed: int) -> dict[str, Any]:
 
 def outlier_feature(profile: Any, x: np.ndarray, cfg: FamilySettings) -> FeatureDrift | None:
     """The share of the window's logs above the profile's outlier threshold against the
-    reference's (``1 - OUTLIER_QUANTILE`` of the held-out half), by Fisher's exact test,
-    one-sided; the statistic is the share's z-score. None without an outlier model.
+    reference's (``1 - OUTLIER_QUANTILE`` of the held-out half), by the exact one-sided test
+    of :func:`monitor.stats.outliers.exceedance_p_value` (Fisher's on the counts, with the
+    held-out count the threshold leaves); the statistic is the share's z-score.
+    None without an outlier model.
     """
-    from scipy.stats import hypergeom
-
     if len(profile.out_mean) == 0 or len(x) == 0:
         return None
     model = OutlierModel(
@@ -227,10 +233,10 @@ def outlier_feature(profile: Any, x: np.ndarray, cfg: FamilySettings) -> Feature
     scores = outlier_scores(model, x)
     above = int(np.sum(scores > profile.out_threshold))
     held = int(profile.out_held)
-    ref_above = round((1.0 - OUTLIER_QUANTILE) * held)
+    ref_above = held_above(held, OUTLIER_QUANTILE)
     share_ref, share_cur = ref_above / max(held, 1), above / len(x)
-    # One-sided exact test (hypergeometric: Fisher's): only more outliers is a partial shift.
-    p_one = float(hypergeom.sf(above - 1, held + len(x), ref_above + above, len(x)))
+    # One-sided: only more outliers is a partial shift.
+    p_one = exceedance_p_value(above, len(x), held, OUTLIER_QUANTILE)
     z = (share_cur - share_ref) / max(np.sqrt(share_ref * (1 - share_ref) / len(x)), 1e-12)
     effect = abs(float(cohens_h(np.array([share_ref]), np.array([share_cur]))[0]))
     return with_p(

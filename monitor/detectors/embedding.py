@@ -228,7 +228,7 @@ def score(
     effect = max(test.statistic, 0.0)
     features = _component_features(profile, picked[:PCA_ROWS], cfg)
     p_value, drifted = test.p_value, decide(test.p_value, effect, cfg, len(emb))
-    outliers = outlier_feature(profile, np.asarray(picked, dtype=np.float64), cfg)
+    outliers = outlier_feature(profile, np.asarray(picked), cfg)
     if outliers is not None:  # Holm over the two tests: the whole window and its outliers
         p_mmd, p_out = adjust_pvalues(np.array([test.p_value, outliers.p_value]), "holm")
         outliers = with_p(outliers, float(p_out), cfg, len(emb))

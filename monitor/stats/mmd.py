@@ -229,7 +229,9 @@ def mmd_rff_gaussian(
     chi-square (Satterthwaite). The cost is ``O((n + m) n_features (dim + n_features))``, no
     permutations; it needs windows large enough for the central limit theorem (the embedding
     family uses permutations below a few thousand rows). The reported statistic is the
-    unbiased MMD^2.
+    unbiased MMD^2. The reference side (``x``, a profile's fixed sample) enters only through
+    its feature sum and Gram matrix, computed once per sample (:func:`feature_moments`), so a
+    window costs its own features, one ``F x F`` Gram product and one eigendecomposition.
 
     >>> rng = np.random.default_rng(1)
     >>> ref = rng.normal(size=(2000, 16))
@@ -243,17 +245,55 @@ def mmd_rff_gaussian(
     n, m = len(x), len(y)
     if n < 2 or m < 2:
         return MMDTest(statistic=0.0, p_value=1.0, n_x=n, n_y=m)
-    phi = fourier_features(np.concatenate([x, y]), gamma, n_features, seed).astype(np.float64)
-    fx, fy = phi[:n], phi[n:]
-    sx, sy = fx.sum(axis=0), fy.sum(axis=0)
+    ref = feature_moments(x, gamma, n_features, seed)
+    win = _moments(fourier_features(y, gamma, n_features, seed))
+    sx, sy = ref.total, win.total
     diff = sx / n - sy / m
     observed = float(diff @ diff)
-    centred = phi - phi.mean(axis=0)
-    cov = centred.T @ centred / (n + m - 1)
+    pooled = sx + sy
+    cov = (ref.gram + win.gram - np.outer(pooled, pooled) / (n + m)) / (n + m - 1)
     lam = np.clip(np.linalg.eigvalsh(cov), 0.0, None) * (1.0 / n + 1.0 / m)
     s1, s2 = float(lam.sum()), float((lam**2).sum())
     p_value = float(chi2.sf(observed * s1 / s2, s1 * s1 / s2)) if s2 > 0 else 1.0
-    sum_xx = sx @ sx - np.einsum("ij,ij->", fx, fx)
-    sum_yy = sy @ sy - np.einsum("ij,ij->", fy, fy)
+    sum_xx = sx @ sx - np.trace(ref.gram)
+    sum_yy = sy @ sy - np.trace(win.gram)
     unbiased = sum_xx / (n * (n - 1)) + sum_yy / (m * (m - 1)) - 2.0 * (sx / n) @ (sy / m)
     return MMDTest(statistic=float(unbiased), p_value=p_value, n_x=n, n_y=m)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureMoments:
+    """Sum and Gram matrix (float64) of a sample's random Fourier features."""
+
+    total: np.ndarray  # (F,)
+    gram: np.ndarray  # (F, F): phi^T phi
+
+
+def _moments(phi: np.ndarray) -> FeatureMoments:
+    # float32 products (the features are float32), accumulated into float64 moments.
+    return FeatureMoments(
+        phi.sum(axis=0, dtype=np.float64), (phi.T @ phi).astype(np.float64, copy=False)
+    )
+
+
+_MOMENTS: dict[tuple[int, float, int, int], tuple[np.ndarray, FeatureMoments]] = {}
+#: Reference samples whose feature moments are kept (one per active profile and family).
+MOMENTS_CACHE = 16
+
+
+def feature_moments(x: np.ndarray, gamma: float, n_features: int, seed: int) -> FeatureMoments:
+    """The feature moments of the reference sample ``x``, computed once per array.
+
+    A profile's reference sample does not change, so every window scored against it reuses
+    them (keyed by the array's identity, which the cache holds on to, and the feature
+    parameters; the oldest of :data:`MOMENTS_CACHE` entries goes first).
+    """
+    key = (id(x), float(gamma), n_features, seed)
+    hit = _MOMENTS.get(key)
+    if hit is not None and hit[0] is x:
+        return hit[1]
+    moments = _moments(fourier_features(x, gamma, n_features, seed))
+    if len(_MOMENTS) >= MOMENTS_CACHE:
+        _MOMENTS.pop(next(iter(_MOMENTS)))
+    _MOMENTS[key] = (x, moments)
+    return moments

@@ -79,16 +79,22 @@ def features_of(batch: LogBatch) -> tuple[Source, np.ndarray] | None:
 
 
 def _whitened(model: OutlierModel, x: np.ndarray) -> np.ndarray:
-    z = (x[:, model.columns] - model.mean) / model.scale
-    out: np.ndarray = z @ model.whiten.T
+    # ((x - mean) / scale) @ whiten.T, the scaling folded into the matrix; the product in
+    # float32 on centred rows (scores are compared with a threshold, 1e-6 relative is plenty).
+    w = (model.whiten / model.scale).astype(np.float32)
+    whole = len(model.columns) == x.shape[1] and bool(
+        (model.columns == np.arange(x.shape[1])).all()
+    )
+    centred = (x if whole else x[:, model.columns]) - model.mean.astype(np.float32)
+    out: np.ndarray = centred.astype(np.float32, copy=False) @ w.T
     return out
 
 
 def outlier_scores(model: OutlierModel, x: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of each row of ``x`` (all features, as :func:`features_of` gives);
     NaN where a used feature is missing."""
-    x = np.asarray(x, dtype=np.float64)
-    scores: np.ndarray = np.sqrt(np.sum(_whitened(model, x) ** 2, axis=1))
+    z = _whitened(model, np.asarray(x))
+    scores: np.ndarray = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))
     return scores
 
 
@@ -117,6 +123,36 @@ def fit_outliers(batch: LogBatch, quantile: float = 0.99, seed: int = 0) -> Outl
     )
     threshold = float(np.quantile(outlier_scores(model, x[hold_idx]), quantile))
     return replace(model, threshold=threshold)
+
+
+def held_above(held: int, quantile: float) -> int:
+    """How many of ``held`` held-out scores lie strictly above their ``quantile`` (numpy's
+    linear interpolation puts it between the sorted scores ``floor(q (held - 1))`` and the next).
+
+    >>> held_above(5000, 0.99)
+    50
+    """
+    return int(held - np.floor(quantile * (held - 1)) - 1)
+
+
+def exceedance_p_value(above: int, n: int, held: int, quantile: float) -> float:
+    """One-sided exact p-value of ``above`` of ``n`` window scores over a threshold that is the
+    ``quantile`` of ``held`` held-out reference scores (larger counts are the alternative).
+
+    Exact for exchangeable scores: the threshold lies at or above the ``k + 1``-th largest
+    held-out score (``k`` = :func:`held_above`), and "at least ``x`` window scores above it"
+    implies "at least ``x`` window scores among the ``x + k`` largest of all ``n + held``", a
+    hypergeometric tail. By the hypergeometric's symmetry this is Fisher's one-sided test on
+    the counts (``x`` of ``n`` against ``k`` of ``held``) when ``k`` is the held-out count as
+    numpy's interpolated quantile leaves it (a rounded ``(1 - quantile) held`` can be one too
+    few, which makes Fisher's slightly liberal for some held-out sizes).
+    """
+    from scipy.stats import hypergeom
+
+    if above <= 0:
+        return 1.0
+    k = held_above(held, quantile)
+    return float(min(1.0, hypergeom.sf(above - 1, n + held, n, above + k)))
 
 
 def score_outliers(model: OutlierModel | None, batch: LogBatch) -> np.ndarray | None:
