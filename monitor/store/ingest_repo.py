@@ -203,9 +203,8 @@ def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime)
     database itself, so values are prepared here exactly as the column types would bind them.
     Returns the number of rows inserted.
     """
-    register_streams(
-        session, {(r["model"], r["model_version"], stream_arm(r["arm"])) for r in rows}
-    )
+    streams = {(r["model"], r["model_version"], stream_arm(r["arm"])) for r in rows}
+    register_streams(session, streams)
     dialect = session.get_bind().dialect.name
     names = ", ".join(_COLUMNS)
     join = "(SELECT label FROM labels WHERE model = {m} AND request_id = {r})"
