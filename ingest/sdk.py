@@ -13,14 +13,14 @@ from typing import Any
 
 import driftwatch_sdk
 from driftwatch_sdk import encode_label, encode_prediction, thumbnail_png
-from ingest.kafka_config import client_config as kafka_client_config
+from ingest.kafka_config import client_config
 from monitor.settings import KafkaSettings
 
 __all__ = ["LabelLogger", "PredictionLogger", "encode_label", "encode_prediction", "thumbnail_png"]
 
 
 def _kafka_options(kafka: KafkaSettings) -> dict[str, Any]:
-    client = kafka_client_config(kafka)
+    client = client_config(kafka)
     return {
         "bootstrap_servers": client.pop("bootstrap_servers"),
         "predictions_topic": kafka.predictions_topic,

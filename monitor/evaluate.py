@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,15 +35,18 @@ from monitor.impact.stage import assess_window
 from monitor.profiles import activate_profile, active_profile, load_profiles
 from monitor.results import DriftResult
 from monitor.settings import DetectorSettings, Settings
+from monitor.store.drift_queries import window_results
 from monitor.store.tables import DriftResultRow, ReferenceProfile, Window
+from monitor.store.windows_repo import lock_windows_in, move_version_windows
+from monitor.vocabulary import WindowState
 from monitor.windows import load_window_logs
 
 log = logging.getLogger(__name__)
 
-PENDING = "closed"
-EVALUATED = "evaluated"
-NO_PROFILE = "no_profile"
-FAILED = "failed"
+PENDING: WindowState = "closed"
+EVALUATED: WindowState = "evaluated"
+NO_PROFILE: WindowState = "no_profile"
+FAILED: WindowState = "failed"
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,7 @@ def result_row(window: Window, profile_id: int | None, result: DriftResult) -> D
 
 def stored_results(session: Session, window_id: int) -> list[DriftResult]:
     """The results stored for a window, as :class:`DriftResult` objects."""
-    rows = session.scalars(
-        select(DriftResultRow)
-        .where(DriftResultRow.window_id == window_id)
-        .order_by(DriftResultRow.family)
-    )
+    rows = window_results(session, window_id)
     return [
         DriftResult.from_dict(
             {
@@ -186,16 +184,9 @@ def evaluate_pending(
     Returns the evaluations of the windows scored (or found without a profile); windows that
     failed are marked ``failed`` and left out.
     """
-    stmt = select(Window).where(Window.state == PENDING).order_by(Window.id)
-    if models is not None:
-        stmt = stmt.where(Window.model.in_(list(models)))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
     evaluations = []
     profiles: ProfileCache = {}
-    for window in session.scalars(stmt).all():
+    for window in lock_windows_in(session, PENDING, models=models, limit=limit):
         try:
             with session.begin_nested():
                 evaluations.append(
@@ -217,12 +208,7 @@ def evaluate_pending(
 
 def reopen_windows(session: Session, model: str, version: str) -> int:
     """Put ``no_profile`` windows of a model version back in the queue; returns how many."""
-    result = session.execute(
-        update(Window)
-        .where(Window.model == model, Window.model_version == version, Window.state == NO_PROFILE)
-        .values(state=PENDING, evaluated_at=None)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return move_version_windows(session, model, version, NO_PROFILE, PENDING)
 
 
 def switch_profile(session: Session, profile_id: int) -> tuple[ReferenceProfile, int]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
@@ -22,6 +21,7 @@ from monitor.detectors.registry import family_of, fit_all, load_profile
 from monitor.errors import NotFound
 from monitor.impact.stage import fit_reference_impact
 from monitor.settings import Settings
+from monitor.store import profiles_repo
 from monitor.store.logs import load_range, read_reference_file
 from monitor.store.tables import ProfilePart, ReferenceProfile
 
@@ -129,15 +129,7 @@ def get_profile(session: Session, profile_id: int) -> ReferenceProfile:
 def activate_profile(session: Session, profile_id: int) -> ReferenceProfile:
     """Make ``profile_id`` the one active profile of its model and version."""
     row = get_profile(session, profile_id)
-    session.execute(
-        update(ReferenceProfile)
-        .where(
-            ReferenceProfile.model == row.model,
-            ReferenceProfile.model_version == row.model_version,
-            ReferenceProfile.id != row.id,
-        )
-        .values(active=False)
-    )
+    profiles_repo.deactivate_others(session, row)
     row.active = True
     session.flush()
     return row
@@ -145,39 +137,19 @@ def activate_profile(session: Session, profile_id: int) -> ReferenceProfile:
 
 def active_profile(session: Session, model: str, version: str) -> ReferenceProfile | None:
     """The active profile of ``model``/``version``, or None."""
-    return session.scalars(
-        select(ReferenceProfile)
-        .where(
-            ReferenceProfile.model == model,
-            ReferenceProfile.model_version == version,
-            ReferenceProfile.active.is_(True),
-        )
-        .order_by(ReferenceProfile.id.desc())
-        .limit(1)
-    ).first()
+    return profiles_repo.active_profile(session, model, version)
 
 
 def list_profiles(
     session: Session, model: str | None = None, version: str | None = None
 ) -> list[ReferenceProfile]:
     """Profiles, newest first, optionally of one model (and version)."""
-    stmt = select(ReferenceProfile).order_by(ReferenceProfile.id.desc())
-    if model is not None:
-        stmt = stmt.where(ReferenceProfile.model == model)
-    if version is not None:
-        stmt = stmt.where(ReferenceProfile.model_version == version)
-    return list(session.scalars(stmt))
+    return profiles_repo.find_profiles(session, model, version)
 
 
 def profile_parts(session: Session, profile_id: int) -> list[ProfilePart]:
     """The stored family parts of a profile."""
-    return list(
-        session.scalars(
-            select(ProfilePart)
-            .where(ProfilePart.profile_id == profile_id)
-            .order_by(ProfilePart.family)
-        )
-    )
+    return profiles_repo.profile_parts(session, profile_id)
 
 
 def load_profiles(session: Session, profile_id: int) -> dict[str, ProfileBase]:

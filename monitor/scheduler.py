@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.outbox import deliver_pending
@@ -54,6 +54,7 @@ from monitor.policy.rules import Transition
 from monitor.policy.supersede import resolve_superseded
 from monitor.settings import Settings
 from monitor.store.db import session_factory, unit_of_work
+from monitor.store.locks import advisory_unlock, try_advisory_lock
 from monitor.store.retention import delete_expired
 from monitor.store.tables import Window
 from monitor.windows import close_windows, models_with_work
@@ -114,19 +115,14 @@ class Evaluator:
             yield True
             return
         lock_id = self.settings.scheduler.lock_id + offset
-        args: dict[str, object]
-        if model is None:
-            key, args = ":k", {"k": lock_id}
-        else:  # two-key form: (namespace, model); collisions only serialize two models
-            key, args = "CAST(:ns AS integer), hashtext(:m)", {"ns": lock_id % 2**31, "m": model}
         with self.engine.connect() as conn:
-            got = bool(conn.execute(text(f"SELECT pg_try_advisory_lock({key})"), args).scalar())
+            got = try_advisory_lock(conn, lock_id, model)
             conn.commit()
             try:
                 yield got
             finally:
                 if got:
-                    conn.execute(text(f"SELECT pg_advisory_unlock({key})"), args)
+                    advisory_unlock(conn, lock_id, model)
                     conn.commit()
 
     def tick(self, now: datetime | None = None, deliver: bool = True) -> TickReport:

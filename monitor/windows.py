@@ -31,22 +31,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError
 from monitor.settings import Settings, WindowSettings
-from monitor.store.logs import NO_ARM, rows_to_batch, window_meta, window_rows
+from monitor.store.arms import logs_arm, stream_arm
+from monitor.store.logs import rows_to_batch, window_meta, window_rows
 from monitor.store.shapes import ModelShape, Shape
-from monitor.store.streams import streams_with_new_logs
-from monitor.store.tables import Prediction, Window
+from monitor.store.streams import pending_logs_query, streams_with_new_logs
+from monitor.store.tables import Window
+from monitor.store.windows_repo import models_with_windows_in
+from monitor.vocabulary import WindowState
 
 log = logging.getLogger(__name__)
 
 #: the state of a window that is closed and waits for evaluation
-CLOSED = "closed"
+CLOSED: WindowState = "closed"
 
 #: Seconds a stored log must have been in the store before a window may cover it.
 SETTLE_SECONDS = 10.0
@@ -91,33 +93,7 @@ def _streams(
     session: Session, models: Collection[str] | None = None
 ) -> list[tuple[str, str, str | None, int]]:
     """Streams with logs after their last window: (model, version, arm or None, last_id)."""
-    return [
-        (m, v, None if a == NO_ARM else a, after)
-        for m, v, a, after in streams_with_new_logs(session, models)
-    ]
-
-
-def pending_logs_query(
-    model: str, version: str, arm: str | None, limit: int, settled_before: datetime | None
-) -> Select[Any]:
-    """The next ``limit`` logs of a stream after the id bound as ``after_id``, oldest first,
-    each with a flag saying it is too fresh to close a window on."""
-    arm_filter = Prediction.arm.is_(None) if arm is None else Prediction.arm == arm
-    # compared in SQL: a flag per row instead of decoding every ingested_at in Python
-    fresh: ColumnElement[bool] = (
-        literal(False) if settled_before is None else Prediction.ingested_at > settled_before
-    )
-    return (
-        select(Prediction.id, Prediction.ts, fresh.label("fresh"))
-        .where(
-            Prediction.model == model,
-            Prediction.model_version == version,
-            arm_filter,
-            Prediction.id > bindparam("after_id"),
-        )
-        .order_by(Prediction.id)
-        .limit(limit)
-    )
+    return [(m, v, logs_arm(a), after) for m, v, a, after in streams_with_new_logs(session, models)]
 
 
 def _close_stream(
@@ -146,7 +122,7 @@ def _close_stream(
         window = Window(
             model=model,
             model_version=version,
-            arm=arm or NO_ARM,
+            arm=stream_arm(arm),
             first_id=part[0].id,
             last_id=part[-1].id,
             start_ts=min(ts),
@@ -174,8 +150,8 @@ def _close_stream(
 
 def models_with_work(session: Session) -> list[str]:
     """Models with logs after their last window or with windows waiting to be evaluated."""
-    pending = select(Window.model).where(Window.state == CLOSED).distinct()
-    return sorted({m for m, *_ in _streams(session)} | set(session.scalars(pending)))
+    waiting = models_with_windows_in(session, CLOSED)
+    return sorted({m for m, *_ in _streams(session)} | set(waiting))
 
 
 def close_windows(

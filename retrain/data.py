@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, InvalidMessage
 from monitor.imagestats import decode_image
-from monitor.store.impact_tables import LabelQueueRow
-from monitor.store.tables import Label, Prediction
+from monitor.store.retrain_queries import labelled_thumbnails
 
 
 @dataclass(frozen=True)
@@ -43,27 +41,7 @@ def load_labelled(
     join has not filled it yet, from the ``labels`` table. Undecodable thumbnails are counted in ``skipped['bad_image']``; images of a
     shape other than the most common one in ``skipped['other_shape']``.
     """
-    label = Label.label
-    query = (
-        select(Prediction.id, Prediction.thumbnail, Prediction.label, label)
-        .outerjoin(
-            Label, (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id)
-        )
-        .where(Prediction.model == model, Prediction.thumbnail.is_not(None))
-        .outerjoin(
-            LabelQueueRow,
-            (LabelQueueRow.model == Prediction.model)
-            & (LabelQueueRow.request_id == Prediction.request_id),
-        )
-        .where(Prediction.label.is_not(None) | Label.label.is_not(None))
-        .order_by(LabelQueueRow.request_id.is_(None), Prediction.id.desc())
-        .limit(limit)
-    )
-    if since is not None:
-        query = query.where(Prediction.ts >= since)
-    if until is not None:
-        query = query.where(Prediction.ts < until)
-    rows = sorted(session.execute(query), key=lambda r: r[0])
+    rows = labelled_thumbnails(session, model, since=since, until=until, limit=limit)
     images, labels, ids = [], [], []
     skipped = {"bad_image": 0, "other_shape": 0}
     for pid, thumb, own_label, joined_label in rows:

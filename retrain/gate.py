@@ -10,11 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.settings import RetrainSettings
-from monitor.store.retrain_tables import CanaryReport
+from monitor.store.retrain_queries import latest_gate_report
 
 
 def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -225,12 +224,7 @@ def evaluate(
 
 def gate_report(session: Session, model: str, version: str) -> str:
     """The stored offline gate report of ``version``, as text."""
-    row = session.scalar(
-        select(CanaryReport)
-        .where(CanaryReport.model == model, CanaryReport.candidate_version == version)
-        .order_by(CanaryReport.id.desc())
-        .limit(1)
-    )
+    row = latest_gate_report(session, model, version)
     if row is None:
         return f"no gate report for {model} {version}"
     data = dict(row.report)

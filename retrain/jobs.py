@@ -12,18 +12,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
+from monitor.store import jobs_repo
 from monitor.store.retrain_tables import RegistryEvent, RetrainJob
+from monitor.vocabulary import JobState
 from retrain import observe
 
 Source = Literal["policy", "schedule", "manual"]
 
 #: Allowed transitions of a job's state.
-TRANSITIONS: dict[str, tuple[str, ...]] = {
+TRANSITIONS: dict[JobState, tuple[JobState, ...]] = {
     "queued": ("running", "failed"),
     "running": ("succeeded", "failed"),
     "succeeded": (),
@@ -40,7 +41,7 @@ def trigger_key(model: str, source: str, key: str) -> str:
     return f"{model}:{source}:{key}"
 
 
-def _event(job: RetrainJob, state: str, note: str) -> dict[str, Any]:
+def _event(job: RetrainJob, state: JobState, note: str) -> dict[str, Any]:
     return {"state": state, "ts": datetime.now(UTC).isoformat(), "note": note}
 
 
@@ -60,7 +61,7 @@ def enqueue_job(
     caller's transaction stays usable).
     """
     full_key = trigger_key(model, source, key)
-    existing = session.scalar(select(RetrainJob).where(RetrainJob.trigger_key == full_key))
+    existing = jobs_repo.job_by_trigger(session, full_key)
     if existing is not None:
         return existing, False
     job = RetrainJob(
@@ -78,7 +79,7 @@ def enqueue_job(
             session.add(job)
             session.flush()
     except IntegrityError:
-        winner = session.scalar(select(RetrainJob).where(RetrainJob.trigger_key == full_key))
+        winner = jobs_repo.job_by_trigger(session, full_key)
         if winner is None:  # the violation was not ours
             raise
         return winner, False
@@ -108,7 +109,7 @@ def schedule_key(model: str, when: datetime, every: Literal["day", "week", "mont
     return when.strftime("%Y-%m-%d")
 
 
-def transition(session: Session, job: RetrainJob, state: str, note: str = "") -> RetrainJob:
+def transition(session: Session, job: RetrainJob, state: JobState, note: str = "") -> RetrainJob:
     """Move ``job`` to ``state``, appending to its history (and the audit trail)."""
     if state not in TRANSITIONS.get(job.state, ()):
         raise JobStateError(f"job {job.id} cannot go from {job.state} to {state}")
@@ -133,10 +134,7 @@ def transition(session: Session, job: RetrainJob, state: str, note: str = "") ->
 
 def claim_next(session: Session, model: str | None = None) -> RetrainJob | None:
     """The oldest queued job, moved to ``running`` (row-locked on PostgreSQL)."""
-    query = select(RetrainJob).where(RetrainJob.state == "queued").order_by(RetrainJob.id)
-    if model is not None:
-        query = query.where(RetrainJob.model == model)
-    job = session.scalar(query.limit(1).with_for_update(skip_locked=True))
+    job = jobs_repo.lock_next_queued(session, model)
     if job is None:
         return None
     return transition(session, job, "running", "claimed")
@@ -144,9 +142,7 @@ def claim_next(session: Session, model: str | None = None) -> RetrainJob | None:
 
 def fail_stale(session: Session, older_than: datetime) -> list[RetrainJob]:
     """Mark ``running`` jobs not updated since ``older_than`` failed (their worker died)."""
-    stale = session.scalars(
-        select(RetrainJob).where(RetrainJob.state == "running", RetrainJob.updated_at < older_than)
-    )
+    stale = jobs_repo.running_since(session, older_than)
     return [
         transition(session, job, "failed", f"worker stopped: no progress since {older_than}")
         for job in list(stale)
@@ -162,7 +158,4 @@ def get_job(session: Session, job_id: int) -> RetrainJob:
 
 def list_jobs(session: Session, model: str | None = None, limit: int = 50) -> list[RetrainJob]:
     """The newest jobs first."""
-    query = select(RetrainJob).order_by(RetrainJob.id.desc()).limit(limit)
-    if model is not None:
-        query = query.where(RetrainJob.model == model)
-    return list(session.scalars(query))
+    return jobs_repo.recent_jobs(session, model, limit)

@@ -19,17 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
 from monitor.settings import RetrainSettings
 from monitor.store.retrain_tables import ModelVersion, RegistryEvent
-from monitor.store.versions import promoted_version
+from monitor.store.versions import all_versions, newest_events, promoted_version, version_row
+from monitor.vocabulary import VersionState
 from retrain.storage import ObjectStorage, sha256_bytes, storage_from_url, write_atomic
 
 #: Allowed state changes of a model version.
-VERSION_TRANSITIONS: dict[str, tuple[str, ...]] = {
+VERSION_TRANSITIONS: dict[VersionState, tuple[VersionState, ...]] = {
     "candidate": ("canary", "failed", "promoted"),
     "canary": ("promoted", "rolled_back"),
     "promoted": ("retired",),
@@ -176,7 +176,7 @@ def register(
     version: str,
     artifacts: dict[str, dict[str, Any]],
     *,
-    state: str = "candidate",
+    state: VersionState = "candidate",
     parent_version: str | None = None,
     job_id: int | None = None,
     recipe: str = "",
@@ -211,15 +211,15 @@ def register(
 
 
 def get_version(session: Session, model: str, version: str) -> ModelVersion:
-    mv = session.scalar(
-        select(ModelVersion).where(ModelVersion.model == model, ModelVersion.version == version)
-    )
+    mv = version_row(session, model, version)
     if mv is None:
         raise NotFound(f"model {model} has no version {version}")
     return mv
 
 
-def set_state(session: Session, mv: ModelVersion, state: str, reason: str = "") -> ModelVersion:
+def set_state(
+    session: Session, mv: ModelVersion, state: VersionState, reason: str = ""
+) -> ModelVersion:
     """Move ``mv`` to ``state`` (checked against :data:`VERSION_TRANSITIONS`) and audit it.
 
     Promoting a version retires the version promoted before it.
@@ -238,18 +238,9 @@ def set_state(session: Session, mv: ModelVersion, state: str, reason: str = "") 
 
 
 def list_versions(session: Session, model: str | None = None) -> list[ModelVersion]:
-    query = select(ModelVersion).order_by(ModelVersion.id.desc())
-    if model is not None:
-        query = query.where(ModelVersion.model == model)
-    return list(session.scalars(query))
+    return all_versions(session, model)
 
 
 def history(session: Session, model: str, limit: int = 200) -> list[RegistryEvent]:
     """The audit trail of ``model``, oldest first."""
-    rows = session.scalars(
-        select(RegistryEvent)
-        .where(RegistryEvent.model == model)
-        .order_by(RegistryEvent.id.desc())
-        .limit(limit)
-    )
-    return list(reversed(list(rows)))
+    return list(reversed(newest_events(session, model, limit)))

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.errors import Conflict, DriftwatchError, NotFound
 from monitor.settings import Settings
+from monitor.store import rollouts_repo
 from monitor.store.retrain_tables import ModelVersion, Rollout, RolloutStep
 from monitor.store.versions import promoted_version
 from retrain import evidence, observe, registry, verdict
@@ -244,32 +244,18 @@ def finish(
 
 
 def active(session: Session, model: str | None = None) -> list[Rollout]:
-    query = select(Rollout).where(Rollout.state == "running").order_by(Rollout.id)
-    if model is not None:
-        query = query.where(Rollout.model == model)
-    return list(session.scalars(query))
+    return rollouts_repo.running_rollouts(session, model)
 
 
 def steps(session: Session, rollout_id: int) -> list[RolloutStep]:
-    return list(
-        session.scalars(
-            select(RolloutStep)
-            .where(RolloutStep.rollout_id == rollout_id)
-            .order_by(RolloutStep.step_index)
-        )
-    )
+    return rollouts_repo.rollout_steps(session, rollout_id)
 
 
 def list_rollouts(
     session: Session, model: str | None = None, state: str | None = None, limit: int = 50
 ) -> list[Rollout]:
     """Rollouts, newest first (API and CLI)."""
-    query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
-    if model is not None:
-        query = query.where(Rollout.model == model)
-    if state is not None:
-        query = query.where(Rollout.state == state)
-    return list(session.scalars(query))
+    return rollouts_repo.recent_rollouts(session, model, state, limit)
 
 
 def roll_back(session: Session, settings: Settings, rollout_id: int, reason: str) -> Rollout:

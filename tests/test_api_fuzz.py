@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,10 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.api.app import create_app
 from monitor.api.guard import QUESTION_PATHS
 from monitor.settings import ApiSettings, Settings
-from monitor.store.alerting_tables import AlertRow
-from monitor.store.db import unit_of_work
-from monitor.store.tables import DriftResultRow, Window
 from tests.conftest import poll_until
+from tests.seed import seed_drift
 
 TOKEN = "fuzz-token-for-tests-only"
 READ_TOKEN = "fuzz-read-token-for-tests"
@@ -50,62 +48,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def _seed(factory: sessionmaker[Session]) -> None:
-    with unit_of_work(factory) as session:
-        w = Window(
-            model="digits",
-            model_version="v1",
-            arm="all",
-            first_id=1,
-            last_id=10,
-            start_ts=NOW - timedelta(minutes=5),
-            end_ts=NOW,
-            n=10,
-            closed_by="count",
-            state="evaluated",
-            closed_at=NOW,
-            evaluated_at=NOW,
-        )
-        session.add(w)
-        session.flush()
-        session.add(
-            DriftResultRow(
-                window_id=w.id,
-                model="digits",
-                model_version="v1",
-                arm="all",
-                window_end=NOW,
-                family="pixel",
-                kind="pixel.ks",
-                method="ks",
-                statistic=0.3,
-                p_value=0.001,
-                effect_size=0.3,
-                threshold=0.05,
-                alpha=0.01,
-                drifted=True,
-                n_ref=100,
-                n_cur=10,
-                details={},
-            )
-        )
-        session.add(
-            AlertRow(
-                model="digits",
-                model_version="v1",
-                family="pixel",
-                severity="warning",
-                status="firing",
-                dedup_key="digits/v1/pixel",
-                opened_at=NOW,
-                summary="drift",
-                evidence={},
-                reopen_count=0,
-                updated_at=NOW,
-            )
-        )
 
 
 def serve(app: Any) -> Iterator[str]:
@@ -129,7 +71,7 @@ def api_url(
     sessions: sessionmaker[Session],
     settings_for: Callable[..., Settings],
 ) -> Iterator[str]:
-    _seed(sessions)
+    seed_drift(sessions, NOW, n_windows=1)
     api = ApiSettings(
         token=TOKEN, read_token=READ_TOKEN, max_page_size=50, max_upload_bytes=64 * 1024
     )

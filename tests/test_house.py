@@ -128,3 +128,40 @@ def test_the_demo_lives_apart() -> None:
     assert re.fullmatch(
         r'monitor/cli/__init__\.py: "demo": "monitor\.demo\.\w+:demo",', mentions[0]
     )
+
+
+#: SQL constructs of SQLAlchemy: only ``monitor/store/`` builds statements.
+SQL_CONSTRUCTS = frozenset({"select", "insert", "update", "delete", "text"})
+STORE = ROOT / "monitor" / "store"
+#: Modules outside the store allowed to build SQL (none; a new entry needs a reason in review).
+SQL_ALLOWED: frozenset[str] = frozenset()
+
+
+def sql_imports(source: str) -> list[str]:
+    """The SQL constructs ``source`` imports from sqlalchemy (``from sqlalchemy[.x] import
+    select``, or the module itself as ``import sqlalchemy``), wherever the import stands."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            found += [a.name for a in node.names if a.name in SQL_CONSTRUCTS or a.name == "*"]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "sqlalchemy"]
+    return found
+
+
+def test_sql_imports_are_found_in_any_form() -> None:
+    assert sql_imports("from sqlalchemy import Engine, select, text\n") == ["select", "text"]
+    assert sql_imports("def f():\n    from sqlalchemy.sql import delete\n") == ["delete"]
+    assert sql_imports("import sqlalchemy as sa\n") == ["sqlalchemy"]
+    assert sql_imports("from sqlalchemy.orm import Session\nfrom pathlib import Path\n") == []
+
+
+def test_only_the_store_builds_sql() -> None:
+    outside = {
+        str(path.relative_to(ROOT)): found
+        for path in _sources()
+        if not path.is_relative_to(STORE)
+        and str(path.relative_to(ROOT)) not in SQL_ALLOWED
+        and (found := sql_imports(path.read_text()))
+    }
+    assert not outside, f"SQL outside monitor/store/ (move it into a store module): {outside}"

@@ -23,11 +23,11 @@ from sqlalchemy.sql import Executable
 
 from monitor.evaluate import PENDING
 from monitor.store import migrate
+from monitor.store.arms import NO_ARM
 from monitor.store.db import session_factory
-from monitor.store.logs import NO_ARM, window_query
-from monitor.store.streams import newer_logs_probe, streams_with_new_logs
+from monitor.store.logs import window_query
+from monitor.store.streams import newer_logs_probe, pending_logs_query, streams_with_new_logs
 from monitor.store.tables import Prediction, Window
-from monitor.windows import pending_logs_query
 from tests.conftest import _pg_admin, pg_database_url
 
 ROWS = 10_000_000

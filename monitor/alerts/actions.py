@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.alerts import outbox
 from monitor.errors import NotFound
 from monitor.settings import AlertSettings
 from monitor.store.alerting_tables import AlertRow
+from monitor.store.alerts_repo import find_alerts
 
 
 def get_alert(session: Session, alert_id: int) -> AlertRow:
@@ -29,14 +29,7 @@ def list_alerts(
     before_id: int | None = None,
 ) -> list[AlertRow]:
     """Alerts newest first; ``status`` None for all, ``before_id`` to page."""
-    stmt = select(AlertRow)
-    if status is not None:
-        stmt = stmt.where(AlertRow.status == status)
-    if model is not None:
-        stmt = stmt.where(AlertRow.model == model)
-    if before_id is not None:
-        stmt = stmt.where(AlertRow.id < before_id)
-    return list(session.scalars(stmt.order_by(AlertRow.id.desc()).limit(limit)))
+    return find_alerts(session, status, model, limit, before_id)
 
 
 def acknowledge(

@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.channels.base import ChannelBase
@@ -32,6 +31,7 @@ from monitor.alerts.message import AlertMessage, Event
 from monitor.errors import DriftwatchError
 from monitor.metrics import metric
 from monitor.settings import AlertSettings, Settings
+from monitor.store import alerts_repo
 from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow
 from monitor.store.db import unit_of_work
 
@@ -151,17 +151,7 @@ def deliver_pending(
     http = client or httpx.Client(timeout=cfg.timeout_seconds)
     try:
         with unit_of_work(factory) as session:
-            due = list(
-                session.scalars(
-                    select(AlertDeliveryRow.id)
-                    .where(
-                        AlertDeliveryRow.status == "pending",
-                        AlertDeliveryRow.next_attempt_at <= now,
-                    )
-                    .order_by(AlertDeliveryRow.id)
-                    .limit(limit)
-                )
-            )
+            due = alerts_repo.due_deliveries(session, now, limit)
         for delivery_id in due:
             with unit_of_work(factory) as session:
                 outcome = _deliver_one(
@@ -195,19 +185,10 @@ def resend_firing(
     A silenced alert is left out (it then ends at its last ``endsAt``). A failure is logged
     and counted; the next run sends again.
     """
-    delivered = select(AlertDeliveryRow.alert_id).where(
-        AlertDeliveryRow.channel == channel.name,
-        AlertDeliveryRow.event == "trigger",
-        AlertDeliveryRow.status == "delivered",
-        AlertDeliveryRow.delivered_at < now,  # not a trigger this very run just sent
-    )
     alerts = [
         a
-        for a in session.scalars(
-            select(AlertRow)
-            .where(AlertRow.status == "firing", AlertRow.id.in_(delivered))
-            .order_by(AlertRow.id)
-        )
+        # delivered before now: not a trigger this very run just sent
+        for a in alerts_repo.firing_delivered_to(session, channel.name, now)
         if a.silenced_until is None or a.silenced_until <= now
     ]
     if not alerts:
@@ -235,12 +216,7 @@ def _deliver_one(
     now: datetime,
     on_delivered: Callable[[AlertMessage, str], None] | None,
 ) -> str | None:
-    query = select(AlertDeliveryRow).where(
-        AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == "pending"
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    row = session.scalars(query).first()
+    row = alerts_repo.lock_pending_delivery(session, delivery_id)
     if row is None or row.channel in failed_channels:
         return None  # another sender has it, or its channel is down for this run
     alert = session.get(AlertRow, row.alert_id)

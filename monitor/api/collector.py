@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.detectors.confidence import LOW_CONFIDENCE
@@ -37,10 +36,10 @@ from monitor.detectors.registry import effect_floor
 from monitor.metrics_spec import BY_NAME
 from monitor.policy.rules import STATE_CODES
 from monitor.settings import Settings
-from monitor.store.alerting_tables import AlertRow, PolicyStateRow
-from monitor.store.logs import NO_ARM
-from monitor.store.retrain_tables import ModelVersion, Rollout
-from monitor.store.tables import DriftResultRow, Prediction, Window
+from monitor.store import gauge_queries
+from monitor.store.alerts_repo import firing_counts
+from monitor.store.policy_repo import all_states
+from monitor.store.rollouts_repo import latest_rollout_per_model
 
 #: Upper edges of the ``driftwatch_arm_confidence_ratio`` gauge (``upper`` label, one decimal).
 CONFIDENCE_LE: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -177,26 +176,7 @@ class StoreCollector(Collector):
             yield from self._staleness(session, now)
 
     def _drift(self, session: Session, since: datetime) -> Iterator[Any]:
-        latest = (
-            select(
-                DriftResultRow.model,
-                DriftResultRow.model_version,
-                DriftResultRow.arm,
-                DriftResultRow.family,
-                func.max(DriftResultRow.id).label("id"),
-            )
-            .where(DriftResultRow.created_at >= since)
-            .group_by(
-                DriftResultRow.model,
-                DriftResultRow.model_version,
-                DriftResultRow.arm,
-                DriftResultRow.family,
-            )
-            .subquery()
-        )
-        rows = session.scalars(
-            select(DriftResultRow).join(latest, DriftResultRow.id == latest.c.id)
-        )
+        rows = gauge_queries.latest_results(session, since)
         stat, effect = _gauge("driftwatch_drift_statistic"), _gauge("driftwatch_drift_effect_size")
         p_value, detected = _gauge("driftwatch_drift_p_value"), _gauge("driftwatch_drift_detected")
         threshold, feature = (
@@ -230,44 +210,32 @@ class StoreCollector(Collector):
 
     def _policy(self, session: Session) -> Iterator[Any]:
         state = _gauge("driftwatch_drift_state")
-        for row in session.scalars(select(PolicyStateRow)):
+        for row in all_states(session):
             state.add_metric(
                 [row.model, row.model_version, row.family], float(STATE_CODES.get(row.state, 0))
             )
         active = _gauge("driftwatch_alerts_active")
-        for model, family, severity, n in session.execute(
-            select(AlertRow.model, AlertRow.family, AlertRow.severity, func.count())
-            .where(AlertRow.status == "firing")
-            .group_by(AlertRow.model, AlertRow.family, AlertRow.severity)
-        ):
+        for model, family, severity, n in firing_counts(session):
             active.add_metric([model, family, severity], float(n))
         yield from (state, active)
 
     def _windows(self, session: Session, since: datetime) -> Iterator[Any]:
         last_end = _gauge("driftwatch_last_window_end_timestamp_seconds")
-        for model, version, arm, end in session.execute(
-            select(Window.model, Window.model_version, Window.arm, func.max(Window.end_ts))
-            .where(
-                and_(Window.evaluated_at.is_not(None), Window.state == "evaluated"),
-                Window.evaluated_at >= since,
-            )
-            .group_by(Window.model, Window.model_version, Window.arm)
-        ):
+        for model, version, arm, end in gauge_queries.last_evaluated_ends(session, since):
             if end is not None:
                 last_end.add_metric([model, version, arm], end.timestamp())
         yield last_end
 
     def _models(self, session: Session) -> Iterator[Any]:
         ratio, step = _gauge("driftwatch_canary_traffic_ratio"), _gauge("driftwatch_canary_step")
-        latest = select(func.max(Rollout.id)).group_by(Rollout.model)
-        for r in session.scalars(select(Rollout).where(Rollout.id.in_(latest))):
+        for r in latest_rollout_per_model(session):
             running = r.plan[r.step_index] / 100 if r.step_index < len(r.plan) else 0.0
             share = {"running": running, "promoted": 1.0}.get(r.state, 0.0)
             ratio.add_metric([r.model, r.candidate_version], share)
             step.add_metric([r.model, r.candidate_version], float(r.step_index))
         acc, size = _gauge("driftwatch_model_accuracy"), _gauge("driftwatch_model_size_bytes")
         latency = _gauge("driftwatch_model_latency_seconds")
-        for mv in session.scalars(select(ModelVersion).where(ModelVersion.state.in_(LIVE_STATES))):
+        for mv in gauge_queries.versions_in(session, LIVE_STATES):
             key, m = [mv.model, mv.version], mv.metrics or {}
             for fmt, value in (m.get("accuracy") or {}).items():
                 if fmt in ("fp32", "int8"):
@@ -281,28 +249,14 @@ class StoreCollector(Collector):
 
     def _staleness(self, session: Session, now: datetime) -> Iterator[Any]:
         age = _gauge("driftwatch_model_last_log_age_seconds")
-        for model, last in session.execute(
-            select(Prediction.model, func.max(Prediction.ts)).group_by(Prediction.model)
-        ):
+        for model, last in gauge_queries.last_log_times(session):
             if last is not None:
                 age.add_metric([model], max(0.0, (now - last).total_seconds()))
         yield age
 
     def _arms(self, session: Session, since: datetime) -> Iterator[Any]:
         # a canary version often has no reference yet: its windows still have arm figures
-        done = and_(Window.state.in_(("evaluated", "no_profile")), Window.evaluated_at >= since)
-        latest = (
-            select(func.max(Window.id).label("id"))
-            .where(done)
-            .group_by(Window.model, Window.model_version, Window.arm)
-            .subquery()
-        )
-        windows = session.scalars(
-            select(Window)
-            .join(latest, Window.id == latest.c.id)
-            .order_by(Window.end_ts.desc())
-            .limit(self.max_arm_windows)
-        ).all()
+        windows = gauge_queries.latest_done_windows(session, since, self.max_arm_windows)
         accuracy, latency = (
             _gauge("driftwatch_arm_accuracy"),
             _gauge("driftwatch_arm_latency_seconds"),
@@ -313,21 +267,7 @@ class StoreCollector(Collector):
         )
         share = _gauge("driftwatch_arm_class_ratio")
         for w in windows:
-            arm = Prediction.arm.is_(None) if w.arm == NO_ARM else Prediction.arm == w.arm
-            rows = session.execute(
-                select(
-                    Prediction.predicted_class,
-                    Prediction.confidence,
-                    Prediction.latency_ms,
-                    Prediction.label,
-                    Prediction.n_classes,
-                ).where(
-                    Prediction.model == w.model,
-                    Prediction.model_version == w.model_version,
-                    Prediction.id.between(w.first_id, w.last_id),
-                    arm,
-                )
-            ).all()
+            rows = gauge_queries.arm_log_figures(session, w)
             if not rows:  # retention removed the window's logs
                 continue
             pred, conf, lat, labels, n_classes = zip(*rows, strict=True)

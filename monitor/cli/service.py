@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
-from typing import Any
 
 import click
 
@@ -91,22 +89,6 @@ def api(ctx: click.Context) -> None:
 EXIT_INGEST_DIED = 70
 
 
-def _readiness_guard(app: Any, supervisor: Supervisor) -> Any:
-    """The ASGI ``app`` with ``/readyz`` answering 503 while the ingest worker is unhealthy."""
-
-    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        problem = supervisor.problem() if scope.get("path") == "/readyz" else None
-        if problem is None:
-            await app(scope, receive, send)
-            return
-        body = json.dumps({"status": "not ready", "checks": {"ingest": problem}}).encode()
-        headers = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return guarded
-
-
 def _serve_with_ingest(settings: Settings, exit_delay: float) -> str | None:
     """Serve the API with a supervised ingest worker and a lag monitor; returns why the worker
     died (after readiness reported it for ``exit_delay`` seconds), or None on a clean stop."""
@@ -130,7 +112,8 @@ def _serve_with_ingest(settings: Settings, exit_delay: float) -> str | None:
         stale_seconds=settings.kafka.stale_poll_seconds,
         on_death=died,
     )
-    app = _readiness_guard(create_app(settings), supervisor)
+    app = create_app(settings)
+    app.state.ready_checks["ingest"] = supervisor.problem  # /readyz answers 503 once it died
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -26,11 +26,12 @@ from monitor.demo.run import _evaluate, _wait_stored, run_demo
 from monitor.demo.state import WINDOW, Demo, Phase
 from monitor.evaluate import switch_profile
 from monitor.profiles import fit_profile_from_batch
-from monitor.store.alerting_tables import AlertRow
+from monitor.store.alerts_repo import any_firing
 from monitor.store.db import unit_of_work
+from monitor.store.jobs_repo import first_job_from
 from monitor.store.logs import _logs_to_batch
-from monitor.store.retrain_tables import RetrainJob, Rollout
-from monitor.store.tables import Window
+from monitor.store.rollouts_repo import recent_rollouts
+from monitor.store.windows_repo import earliest_start
 from retrain.data import load_labelled
 from retrain.gate import gate_report
 from retrain.jobs import get_job
@@ -46,10 +47,8 @@ AFTER_WINDOWS = 4  # windows served by the promoted version, at most, for the al
 
 
 def _phase_now(demo: Demo) -> str:
-    from sqlalchemy import select
-
     with demo.factory() as s:
-        ro = s.scalars(select(Rollout).order_by(Rollout.id.desc()).limit(1)).first()
+        ro = next(iter(recent_rollouts(s, limit=1)), None)
     if ro is None:
         return "fresh labels"
     return f"canary {ro.plan[ro.step_index]}%" if ro.state == "running" else f"{ro.state}"
@@ -78,15 +77,8 @@ class _Emitter:
 
 def _policy_trigger(demo: Demo) -> str:
     """The trigger key of the job the policy queued for the page (so no second job is made)."""
-    from sqlalchemy import select
-
     with demo.factory() as s:
-        job = s.scalars(
-            select(RetrainJob)
-            .where(RetrainJob.model == MODEL, RetrainJob.source == "policy")
-            .order_by(RetrainJob.id)
-            .limit(1)
-        ).first()
+        job = first_job_from(s, MODEL, "policy")
     return "demo-drift" if job is None else job.trigger_key.split(":", 2)[2]
 
 
@@ -123,21 +115,14 @@ def fit_own_reference(demo: Demo, version: str, job_id: int) -> int:
 
 def _camera_changed_at(demo: Demo) -> datetime | None:
     """When the first window of the changed camera began (None before the change)."""
-    from sqlalchemy import select
-
     ids = [w for w, phase in demo.window_phase.items() if phase == "camera changed"]
     with demo.factory() as s:
-        first: datetime | None = s.scalars(
-            select(Window.start_ts).where(Window.id.in_(ids)).order_by(Window.start_ts)
-        ).first()
-    return first
+        return earliest_start(s, ids)
 
 
 def _incident_open(demo: Demo) -> bool:
-    from sqlalchemy import select
-
     with demo.factory() as s:
-        return s.scalars(select(AlertRow.id).where(AlertRow.status == "firing")).first() is not None
+        return any_firing(s)
 
 
 def close_loop(demo: Demo) -> None:

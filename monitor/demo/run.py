@@ -50,7 +50,8 @@ from monitor.settings import (
 )
 from monitor.store import migrate
 from monitor.store.db import make_engine, session_factory, unit_of_work
-from monitor.store.tables import DriftResultRow, Prediction, Window
+from monitor.store.drift_queries import window_results
+from monitor.store.windows_repo import count_logs, windows_except
 from retrain.digits import blur, brightness_contrast, train_holdout
 
 # ---------------------------------------------------------------- stages
@@ -250,25 +251,21 @@ def _print_alert(item: Any) -> None:
 
 
 def _wait_stored(demo: Demo, n: int, timeout: float = 60.0) -> None:
-    from sqlalchemy import func, select
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with demo.factory() as session:
-            if (session.scalar(select(func.count()).select_from(Prediction)) or 0) >= n:
+            if count_logs(session) >= n:
                 return
         time.sleep(0.05)
     raise click.ClickException(f"ingest stored fewer than {n} logs in {timeout:.0f}s")
 
 
 def _evaluate(demo: Demo, phase: Phase) -> None:
-    from sqlalchemy import select
-
     report = demo.evaluator.tick()
     with demo.factory() as session:
-        for w in session.scalars(select(Window).where(Window.id.not_in(demo.window_phase))):
+        for w in windows_except(session, demo.window_phase):
             demo.window_phase[w.id] = phase.name
-            rows = session.scalars(select(DriftResultRow).where(DriftResultRow.window_id == w.id))
+            rows = window_results(session, w.id, by_family=False)
             stats = (
                 " ".join(f"{r.family}={r.effect_size:.3f}{'*' if r.drifted else ''}" for r in rows)
                 or "not evaluated (no reference for this version yet)"

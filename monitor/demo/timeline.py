@@ -3,33 +3,31 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 
 from monitor.demo.state import Demo
-from monitor.store.alerting_tables import AlertDeliveryRow, AlertRow, PolicyTransitionRow
-from monitor.store.tables import DriftResultRow, Window
+from monitor.store.alerts_repo import all_alerts, delivered
+from monitor.store.drift_queries import all_results
+from monitor.store.policy_repo import all_transitions
+from monitor.store.tables import DriftResultRow
+from monitor.store.windows_repo import all_windows
 
 
 def print_timeline(demo: Demo) -> None:
     """The table an on-call engineer reads: windows, statistics, decisions."""
     with demo.factory() as session:
-        windows = list(session.scalars(select(Window).order_by(Window.id)))
+        windows = all_windows(session)
         results: dict[int, dict[str, DriftResultRow]] = {}
-        for r in session.scalars(select(DriftResultRow)):
-            results.setdefault(r.window_id, {})[r.family] = r
-        transitions = list(
-            session.scalars(select(PolicyTransitionRow).order_by(PolicyTransitionRow.id))
-        )
-        alerts = list(session.scalars(select(AlertRow).order_by(AlertRow.id)))
+        for row in all_results(session):
+            results.setdefault(row.window_id, {})[row.family] = row
+        transitions = all_transitions(session)
+        alerts = all_alerts(session)
         pages = {(a.evidence.get("window_id"), a.family): a.id for a in alerts if a.paged}
         decisions: dict[int, list[str]] = {}
         for t in transitions:
             page = pages.get((t.window_id, t.family))
             note = f" (PAGE #{page})" if page and t.to_state == "alert" else ""
             decisions.setdefault(t.window_id, []).append(f"{t.family} {t.to_state}{note}")
-        sent = list(
-            session.scalars(select(AlertDeliveryRow).where(AlertDeliveryRow.status == "delivered"))
-        )
+        sent = delivered(session)
     fams = ("embedding", "pixel", "confidence", "classes")
     click.echo("\nTimeline (effect size per family; * = drifted)")
     header = f"{'win':>3} {'phase':<15} {'model':<12} {'window (UTC)':<11} " + " ".join(

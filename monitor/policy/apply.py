@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.alerts.message import dedup_key, evidence_from_result
@@ -36,8 +35,8 @@ from monitor.metrics import metric
 from monitor.policy.rules import Observation, PolicyState, Transition, retrain_decision, step
 from monitor.results import DriftResult
 from monitor.settings import Settings
+from monitor.store import alerts_repo, policy_repo
 from monitor.store.alerting_tables import (
-    AlertDeliveryRow,
     AlertRow,
     PolicyStateRow,
     PolicyTransitionRow,
@@ -104,47 +103,20 @@ def _save(row: PolicyStateRow, state: PolicyState, now: datetime) -> None:
 
 
 def _recent_retrains(session: Session, model: str, at: datetime) -> list[datetime]:
-    return list(
-        session.scalars(
-            select(PolicyTransitionRow.at).where(
-                PolicyTransitionRow.model == model,
-                PolicyTransitionRow.retrain.is_(True),
-                PolicyTransitionRow.at > at - timedelta(days=1),
-            )
-        )
-    )
+    return policy_repo.retrains_since(session, model, at - timedelta(days=1))
 
 
 def _open_alert(
     session: Session, settings: Settings, window: Window, family: str, t: Transition, now: datetime
 ) -> AlertRow:
-    last = session.scalars(
-        select(AlertRow)
-        .where(
-            AlertRow.model == window.model,
-            AlertRow.model_version == window.model_version,
-            AlertRow.family == family,
-        )
-        .order_by(AlertRow.id.desc())
-        .limit(1)
-    ).first()
+    last = alerts_repo.latest_alert(session, window.model, window.model_version, family)
     if not t.notify and last is not None:
         # Flapping inside the cooldown: the same alert fires again, nobody is paged twice.
         last.status, last.resolved_at, last.updated_at = "firing", None, now
         last.reopen_count += 1
         last.evidence = {**t.evidence, "reason": t.reason}
         return last
-    incident = session.scalars(
-        select(AlertRow)
-        .where(
-            AlertRow.model == window.model,
-            AlertRow.model_version == window.model_version,
-            AlertRow.status == "firing",
-            AlertRow.paged.is_(True),
-        )
-        .order_by(AlertRow.id)
-        .limit(1)
-    ).first()
+    incident = alerts_repo.open_incident(session, window.model, window.model_version)
     paged = t.notify and incident is None
     alert = AlertRow(
         model=window.model,
@@ -182,46 +154,16 @@ def _open_alert(
 def _resolve_alert(
     session: Session, settings: Settings, window: Window, family: str, t: Transition, now: datetime
 ) -> AlertRow | None:
-    alert = session.scalars(
-        select(AlertRow)
-        .where(
-            AlertRow.model == window.model,
-            AlertRow.model_version == window.model_version,
-            AlertRow.family == family,
-            AlertRow.status == "firing",
-        )
-        .order_by(AlertRow.id.desc())
-        .limit(1)
-    ).first()
+    alert = alerts_repo.latest_alert(session, window.model, window.model_version, family, "firing")
     if alert is None:
         return None
     alert.status, alert.resolved_at, alert.updated_at = "resolved", t.at, now
     alert.evidence = {**alert.evidence, "resolved_by": t.evidence, "resolve_reason": t.reason}
     session.flush()
-    still_firing = session.scalar(
-        select(AlertRow.id)
-        .where(
-            AlertRow.model == window.model,
-            AlertRow.model_version == window.model_version,
-            AlertRow.status == "firing",
-        )
-        .limit(1)
-    )
-    if still_firing is None:  # the incident is over: resolve every page it made
-        for paged in session.scalars(
-            select(AlertRow).where(
-                AlertRow.model == window.model,
-                AlertRow.model_version == window.model_version,
-                AlertRow.paged.is_(True),
-                AlertRow.status == "resolved",
-            )
-        ):
-            keys = {
-                r.event_key
-                for r in session.scalars(
-                    select(AlertDeliveryRow).where(AlertDeliveryRow.alert_id == paged.id)
-                )
-            }
+    if not alerts_repo.any_firing(session, window.model, window.model_version):
+        # the incident is over: resolve every page it made
+        for paged in alerts_repo.resolved_pages(session, window.model, window.model_version):
+            keys = alerts_repo.delivery_keys(session, paged.id)
             n = paged.reopen_count
             if f"trigger:{n}" in keys and f"resolve:{n}" not in keys:
                 enqueue(session, paged, "resolve", settings.alerts, now)

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.policy.apply import WATCHED_ARMS, _resolve_alert
 from monitor.policy.rules import State, Transition
 from monitor.results import DriftResult
 from monitor.settings import Settings
+from monitor.store import policy_repo
 from monitor.store.alerting_tables import PolicyStateRow, PolicyTransitionRow
 from monitor.store.tables import Window
 from monitor.store.versions import promoted_version
@@ -67,31 +67,14 @@ def resolve_superseded(
         return []
     if _promoted(session, window.model) != window.model_version:
         return []
-    own = list(
-        session.scalars(
-            select(PolicyStateRow).where(
-                PolicyStateRow.model == window.model,
-                PolicyStateRow.model_version == window.model_version,
-            )
-        )
-    )
+    own = policy_repo.version_states(session, window.model, window.model_version)
     need = settings.policy.windows_to_resolve
     if not own or any(r.state in ("warn", "alert") or r.clean_streak < need for r in own):
         return []
     made: list[Transition] = []
-    for row in session.scalars(
-        select(PolicyStateRow).where(
-            PolicyStateRow.model == window.model,
-            PolicyStateRow.model_version != window.model_version,
-            PolicyStateRow.state.in_(("warn", "alert")),
-        )
-    ):
-        old = session.scalars(
-            select(Window)
-            .where(Window.model == row.model, Window.model_version == row.model_version)
-            .order_by(Window.id.desc())
-            .limit(1)
-        ).first()
+    drifting = ("warn", "alert")
+    for row in policy_repo.other_versions_in(session, window.model, window.model_version, drifting):
+        old = policy_repo.latest_window(session, row.model, row.model_version)
         if old is None:
             continue
         t = _superseding(row, window, need)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
@@ -38,10 +37,12 @@ from monitor.reports.worst_images import (
     worst_section,
 )
 from monitor.settings import FAMILIES, Settings
+from monitor.store.drift_queries import newest_results
 from monitor.store.impact_repo import estimates
 from monitor.store.impact_tables import WindowEstimateRow
 from monitor.store.logs import load_window
-from monitor.store.tables import DriftResultRow, Window
+from monitor.store.tables import Window
+from monitor.store.windows_repo import latest_arm_window
 
 CONF_EDGES = np.linspace(0.0, 1.0, 11)
 MINUS = "\u2212"
@@ -110,12 +111,7 @@ def distribution(batch: LogBatch, version: str = "") -> Distribution:
 def gather(session: Session, settings: Settings, model: str, limit: int = 200) -> StatusData:
     """Read the status of ``model`` from the store (newest ``limit`` results per family)."""
 
-    rows = session.scalars(
-        select(DriftResultRow)
-        .where(DriftResultRow.model == model)
-        .order_by(DriftResultRow.window_end.desc(), DriftResultRow.id.desc())
-        .limit(limit * len(FAMILIES))
-    ).all()[::-1]
+    rows = newest_results(session, model, limit * len(FAMILIES))[::-1]
     if not rows:
         raise NotFound(f"no drift results for model {model!r}")
     families: dict[str, FamilyHistory] = {}
@@ -151,12 +147,7 @@ def gather(session: Session, settings: Settings, model: str, limit: int = 200) -
                 reference = None
     arms = {}
     for arm in ("stable", "canary"):
-        arm_window = session.scalars(
-            select(Window)
-            .where(Window.model == model, Window.arm == arm)
-            .order_by(Window.end_ts.desc())
-            .limit(1)
-        ).first()
+        arm_window = latest_arm_window(session, model, arm)
         if arm_window is not None:
             arms[arm] = distribution(load_window(session, arm_window), arm_window.model_version)
     accuracy = estimates(session, model, limit=limit)

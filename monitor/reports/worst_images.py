@@ -19,14 +19,13 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.errors import DriftwatchError, NotFound
 from monitor.impact.stage import load_impact
 from monitor.settings import Settings
 from monitor.stats.outliers import score_outliers
-from monitor.store.alerting_tables import AlertRow
+from monitor.store.alerts_repo import latest_page
 from monitor.store.impact_repo import estimates, logs_with_thumbnails, window_estimate, worst_logs
 from monitor.store.impact_tables import WindowEstimateRow
 from monitor.store.tables import ReferenceProfile, Window
@@ -190,12 +189,7 @@ def gather_worst(
 
 def alerting_window(session: Session, model: str) -> int | None:
     """The window of the model's latest paged alert, else its latest estimated window."""
-    alert = session.scalars(
-        select(AlertRow)
-        .where(AlertRow.model == model, AlertRow.paged.is_(True))
-        .order_by(AlertRow.id.desc())
-        .limit(1)
-    ).first()
+    alert = latest_page(session, model)
     if alert is not None and alert.evidence.get("window_id") is not None:
         return int(alert.evidence["window_id"])
     rows = [r for r in estimates(session, model, limit=50) if r.arm in ("all", "stable")]

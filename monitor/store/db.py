@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.settings import DatabaseSettings
@@ -34,6 +34,12 @@ def make_engine(settings: DatabaseSettings, **kwargs: Any) -> Engine:
     return create_engine(
         url, echo=settings.echo, pool_size=settings.pool_size, pool_pre_ping=True, **kwargs
     )
+
+
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1`` on a fresh connection; raises what the driver raises when it cannot."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

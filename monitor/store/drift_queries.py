@@ -116,3 +116,28 @@ def transitions(
     if after_id is not None:
         stmt = stmt.where(PolicyTransitionRow.id > after_id)
     return list(session.scalars(stmt.order_by(PolicyTransitionRow.id).limit(limit)))
+
+
+def window_results(
+    session: Session, window_id: int, *, by_family: bool = True
+) -> list[DriftResultRow]:
+    """The results stored for a window, by family (or in insertion order)."""
+    stmt = select(DriftResultRow).where(DriftResultRow.window_id == window_id)
+    return list(session.scalars(stmt.order_by(DriftResultRow.family) if by_family else stmt))
+
+
+def newest_results(session: Session, model: str, limit: int) -> list[DriftResultRow]:
+    """The newest ``limit`` results of ``model``, the newest first."""
+    return list(
+        session.scalars(
+            select(DriftResultRow)
+            .where(DriftResultRow.model == model)
+            .order_by(DriftResultRow.window_end.desc(), DriftResultRow.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def all_results(session: Session) -> list[DriftResultRow]:
+    """Every stored result, in insertion order."""
+    return list(session.scalars(select(DriftResultRow)))

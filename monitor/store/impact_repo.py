@@ -16,18 +16,19 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from monitor.batch import LogBatch
+from monitor.store.arms import logs_of_stream_arm
 from monitor.store.impact_tables import (
     ImpactProfileRow,
     LabelQueueRow,
     LogScoreRow,
     WindowEstimateRow,
 )
-from monitor.store.logs import _COLUMNS, NO_ARM, rows_to_batch
+from monitor.store.logs import _COLUMNS, rows_to_batch
 from monitor.store.tables import Prediction, Window
 
 
 def _in_window(window: Window) -> tuple[Any, ...]:
-    arm = Prediction.arm.is_(None) if window.arm == NO_ARM else Prediction.arm == window.arm
+    arm = logs_of_stream_arm(window.arm)
     return (
         Prediction.model == window.model,
         Prediction.model_version == window.model_version,
@@ -233,7 +234,7 @@ def logs_with_thumbnails(
     if end is not None:
         stmt = stmt.where(Prediction.ts < end)
     if arm is not None:
-        stmt = stmt.where(Prediction.arm.is_(None) if arm == NO_ARM else Prediction.arm == arm)
+        stmt = stmt.where(logs_of_stream_arm(arm))
     if ingested_before is not None:
         stmt = stmt.where(Prediction.ingested_at <= ingested_before)
     rows = session.connection().execute(stmt.order_by(Prediction.id.desc()).limit(limit)).all()

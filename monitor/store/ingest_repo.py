@@ -26,9 +26,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.schemas import EncodedArray, LabelEvent, PredictionLog
+from monitor.store.arms import stream_arm
 from monitor.store.base import utcnow
 from monitor.store.conflicts import conflict, same, stored_content
-from monitor.store.logs import NO_ARM
 from monitor.store.pg_copy import copy_insert
 from monitor.store.shapes import ModelShape, Shape, mismatch, row_shape
 from monitor.store.streams import register_streams
@@ -203,7 +203,8 @@ def _execute_insert(session: Session, rows: list[dict[str, Any]], now: datetime)
     database itself, so values are prepared here exactly as the column types would bind them.
     Returns the number of rows inserted.
     """
-    register_streams(session, {(r["model"], r["model_version"], r["arm"] or NO_ARM) for r in rows})
+    streams = {(r["model"], r["model_version"], stream_arm(r["arm"])) for r in rows}
+    register_streams(session, streams)
     dialect = session.get_bind().dialect.name
     names = ", ".join(_COLUMNS)
     join = "(SELECT label FROM labels WHERE model = {m} AND request_id = {r})"

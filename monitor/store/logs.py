@@ -36,10 +36,8 @@ from monitor.batch import LogBatch
 from monitor.errors import DriftwatchError, InvalidMessage
 from monitor.imagestats import STAT_NAMES
 from monitor.schemas import Limits, PredictionLog, parse_message
+from monitor.store.arms import logs_of_stream_arm
 from monitor.store.tables import Prediction, Window
-
-#: Window/stream arm of logs that carry no arm.
-NO_ARM = "all"
 
 
 class ReferenceFileError(DriftwatchError):
@@ -154,7 +152,7 @@ def rows_to_batch(rows: Sequence[Any], meta: dict[str, str] | None = None) -> Lo
 def _arm_filter(arm: str | None) -> Any:
     if arm is None:
         return None
-    return Prediction.arm.is_(None) if arm == NO_ARM else Prediction.arm == arm
+    return logs_of_stream_arm(arm)
 
 
 def window_query(window: Window) -> Select[Any]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base, BigId, UTCDateTime, utcnow
-from monitor.vocabulary import RolloutState
+from monitor.vocabulary import JobState, RolloutState, VersionState
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 VERSION_STATES = ("candidate", "canary", "promoted", "rolled_back", "failed", "retired")
@@ -47,7 +47,7 @@ class RetrainJob(Base):
     model: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(16))  # policy | schedule | manual
     reason: Mapped[str] = mapped_column(Text, default="")
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[JobState] = mapped_column(String(16), default="queued")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -68,7 +68,7 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(16), default="candidate")
+    state: Mapped[VersionState] = mapped_column(String(16), default="candidate")
     parent_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("retrain_jobs.id", ondelete="SET NULL"), nullable=True

@@ -14,12 +14,12 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, func, literal, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from monitor.store.arms import logs_of_arm, logs_of_stream_arm
 from monitor.store.base import Base, UTCDateTime, utcnow
-from monitor.store.logs import NO_ARM
 from monitor.store.tables import Prediction, Window
 
 
@@ -46,13 +46,12 @@ def register_streams(session: Session, keys: Iterable[tuple[str, str, str]]) -> 
 
 def newer_logs_probe(model: str, version: str, arm: str, after_id: int) -> Select[Any]:
     """One row if the stream has a log with an id above ``after_id`` (an index lookup)."""
-    arm_filter = Prediction.arm.is_(None) if arm == NO_ARM else Prediction.arm == arm
     return (
         select(literal(1))
         .where(
             Prediction.model == model,
             Prediction.model_version == version,
-            arm_filter,
+            logs_of_stream_arm(arm),
             Prediction.id > after_id,
         )
         .limit(1)
@@ -85,3 +84,25 @@ def streams_with_new_logs(
 def registered_models(session: Session) -> list[str]:
     """Every model that has logged."""
     return list(session.scalars(select(Stream.model).distinct().order_by(Stream.model)))
+
+
+def pending_logs_query(
+    model: str, version: str, arm: str | None, limit: int, settled_before: datetime | None
+) -> Select[Any]:
+    """The next ``limit`` logs of a stream after the id bound as ``after_id``, oldest first,
+    each with a flag saying it is too fresh to close a window on."""
+    # compared in SQL: a flag per row instead of decoding every ingested_at in Python
+    fresh: ColumnElement[bool] = (
+        literal(False) if settled_before is None else Prediction.ingested_at > settled_before
+    )
+    return (
+        select(Prediction.id, Prediction.ts, fresh.label("fresh"))
+        .where(
+            Prediction.model == model,
+            Prediction.model_version == version,
+            logs_of_arm(arm),
+            Prediction.id > bindparam("after_id"),
+        )
+        .order_by(Prediction.id)
+        .limit(limit)
+    )

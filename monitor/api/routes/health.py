@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from monitor.api.deps import DB, NamePath, require_read, settings_of
 from monitor.reports.status_page import status_html
+from monitor.store.db import ping
 
 router = APIRouter()
 
@@ -45,8 +46,7 @@ def broker_reachable(servers: list[str], timeout: float = 1.0) -> str | None:
 def database_reachable(engine: Engine) -> Check:
     def check() -> str | None:
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            ping(engine)
         except Exception as exc:  # any failure means not ready; the type says which
             return type(exc).__name__
         return None

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from ingest.kafka_config import client_config as kafka_client_config
+from ingest.kafka_config import client_config
 from ingest.validate import RawRecord, Validator, rejection
 from monitor.api.deps import ApiError, require_read, require_write, session_dep
 from monitor.errors import DriftwatchError, InvalidMessage
@@ -85,7 +85,7 @@ def _dead_letter(request: Request, settings: Settings, rejected: list[Rejected])
     try:
         producer = getattr(request.app.state, "dead_letter_producer", None)
         if producer is None:
-            producer = KafkaProducer(**kafka_client_config(settings.kafka), max_block_ms=5_000)
+            producer = KafkaProducer(**client_config(settings.kafka), max_block_ms=5_000)
             request.app.state.dead_letter_producer = producer
         futures = [
             producer.send(
