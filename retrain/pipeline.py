@@ -63,18 +63,24 @@ def _throughput(sess: Any, x: np.ndarray, batch: int, repeats: int = 20) -> dict
 def build_artifacts(
     net: Any, x_calib: np.ndarray, x_hold: np.ndarray, y_hold: np.ndarray, settings: Settings
 ) -> tuple[bytes, bytes, dict[str, Any]]:
-    """(ONNX FP32, ONNX INT8, figures): export, parity, quantize, INT8 accuracy gate, timings."""
+    """(ONNX FP32, ONNX INT8, figures): export, parity, quantize, INT8 accuracy, format, timings."""
     from retrain.export import check_parity, export_onnx, session
-    from retrain.quantize import check_int8, choose_format, quantize_int8
+    from retrain.quantize import choose_format, measure_int8, quantize_int8
 
     cfg = settings.retrain
     fp32 = export_onnx(net, x_calib[:2])
     parity = check_parity(net, fp32, x_calib[:256], cfg.parity_tolerance)
     int8 = quantize_int8(fp32, x_calib[:512])
     s32, s8 = session(fp32), session(int8)
-    check = check_int8(s32, s8, x_hold, y_hold, cfg.max_int8_accuracy_drop)
+    check = measure_int8(s32, s8, x_hold, y_hold, cfg.max_int8_accuracy_drop)
     choice = choose_format(
-        fp32, int8, x_hold, cfg.serving_batch, cfg.serving_threads, cfg.int8_min_speedup
+        fp32,
+        int8,
+        x_hold,
+        cfg.serving_batch,
+        cfg.serving_threads,
+        cfg.int8_min_speedup,
+        accuracy_refusal="" if check.ok else check.reason(),
     )
     figures = {
         "parity": {

@@ -92,14 +92,22 @@ class Int8Check:
         )
 
 
-def check_int8(
+def measure_int8(
     fp32_session: Any, int8_session: Any, x: np.ndarray, y: np.ndarray, max_drop: float
 ) -> Int8Check:
-    """Accuracy of both sessions on held-out ``(x, y)``; raise if INT8 drops more than allowed."""
+    """Accuracy of both sessions on held-out ``(x, y)`` and whether INT8's drop is allowed."""
 
     fp32 = float((run(fp32_session, x)[0].argmax(1) == y).mean())
     int8 = float((run(int8_session, x)[0].argmax(1) == y).mean())
-    check = Int8Check(fp32_accuracy=fp32, int8_accuracy=int8, max_drop=max_drop, n=len(y))
+    return Int8Check(fp32_accuracy=fp32, int8_accuracy=int8, max_drop=max_drop, n=len(y))
+
+
+def check_int8(
+    fp32_session: Any, int8_session: Any, x: np.ndarray, y: np.ndarray, max_drop: float
+) -> Int8Check:
+    """:func:`measure_int8`, raising if INT8 drops more than allowed."""
+
+    check = measure_int8(fp32_session, int8_session, x, y, max_drop)
     if not check.ok:
         raise QuantizationError(check.reason())
     return check
@@ -115,6 +123,7 @@ class FormatChoice:
     min_speedup: float
     batch: int
     threads: int
+    accuracy_refusal: str = ""  # why INT8 may not serve whatever its speed (accuracy lost)
 
     @property
     def speedup(self) -> float:
@@ -123,9 +132,13 @@ class FormatChoice:
 
     @property
     def chosen(self) -> str:
+        if self.accuracy_refusal:
+            return "fp32"
         return "int8" if self.speedup >= self.min_speedup else "fp32"
 
     def reason(self) -> str:
+        if self.accuracy_refusal:
+            return f"serving FP32: {self.accuracy_refusal}"
         verb = "serving INT8" if self.chosen == "int8" else "serving FP32"
         return (
             f"{verb}: INT8 is {self.speedup:.2f}x FP32 ({self.int8_ms:.2f} vs {self.fp32_ms:.2f} "
@@ -166,10 +179,17 @@ def paired_batch_ms(
 
 
 def choose_format(
-    fp32: bytes, int8: bytes, x: np.ndarray, batch: int, threads: int, min_speedup: float
+    fp32: bytes,
+    int8: bytes,
+    x: np.ndarray,
+    batch: int,
+    threads: int,
+    min_speedup: float,
+    accuracy_refusal: str = "",
 ) -> FormatChoice:
-    """Time both models at ``batch`` on ``threads`` intra-op threads and choose."""
+    """Time both models at ``batch`` on ``threads`` intra-op threads and choose; an
+    ``accuracy_refusal`` (INT8 lost too much accuracy) ships FP32 whatever the speed."""
     from retrain.export import session
 
     f_ms, i_ms = paired_batch_ms(session(fp32, threads), session(int8, threads), x, batch)
-    return FormatChoice(f_ms, i_ms, min_speedup, batch, threads)
+    return FormatChoice(f_ms, i_ms, min_speedup, batch, threads, accuracy_refusal)

@@ -10,7 +10,7 @@ import torch
 from retrain.digits import train_holdout
 from retrain.export import ParityError, check_parity, export_onnx, run, session
 from retrain.model import DigitsNet, predict
-from retrain.quantize import QuantizationError, check_int8, quantize_int8
+from retrain.quantize import FormatChoice, QuantizationError, check_int8, quantize_int8
 from retrain.recipes import digits_input, load_state, state_bytes, train_baseline
 
 torch.set_num_threads(2)
@@ -96,8 +96,6 @@ def test_quantize_needs_calibration_images(data: tuple) -> None:
 
 
 def test_format_choice_serves_int8_only_when_it_pays() -> None:
-    from retrain.quantize import FormatChoice
-
     slow = FormatChoice(fp32_ms=3.0, int8_ms=4.0, min_speedup=1.1, batch=32, threads=1)
     assert slow.chosen == "fp32" and slow.speedup == pytest.approx(0.75)
     assert slow.reason().startswith("serving FP32: INT8 is 0.75x FP32")
@@ -142,3 +140,11 @@ def test_build_ships_fp32_when_int8_is_not_faster_and_the_gate_says_so(data: tup
         formats=fmt,
     )
     assert f"format: {fmt['reason']}" in report.summary()
+
+
+def test_int8_that_loses_accuracy_ships_fp32_whatever_its_speed() -> None:
+    fast = FormatChoice(fp32_ms=10.0, int8_ms=2.0, min_speedup=1.1, batch=32, threads=1)
+    assert fast.chosen == "int8"
+    refused = FormatChoice(10.0, 2.0, 1.1, 32, 1, accuracy_refusal="INT8 accuracy 80% is 7 points")
+    assert refused.chosen == "fp32"
+    assert refused.to_dict()["reason"] == "serving FP32: INT8 accuracy 80% is 7 points"
