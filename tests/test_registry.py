@@ -76,7 +76,11 @@ def test_job_retrains_quantizes_gates_and_starts_the_canary(world: tuple) -> Non
     assert outcome is not None and outcome.state == "succeeded", outcome
     assert outcome.version == "v1-r1" and outcome.gate_passed
     acc = outcome.figures["accuracy"]
-    assert acc["int8"] >= acc["fp32"] - 0.01 and acc["fp32"] > 0.8
+    assert acc["fp32"] > 0.8
+    fmt = outcome.figures["format"]  # INT8 within 1 point, or FP32 ships and says why
+    assert acc["int8"] >= acc["fp32"] - 0.01 or (
+        fmt["chosen"] == "fp32" and "points below FP32" in fmt["reason"]
+    )
     assert set(outcome.figures["latency"]) == {"fp32_b1", "fp32_b32", "int8_b1", "int8_b32"}
     store = registry.ArtifactStore(settings.retrain.registry_dir)
     with unit_of_work(sessions) as s:
