@@ -10,7 +10,6 @@ from monitor.alerts import outbox
 from monitor.errors import NotFound
 from monitor.settings import AlertSettings
 from monitor.store.alerting_tables import AlertRow
-from monitor.store.alerts_repo import find_alerts
 
 
 def get_alert(session: Session, alert_id: int) -> AlertRow:
@@ -19,17 +18,6 @@ def get_alert(session: Session, alert_id: int) -> AlertRow:
     if alert is None:
         raise NotFound(f"alert {alert_id} does not exist")
     return alert
-
-
-def list_alerts(
-    session: Session,
-    status: str | None = "firing",
-    model: str | None = None,
-    limit: int = 100,
-    before_id: int | None = None,
-) -> list[AlertRow]:
-    """Alerts newest first; ``status`` None for all, ``before_id`` to page."""
-    return find_alerts(session, status, model, limit, before_id)
 
 
 def acknowledge(

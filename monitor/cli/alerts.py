@@ -9,6 +9,7 @@ from monitor.alerts import actions
 from monitor.alerts.outbox import send_test
 from monitor.api.routes.alerts import alert_out
 from monitor.cli import echo_json, json_option, settings_of
+from monitor.store.alerts_repo import find_alerts
 from monitor.store.db import make_engine, session_factory, unit_of_work
 
 
@@ -41,7 +42,7 @@ def list_cmd(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> N
     """List firing (or all) alerts, newest first."""
 
     with unit_of_work(_sessions(ctx)) as session:
-        rows = actions.list_alerts(session, None if show_all else "firing", limit=limit)
+        rows = find_alerts(session, None if show_all else "firing", limit=limit)
         if as_json:
             echo_json([alert_out(a) for a in rows])
             return

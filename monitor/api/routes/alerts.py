@@ -24,6 +24,7 @@ from monitor.api.deps import (
     settings_of,
 )
 from monitor.store.alerting_tables import AlertRow
+from monitor.store.alerts_repo import find_alerts
 from monitor.vocabulary import AlertStatus, Family, Severity
 
 router = APIRouter(dependencies=[Depends(require_read)])
@@ -84,7 +85,7 @@ def list_alerts(
 ) -> AlertPage:
     limit = limit_of(request, limit)
     chosen = None if status == "all" else status
-    rows = actions.list_alerts(session, chosen, model, limit + 1, before_id=cursor)
+    rows = find_alerts(session, chosen, model, limit + 1, before_id=cursor)
     return AlertPage(**page_of(rows, limit, alert_out))
 
 
